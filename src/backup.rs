@@ -1,0 +1,163 @@
+//! The backup pipeline: source -> zstd -> seal -> upload -> manifest (committed last).
+//!
+//! Two stages run concurrently, joined by a bounded pipe: the dump is compressed and sealed on
+//! one side while the other uploads it in parts. The data object becomes visible only when both
+//! stages and the dump tool succeeded, and the manifest is written only after that: a failed
+//! backup leaves nothing that `list` or `restore` would see, and its upload is aborted.
+
+use async_compression::Level;
+use async_compression::tokio::bufread::ZstdEncoder;
+use chrono::Utc;
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use uuid::Uuid;
+
+use crate::config::{Compression, Job};
+use crate::crypto::format::{self, FormatError, Header, StreamStats};
+use crate::crypto::keys::{self, Secret};
+use crate::crypto::Dek;
+use crate::error::{Error, Result};
+use crate::manifest::{FORMAT, Manifest};
+use crate::metered::Metered;
+use crate::source;
+use crate::store::{BackupRef, PartSizing, Store};
+
+/// Bytes buffered between the sealing and the uploading stage.
+const PIPE_BYTES: usize = 1 << 20;
+
+/// What a finished backup reports.
+#[derive(Debug)]
+pub struct BackupSummary {
+    pub location: BackupRef,
+    pub manifest: Manifest,
+}
+
+/// Run one backup of `job` into `store`, encrypted to every key in `recipients`.
+pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<BackupSummary> {
+    if recipients.is_empty() {
+        return Err(Error::config(
+            "no encryption key configured: add at least one entry to [encryption] keys (see 'coffre key generate')",
+        ));
+    }
+    let started_at = Utc::now();
+    let backup_id = Uuid::new_v4();
+    let location = BackupRef::new(&job.name, started_at, backup_id);
+    let dek = Dek::generate();
+    let header = Header::new(&dek, backup_id, job.chunk_log2)
+        .map_err(|e| Error::config(format!("job '{}': {e}", job.name)))?;
+    // Wrap first: a bad key fails the job before the dump starts.
+    let stanzas = recipients
+        .iter()
+        .map(|secret| keys::wrap(secret, &dek, backup_id))
+        .collect::<Result<Vec<_>>>()?;
+
+    let dump = source::start(&job.source).await?;
+    let info = dump.info.clone();
+    tracing::info!(job = %job.name, backup = %backup_id, "backup started");
+
+    let (pipe_reader, pipe_writer) = tokio::io::simplex(PIPE_BYTES);
+    let upload_stage = async {
+        // The pipe's reader is dropped when this stage ends, so a failed upload also
+        // stops the sealing side instead of leaving it blocked on a full pipe.
+        let mut uploaded = Metered::hashing(pipe_reader);
+        let staged = store
+            .stage_data(&location, &mut uploaded, PartSizing::default())
+            .await;
+        (staged, uploaded.bytes(), uploaded.sha256_hex())
+    };
+    let (sealed, (staged, stored_bytes, data_sha256)) = tokio::join!(
+        seal_stage(job, &dek, &header, dump, pipe_writer),
+        upload_stage,
+    );
+    let (plaintext_bytes, stats) = match (sealed, staged) {
+        (Ok(sealed), Ok(staged)) => {
+            staged.complete().await?;
+            sealed
+        }
+        (sealed, staged) => return Err(abort(sealed, staged).await),
+    };
+
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        backup_id,
+        job: job.name.clone(),
+        source: info,
+        started_at,
+        finished_at: Utc::now(),
+        compression: job.compression.name().into(),
+        chunk_log2: job.chunk_log2,
+        plaintext_bytes,
+        payload_bytes: stats.payload_bytes,
+        stored_bytes,
+        chunks: stats.chunks,
+        data_sha256,
+        keys: stanzas,
+        mac: String::new(),
+    };
+    let bytes = manifest.clone().seal(&dek, &header.salt)?;
+    store.put_manifest(&location, bytes).await?;
+    tracing::info!(job = %job.name, backup = %backup_id, "backup complete");
+    Ok(BackupSummary { location, manifest })
+}
+
+/// Abort a failed backup's upload and pick the error that explains it.
+async fn abort(
+    sealed: Result<(u64, StreamStats)>,
+    staged: Result<crate::store::StagedUpload>,
+) -> Error {
+    let seal_err = sealed.err();
+    let store_err = match staged {
+        Ok(staged) => {
+            if let Err(e) = staged.abort().await {
+                tracing::warn!("{e}");
+            }
+            None
+        }
+        Err(e) => Some(e),
+    };
+    match (seal_err, store_err) {
+        // The store failing closes the pipe, so the sealing side then fails to write: the
+        // store's error is the cause.
+        (Some(seal), Some(store)) if seal.class() == crate::error::Class::Store => store,
+        (Some(seal), _) => seal,
+        (None, Some(store)) => store,
+        (None, None) => Error::internal("backup failed without an error"),
+    }
+}
+
+/// Compress and seal the dump into `out`; succeed only if the dump tool did.
+/// Returns the dump's size and the seal totals.
+async fn seal_stage<W>(
+    job: &Job,
+    dek: &Dek,
+    header: &Header,
+    dump: source::Dump,
+    mut out: W,
+) -> Result<(u64, StreamStats)>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut plaintext = Metered::counting(dump.reader);
+    let payload: Box<dyn AsyncRead + Send + Unpin + '_> = match job.compression {
+        Compression::Zstd => Box::new(ZstdEncoder::with_quality(
+            BufReader::with_capacity(256 * 1024, &mut plaintext),
+            Level::Precise(job.zstd_level),
+        )),
+        Compression::None => Box::new(&mut plaintext),
+    };
+    let stats = format::seal(dek, header, payload, &mut out)
+        .await
+        .map_err(|e| seal_error(e, &job.name))?;
+    out.shutdown()
+        .await
+        .map_err(|e| Error::store(format!("finishing the upload stream: {e}")))?;
+    dump.exit.wait_success().await?;
+    Ok((plaintext.bytes(), stats))
+}
+
+fn seal_error(e: FormatError, job: &str) -> Error {
+    match e {
+        FormatError::Read(io) => Error::source(format!("job '{job}': reading the dump failed: {io}")),
+        FormatError::Write(io) => Error::store(format!("job '{job}': the upload stopped: {io}")),
+        other => Error::internal(format!("job '{job}': sealing failed: {other}")),
+    }
+}

@@ -1,0 +1,526 @@
+//! Configuration: one TOML file (store, encryption, where the jobs are) and one TOML file per job.
+//!
+//! Strings may use `${VAR}` or `${VAR:-default}` (write `$${` for a literal `${`). Relative paths
+//! are relative to the file that names them. Every error names the file, the key and the fix.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+use crate::crypto::format::{DEFAULT_CHUNK_LOG2, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2};
+use crate::crypto::keys::{Argon2Params, Passphrase, Secret, SymmetricKey};
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
+
+/// The loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub encryption: EncryptionConfig,
+    pub jobs: BTreeMap<String, Job>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    store: StoreConfig,
+    #[serde(default)]
+    encryption: EncryptionConfig,
+    /// Glob patterns of job files.
+    #[serde(default = "default_job_globs")]
+    jobs: Vec<String>,
+}
+
+fn default_job_globs() -> Vec<String> {
+    vec!["../jobs/*.toml".into()]
+}
+
+/// Where backups go.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// A directory on local disk (or a mounted volume).
+    Local {
+        path: PathBuf,
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+/// Keys written to every new backup; any one of them opens it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    #[serde(default)]
+    pub keys: Vec<KeyRef>,
+    #[serde(default)]
+    pub argon2: Argon2Params,
+}
+
+/// Where one key comes from. Exactly one field is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    /// A key file (from `coffre key generate`).
+    pub file: Option<PathBuf>,
+    /// An environment variable holding the key text.
+    pub env: Option<String>,
+    /// An environment variable holding a passphrase.
+    pub passphrase_env: Option<String>,
+    /// A file holding a passphrase (first line).
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl KeyRef {
+    fn describe(&self) -> String {
+        match self {
+            KeyRef { file: Some(p), .. } => format!("key file {}", p.display()),
+            KeyRef { env: Some(v), .. } => format!("key in ${v}"),
+            KeyRef {
+                passphrase_env: Some(v),
+                ..
+            } => format!("passphrase in ${v}"),
+            KeyRef {
+                passphrase_file: Some(p),
+                ..
+            } => format!("passphrase file {}", p.display()),
+            _ => "empty key entry".into(),
+        }
+    }
+
+    fn set_count(&self) -> usize {
+        [
+            self.file.is_some(),
+            self.env.is_some(),
+            self.passphrase_env.is_some(),
+            self.passphrase_file.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count()
+    }
+
+    /// Read the secret this entry points to.
+    pub fn load(&self, argon2: Argon2Params) -> Result<Secret> {
+        if let Some(path) = &self.file {
+            return Ok(Secret::Key(SymmetricKey::read_file(path)?));
+        }
+        if let Some(var) = &self.env {
+            let text = Zeroizing::new(env_secret(var, "key")?);
+            let key = SymmetricKey::parse(text.as_bytes())
+                .map_err(|why| Error::config(format!("${var}: {why}")))?;
+            return Ok(Secret::Key(key));
+        }
+        if let Some(var) = &self.passphrase_env {
+            let text = Zeroizing::new(env_secret(var, "passphrase")?);
+            return Ok(Secret::Passphrase(Passphrase::new(text)?, argon2));
+        }
+        if let Some(path) = &self.passphrase_file {
+            let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::config(format!("cannot read passphrase file {}: {e}", path.display()))
+            })?);
+            let line = Zeroizing::new(raw.lines().next().unwrap_or("").to_string());
+            return Ok(Secret::Passphrase(Passphrase::new(line)?, argon2));
+        }
+        Err(Error::config(
+            "a key entry sets none of file, env, passphrase_env, passphrase_file",
+        ))
+    }
+}
+
+fn env_secret(var: &str, what: &str) -> Result<String> {
+    std::env::var(var).map_err(|_| {
+        Error::config(format!(
+            "environment variable {var} (the {what}) is not set: export it or change [encryption] keys"
+        ))
+    })
+}
+
+impl EncryptionConfig {
+    /// Read every configured key; fails on the first that cannot be read.
+    pub fn load_secrets(&self) -> Result<Vec<Secret>> {
+        self.load_secrets_each().into_iter().collect()
+    }
+
+    /// Read every configured key, each with its own outcome.
+    pub fn load_secrets_each(&self) -> Vec<Result<Secret>> {
+        self.keys
+            .iter()
+            .map(|k| {
+                k.load(self.argon2)
+                    .map_err(|e| e.context(format!("[encryption] {}", k.describe())))
+            })
+            .collect()
+    }
+}
+
+/// One backup job.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Defaults to the job file's name without `.toml`.
+    #[serde(default)]
+    pub name: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    #[serde(default = "default_chunk_log2")]
+    pub chunk_log2: u8,
+    /// The file this job was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_chunk_log2() -> u8 {
+    DEFAULT_CHUNK_LOG2
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// What a job dumps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Any command whose standard output is the dump.
+    Command {
+        command: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        workdir: Option<PathBuf>,
+    },
+    /// A file read as it is.
+    File { path: PathBuf },
+}
+
+impl Config {
+    /// Load the config file and every job file it names.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file: ConfigFile = parse_toml_file(path)?;
+        let base = parent_dir(path);
+        let mut config = Config {
+            path: path.to_path_buf(),
+            store: file.store,
+            encryption: file.encryption,
+            jobs: BTreeMap::new(),
+        };
+        config.resolve_paths(&base);
+        config.validate()?;
+        for pattern in &file.jobs {
+            for job_path in expand_glob(&base, pattern, path)? {
+                let job = load_job(&job_path)?;
+                if let Some(other) = config.jobs.get(&job.name) {
+                    return Err(Error::config(format!(
+                        "{}: job name '{}' is also used by {}: give one of them another 'name'",
+                        job_path.display(),
+                        job.name,
+                        other.file.display()
+                    )));
+                }
+                config.jobs.insert(job.name.clone(), job);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn job(&self, name: &str) -> Result<&Job> {
+        self.jobs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+            Error::config(format!(
+                "no job named '{name}' in {} (jobs: {})",
+                self.path.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        match &mut self.store {
+            StoreConfig::Local { path, .. } => *path = resolve(base, path),
+        }
+        for key in &mut self.encryption.keys {
+            for p in [&mut key.file, &mut key.passphrase_file].into_iter().flatten() {
+                *p = resolve(base, p);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let file = self.path.display();
+        for (i, key) in self.encryption.keys.iter().enumerate() {
+            if key.set_count() != 1 {
+                return Err(Error::config(format!(
+                    "{file}: encryption.keys[{i}]: set exactly one of file, env, passphrase_env, passphrase_file"
+                )));
+            }
+        }
+        let a = self.encryption.argon2;
+        if a.m_kib < 8 * a.p || a.m_kib > crate::crypto::keys::MAX_ARGON2_M_KIB || a.t == 0 || a.p == 0 {
+            return Err(Error::config(format!(
+                "{file}: encryption.argon2: m_kib must be 8*p..=1048576, t and p at least 1 (default m_kib = 65536, t = 3, p = 1)"
+            )));
+        }
+        match &self.store {
+            StoreConfig::Local { prefix, .. } => check_prefix(&file.to_string(), prefix),
+        }
+    }
+}
+
+fn check_prefix(file: &str, prefix: &str) -> Result<()> {
+    if prefix.split('/').any(|part| part == ".." || part == ".") || prefix.starts_with('/') {
+        return Err(Error::config(format!(
+            "{file}: store.prefix '{prefix}': use a relative path without '.' or '..' parts, like \"backups\""
+        )));
+    }
+    Ok(())
+}
+
+fn load_job(path: &Path) -> Result<Job> {
+    let mut job: Job = parse_toml_file(path)?;
+    let file = path.display();
+    if job.name.is_empty() {
+        job.name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+    }
+    if !valid_job_name(&job.name) {
+        return Err(Error::config(format!(
+            "{file}: name '{}': use lowercase letters, digits, '-', '_' or '.', starting with a letter or digit",
+            job.name
+        )));
+    }
+    if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&job.chunk_log2) {
+        return Err(Error::config(format!(
+            "{file}: chunk_log2 = {}: must be {MIN_CHUNK_LOG2}..={MAX_CHUNK_LOG2} (default {DEFAULT_CHUNK_LOG2}: 1 MiB chunks)",
+            job.chunk_log2
+        )));
+    }
+    if !(1..=19).contains(&job.zstd_level) {
+        return Err(Error::config(format!(
+            "{file}: zstd_level = {}: must be 1..=19 (default 3)",
+            job.zstd_level
+        )));
+    }
+    let base = parent_dir(path);
+    match &mut job.source {
+        SourceConfig::Command {
+            command, workdir, ..
+        } => {
+            if command.is_empty() || command[0].is_empty() {
+                return Err(Error::config(format!(
+                    "{file}: source.command: give the program and its arguments, like [\"pg_dump\", \"-Fc\", \"app\"]"
+                )));
+            }
+            if let Some(dir) = workdir {
+                *dir = resolve(&base, dir);
+            }
+        }
+        SourceConfig::File { path } => *path = resolve(&base, path),
+    }
+    job.file = path.to_path_buf();
+    Ok(job)
+}
+
+fn valid_job_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        && name.len() <= 100
+}
+
+/// `base/rel` with `.` and `..` folded lexically, so messages show `jobs/x.toml`, not `config/../jobs/x.toml`.
+fn resolve(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in base.join(rel).components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn expand_glob(base: &Path, pattern: &str, config_path: &Path) -> Result<Vec<PathBuf>> {
+    let full = resolve(base, Path::new(pattern));
+    let full = full.to_string_lossy();
+    let paths = glob::glob(&full).map_err(|e| {
+        Error::config(format!(
+            "{}: jobs: '{pattern}' is not a valid glob pattern: {e}",
+            config_path.display()
+        ))
+    })?;
+    let mut out: Vec<PathBuf> = paths.filter_map(|p| p.ok()).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Read a TOML file, interpolate `${VAR}` in every string, and deserialize it,
+/// reporting errors as `file: key.path: problem`.
+fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let file = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(format!(
+            "cannot read {file}: {e} (pass --config PATH or set COFFRE_CONFIG)"
+        ))
+    })?;
+    let mut value: toml::Value = toml::from_str(&text)
+        .map_err(|e| Error::config(format!("{file}: {}", one_line(&e.to_string()))))?;
+    interpolate(&mut value, &mut Vec::new()).map_err(|e| e.context(&file))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if key == "." { String::new() } else { format!("{key}: ") };
+        Error::config(format!("{file}: {key}{}", one_line(&inner.to_string())))
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| "|^ ".contains(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Replace `${VAR}` and `${VAR:-default}` in every string value, in place.
+fn interpolate(value: &mut toml::Value, path: &mut Vec<String>) -> Result<()> {
+    match value {
+        toml::Value::String(s) => {
+            *s = interpolate_str(s).map_err(|msg| Error::config(format!("{}: {msg}", path.join("."))))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(format!("[{i}]"));
+                interpolate(item, path)?;
+                path.pop();
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                path.push(key.clone());
+                interpolate(item, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn interpolate_str(input: &str) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = stripped;
+        } else if let Some(body_start) = after.strip_prefix('{') {
+            let end = body_start
+                .find('}')
+                .ok_or_else(|| format!("'${{' without a closing '}}' in \"{input}\""))?;
+            let body = &body_start[..end];
+            let (name, default) = match body.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (body, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("'${{{body}}}' is not a variable name (letters, digits, '_')"));
+            }
+            match (std::env::var(name), default) {
+                (Ok(v), _) => out.push_str(&v),
+                (Err(_), Some(d)) => out.push_str(d),
+                (Err(_), None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (export it, or write ${{{name}:-default}})"
+                    ));
+                }
+            }
+            rest = &body_start[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_substitutes_defaults_and_escapes() {
+        // SAFETY: tests in this module use distinct variable names.
+        unsafe { std::env::set_var("COFFRE_TEST_INTERP", "bucket-1") };
+        assert_eq!(interpolate_str("s3://${COFFRE_TEST_INTERP}/x").unwrap(), "s3://bucket-1/x");
+        assert_eq!(interpolate_str("${COFFRE_TEST_UNSET_1:-dflt}").unwrap(), "dflt");
+        assert_eq!(interpolate_str("$${NOT_A_VAR} $5").unwrap(), "${NOT_A_VAR} $5");
+        let err = interpolate_str("${COFFRE_TEST_UNSET_2}").unwrap_err();
+        assert!(err.contains("COFFRE_TEST_UNSET_2 is not set"), "{err}");
+        assert!(interpolate_str("${oops").is_err());
+        assert!(interpolate_str("${a-b}").is_err());
+    }
+
+    #[test]
+    fn relative_paths_fold_dot_dot() {
+        assert_eq!(resolve(Path::new("config"), Path::new("../jobs/a.toml")), PathBuf::from("jobs/a.toml"));
+        assert_eq!(resolve(Path::new("."), Path::new("x")), PathBuf::from("x"));
+        assert_eq!(resolve(Path::new("config"), Path::new("/abs/k")), PathBuf::from("/abs/k"));
+        assert_eq!(resolve(Path::new("config"), Path::new("../..")), PathBuf::from(".."));
+    }
+
+    #[test]
+    fn job_names_are_path_safe() {
+        assert!(valid_job_name("app-db_1.prod"));
+        assert!(!valid_job_name("App"));
+        assert!(!valid_job_name("../x"));
+        assert!(!valid_job_name("-x"));
+        assert!(!valid_job_name(""));
+    }
+}

@@ -1,0 +1,380 @@
+//! The data-object format v1 (`data.cfr`), as specified in docs/FORMAT.md.
+//!
+//! ```text
+//! header H (92 bytes) || chunk_0 || ... || chunk_n
+//! chunk_i = AES-256-GCM(K, N || BE32(i) || last_flag, aad = H, P_i) (ciphertext || 16-byte tag)
+//! ```
+//!
+//! The plaintext is cut into chunks of exactly `2^chunk_log2` bytes; only the last chunk may be
+//! shorter, and it is empty only when the whole plaintext is. The last chunk carries flag 0x01 in
+//! its nonce, so truncation at a chunk boundary fails authentication just like a flipped bit.
+//! The header commits to the DEK, so a data object can never be opened with another backup's key
+//! by accident (or by an attacker's choice of key).
+//!
+//! Sealing and opening stream: memory is two chunks, whatever the size of the data.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use std::io;
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{Dek, hkdf_sha256, random_array};
+
+pub const MAGIC: &[u8; 8] = b"COFFRE1\n";
+/// AES-256-GCM chunks, HKDF-SHA-256 key derivation.
+pub const SUITE_AES256GCM_HKDF_SHA256: u8 = 0x01;
+pub const HEADER_LEN: usize = 92;
+pub const TAG_LEN: usize = 16;
+pub const DEFAULT_CHUNK_LOG2: u8 = 20;
+pub const MIN_CHUNK_LOG2: u8 = 16;
+pub const MAX_CHUNK_LOG2: u8 = 24;
+
+const INFO_COMMIT: &[u8] = b"coffre/v1/commit";
+const INFO_PAYLOAD: &[u8] = b"coffre/v1/payload";
+
+/// Why a data object does not open. All of these are integrity failures except `Read` and `Write`.
+#[derive(Debug, Error)]
+pub enum FormatError {
+    #[error("not a coffre data object (bad magic)")]
+    BadMagic,
+    #[error("unsupported cipher suite 0x{0:02x} (this coffre reads suite 0x01)")]
+    UnsupportedSuite(u8),
+    #[error("reserved header bytes are not zero")]
+    BadReserved,
+    #[error("chunk size 2^{0} is outside 2^16..=2^24")]
+    BadChunkSize(u8),
+    #[error("the header does not commit to this backup's key (data object from another backup?)")]
+    CommitmentMismatch,
+    #[error("chunk {index} failed authentication (tampered or corrupted)")]
+    ChunkAuth { index: u32 },
+    #[error("data object is truncated: {0}")]
+    Truncated(&'static str),
+    #[error("data object holds more chunks than the format allows")]
+    TooManyChunks,
+    #[error("reading the data object failed: {0}")]
+    Read(io::Error),
+    #[error("writing the output failed: {0}")]
+    Write(io::Error),
+}
+
+impl FormatError {
+    /// True for tampering and corruption, false for I/O failures on either side.
+    pub fn is_integrity(&self) -> bool {
+        !matches!(self, FormatError::Read(_) | FormatError::Write(_))
+    }
+}
+
+/// The 92-byte header of a data object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub chunk_log2: u8,
+    pub backup_id: Uuid,
+    pub salt: [u8; 32],
+    pub commitment: [u8; 32],
+}
+
+impl Header {
+    /// A header for a new data object: fresh random salt, commitment to `dek`.
+    pub fn new(dek: &Dek, backup_id: Uuid, chunk_log2: u8) -> Result<Self, FormatError> {
+        check_chunk_log2(chunk_log2)?;
+        let mut header = Self {
+            chunk_log2,
+            backup_id,
+            salt: random_array(),
+            commitment: [0; 32],
+        };
+        header.commitment = header.expected_commitment(dek);
+        Ok(header)
+    }
+
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(MAGIC);
+        h[8] = SUITE_AES256GCM_HKDF_SHA256;
+        h[9] = self.chunk_log2;
+        // h[10..12] reserved, zero
+        h[12..28].copy_from_slice(self.backup_id.as_bytes());
+        h[28..60].copy_from_slice(&self.salt);
+        h[60..92].copy_from_slice(&self.commitment);
+        h
+    }
+
+    /// Parse the fixed fields. The commitment is checked separately, once the DEK is known.
+    pub fn parse(h: &[u8; HEADER_LEN]) -> Result<Self, FormatError> {
+        if &h[0..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        if h[8] != SUITE_AES256GCM_HKDF_SHA256 {
+            return Err(FormatError::UnsupportedSuite(h[8]));
+        }
+        check_chunk_log2(h[9])?;
+        if h[10..12] != [0, 0] {
+            return Err(FormatError::BadReserved);
+        }
+        Ok(Self {
+            chunk_log2: h[9],
+            backup_id: Uuid::from_bytes(h[12..28].try_into().expect("16 bytes")),
+            salt: h[28..60].try_into().expect("32 bytes"),
+            commitment: h[60..92].try_into().expect("32 bytes"),
+        })
+    }
+
+    /// Read and parse a header from the start of a data object.
+    pub async fn read_from<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Self, FormatError> {
+        let mut h = [0u8; HEADER_LEN];
+        let n = read_full(reader, &mut h).await.map_err(FormatError::Read)?;
+        if n < HEADER_LEN {
+            return Err(FormatError::Truncated("the header is incomplete"));
+        }
+        Self::parse(&h)
+    }
+
+    /// Fails unless this header was written for `dek`.
+    pub fn check_commitment(&self, dek: &Dek) -> Result<(), FormatError> {
+        if bool::from(self.expected_commitment(dek).ct_eq(&self.commitment)) {
+            Ok(())
+        } else {
+            Err(FormatError::CommitmentMismatch)
+        }
+    }
+
+    pub fn chunk_len(&self) -> usize {
+        1usize << self.chunk_log2
+    }
+
+    fn expected_commitment(&self, dek: &Dek) -> [u8; 32] {
+        let bytes = self.to_bytes();
+        let mut out = [0u8; 32];
+        hkdf_sha256(dek.as_bytes(), &self.salt, &[INFO_COMMIT, &bytes[0..60]], &mut out);
+        out
+    }
+}
+
+fn check_chunk_log2(chunk_log2: u8) -> Result<(), FormatError> {
+    if (MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&chunk_log2) {
+        Ok(())
+    } else {
+        Err(FormatError::BadChunkSize(chunk_log2))
+    }
+}
+
+/// Totals of one seal or open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Plaintext bytes (the payload: the compressed dump).
+    pub payload_bytes: u64,
+    /// Number of chunks, the last one included.
+    pub chunks: u64,
+}
+
+/// The chunk key and the nonce sequence of one data object.
+///
+/// The nonce is owned here so no caller can reuse a counter or forget the last-chunk flag.
+struct ChunkCipher {
+    cipher: Aes256Gcm,
+    nonce_prefix: [u8; 7],
+    next_index: u32,
+    aad: [u8; HEADER_LEN],
+    exhausted: bool,
+}
+
+impl ChunkCipher {
+    fn new(dek: &Dek, header: &Header) -> Self {
+        let mut okm = Zeroizing::new([0u8; 39]);
+        hkdf_sha256(dek.as_bytes(), &header.salt, &[INFO_PAYLOAD], okm.as_mut());
+        let cipher = Aes256Gcm::new_from_slice(&okm[..32]).expect("32-byte key");
+        Self {
+            cipher,
+            nonce_prefix: okm[32..39].try_into().expect("7 bytes"),
+            next_index: 0,
+            aad: header.to_bytes(),
+            exhausted: false,
+        }
+    }
+
+    fn nonce(&self, index: u32, last: bool) -> Nonce<aes_gcm::aead::consts::U12> {
+        let mut n = [0u8; 12];
+        n[..7].copy_from_slice(&self.nonce_prefix);
+        n[7..11].copy_from_slice(&index.to_be_bytes());
+        n[11] = u8::from(last);
+        n.into()
+    }
+
+    fn take_index(&mut self) -> Result<u32, FormatError> {
+        if self.exhausted {
+            return Err(FormatError::TooManyChunks);
+        }
+        let index = self.next_index;
+        match self.next_index.checked_add(1) {
+            Some(next) => self.next_index = next,
+            None => self.exhausted = true,
+        }
+        Ok(index)
+    }
+
+    /// Encrypt `buf[..len]` in place and append the tag at `buf[len..len + 16]`.
+    fn seal_chunk(&mut self, buf: &mut [u8], len: usize, last: bool) -> Result<(), FormatError> {
+        let index = self.take_index()?;
+        let nonce = self.nonce(index, last);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&nonce, &self.aad, (&mut buf[..len]).into())
+            .map_err(|_| FormatError::TooManyChunks)?;
+        buf[len..len + TAG_LEN].copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Decrypt a stored chunk (ciphertext || tag) in place; returns the plaintext length.
+    ///
+    /// On failure the counter is not advanced, so the caller may retry with the other flag
+    /// to tell truncation from tampering.
+    fn open_chunk(&mut self, buf: &mut [u8], last: bool) -> Result<usize, FormatError> {
+        let index = self.next_index;
+        if buf.len() < TAG_LEN {
+            return Err(FormatError::Truncated("a chunk is shorter than its tag"));
+        }
+        let len = buf.len() - TAG_LEN;
+        let (msg, tag) = buf.split_at_mut(len);
+        let tag = Tag::try_from(&*tag).expect("16 bytes");
+        let nonce = self.nonce(index, last);
+        self.cipher
+            .decrypt_inout_detached(&nonce, &self.aad, msg.into(), &tag)
+            .map_err(|_| FormatError::ChunkAuth { index })?;
+        self.take_index()?;
+        Ok(len)
+    }
+}
+
+/// Encrypt everything `reader` yields into a data object written to `writer`.
+///
+/// Writes the header and every chunk, then flushes. The caller owns `writer` and decides what a
+/// complete object means (for an upload: commit only if every stage succeeded).
+pub async fn seal<R, W>(
+    dek: &Dek,
+    header: &Header,
+    mut reader: R,
+    writer: &mut W,
+) -> Result<StreamStats, FormatError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let chunk = header.chunk_len();
+    let mut cipher = ChunkCipher::new(dek, header);
+    let mut stats = StreamStats::default();
+    writer
+        .write_all(&header.to_bytes())
+        .await
+        .map_err(FormatError::Write)?;
+
+    // Two buffers: a chunk is only known to be the last once the next read finds nothing.
+    let mut current = vec![0u8; chunk + TAG_LEN];
+    let mut next = vec![0u8; chunk + TAG_LEN];
+    let mut current_len = read_full(&mut reader, &mut current[..chunk])
+        .await
+        .map_err(FormatError::Read)?;
+    loop {
+        let next_len = if current_len == chunk {
+            read_full(&mut reader, &mut next[..chunk])
+                .await
+                .map_err(FormatError::Read)?
+        } else {
+            0
+        };
+        let last = next_len == 0;
+        cipher.seal_chunk(&mut current, current_len, last)?;
+        writer
+            .write_all(&current[..current_len + TAG_LEN])
+            .await
+            .map_err(FormatError::Write)?;
+        stats.payload_bytes += current_len as u64;
+        stats.chunks += 1;
+        if last {
+            break;
+        }
+        std::mem::swap(&mut current, &mut next);
+        current_len = next_len;
+    }
+    writer.flush().await.map_err(FormatError::Write)?;
+    Ok(stats)
+}
+
+/// Decrypt the chunks that follow an already-read `header`, writing plaintext to `writer`.
+///
+/// Only authenticated plaintext is ever written, but a truncation is detected only at the end:
+/// a caller writing to a file must write to a temporary path and rename on success.
+pub async fn open<R, W>(
+    dek: &Dek,
+    header: &Header,
+    mut reader: R,
+    writer: &mut W,
+) -> Result<StreamStats, FormatError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    header.check_commitment(dek)?;
+    let stored_chunk = header.chunk_len() + TAG_LEN;
+    let mut cipher = ChunkCipher::new(dek, header);
+    let mut stats = StreamStats::default();
+
+    let mut current = vec![0u8; stored_chunk];
+    let mut next = vec![0u8; stored_chunk];
+    let mut current_len = read_full(&mut reader, &mut current)
+        .await
+        .map_err(FormatError::Read)?;
+    if current_len == 0 {
+        return Err(FormatError::Truncated("no chunk follows the header"));
+    }
+    loop {
+        let next_len = if current_len == stored_chunk {
+            read_full(&mut reader, &mut next)
+                .await
+                .map_err(FormatError::Read)?
+        } else {
+            0
+        };
+        let last = next_len == 0;
+        let plain_len = match cipher.open_chunk(&mut current[..current_len], last) {
+            Ok(len) => len,
+            // A full chunk that opens as "not last" right before the end: the final chunk was cut off.
+            Err(FormatError::ChunkAuth { .. })
+                if last
+                    && current_len == stored_chunk
+                    && cipher.open_chunk(&mut current[..current_len], false).is_ok() =>
+            {
+                return Err(FormatError::Truncated("the final chunk is missing"));
+            }
+            Err(e) => return Err(e),
+        };
+        writer
+            .write_all(&current[..plain_len])
+            .await
+            .map_err(FormatError::Write)?;
+        stats.payload_bytes += plain_len as u64;
+        stats.chunks += 1;
+        if last {
+            break;
+        }
+        std::mem::swap(&mut current, &mut next);
+        current_len = next_len;
+    }
+    writer.flush().await.map_err(FormatError::Write)?;
+    Ok(stats)
+}
+
+/// Read until `buf` is full or the reader ends; returns how many bytes were read.
+async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

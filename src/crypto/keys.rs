@@ -1,0 +1,410 @@
+//! Key stanzas: each wraps a backup's DEK for one key-encryption key (KEK).
+//!
+//! Stanzas live only in the manifest, so adding or removing a key rewrites manifests, never data.
+//! Every stanza wraps the DEK with AES-256-GCM, aad = "coffre/v1/wrap" || backup_id bytes.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Tag};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use uuid::Uuid;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Dek, fill_random, random_array};
+use crate::error::{Error, Result};
+
+const WRAP_AAD_PREFIX: &[u8] = b"coffre/v1/wrap";
+const KEY_ID_PREFIX: &[u8] = b"coffre/v1/key-id";
+/// Largest argon2id memory cost accepted from a manifest: a hostile manifest must not exhaust memory.
+pub const MAX_ARGON2_M_KIB: u32 = 1024 * 1024;
+const WRAPPED_LEN: usize = 48;
+/// Prefix of the text form of a key, so a key file is recognisable and never mistaken for another secret.
+const KEY_TEXT_PREFIX: &str = "coffre-key-v1:";
+
+/// A 32-byte symmetric key (a KEK). Zeroized on drop; `Debug` shows only its key id.
+#[derive(Clone)]
+pub struct SymmetricKey(Zeroizing<[u8; 32]>);
+
+impl SymmetricKey {
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        fill_random(key.as_mut());
+        Self(key)
+    }
+
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self(bytes)
+    }
+
+    /// Hex of the first 8 bytes of SHA-256("coffre/v1/key-id" || key).
+    pub fn key_id(&self) -> String {
+        key_id_of(self.0.as_ref())
+    }
+
+    /// The text form written to key files: `coffre-key-v1:` + base64 of the 32 bytes.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("{KEY_TEXT_PREFIX}{}\n", B64.encode(self.0.as_ref())))
+    }
+
+    /// Parse a key from its text form (`coffre-key-v1:<base64>`, or 64 hex characters) or raw 32 bytes.
+    pub fn parse(raw: &[u8]) -> std::result::Result<Self, &'static str> {
+        if raw.len() == 32 {
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(raw);
+            return Ok(Self(key));
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| "a key is 32 raw bytes or text")?;
+        let text = text.trim();
+        let mut decoded = Zeroizing::new(if let Some(b64) = text.strip_prefix(KEY_TEXT_PREFIX) {
+            B64.decode(b64).map_err(|_| "the base64 after 'coffre-key-v1:' is invalid")?
+        } else if text.len() == 64 {
+            hex::decode(text).map_err(|_| "64 characters but not hex")?
+        } else {
+            return Err("expected 'coffre-key-v1:<base64>' (from 'coffre key generate') or 64 hex characters");
+        });
+        if decoded.len() != 32 {
+            decoded.zeroize();
+            return Err("the key does not decode to 32 bytes");
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&decoded);
+        Ok(Self(key))
+    }
+
+    /// Read a key file, naming the file in any error.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "cannot read key file {}: {e} (create one with 'coffre key generate {}')",
+                path.display(),
+                path.display()
+            ))
+        })?);
+        Self::parse(&raw)
+            .map_err(|why| Error::config(format!("key file {}: {why}", path.display())))
+    }
+
+    fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SymmetricKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SymmetricKey({})", self.key_id())
+    }
+}
+
+/// A passphrase. Zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    pub fn new(text: Zeroizing<String>) -> Result<Self> {
+        if text.is_empty() {
+            return Err(Error::config("the passphrase is empty"));
+        }
+        Ok(Self(text))
+    }
+
+    fn derive(&self, salt: &[u8], params: Argon2Params) -> Result<SymmetricKey> {
+        let argon_params = Params::new(params.m_kib, params.t, params.p, Some(32))
+            .map_err(|e| Error::config(format!("argon2id parameters {params:?}: {e}")))?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)
+            .hash_password_into(self.0.as_bytes(), salt, out.as_mut())
+            .map_err(|e| Error::internal(format!("argon2id failed: {e}")))?;
+        Ok(SymmetricKey(out))
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(..)")
+    }
+}
+
+/// Cost parameters of argon2id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Params {
+    pub m_kib: u32,
+    pub t: u32,
+    pub p: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self {
+            m_kib: 65536,
+            t: 3,
+            p: 1,
+        }
+    }
+}
+
+/// A key that can open backups (and, being symmetric, also write them).
+#[derive(Clone, Debug)]
+pub enum Secret {
+    Key(SymmetricKey),
+    Passphrase(Passphrase, Argon2Params),
+}
+
+/// One wrapped copy of the DEK, as stored in the manifest's `keys` array.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Stanza {
+    Argon2id {
+        key_id: String,
+        salt: String,
+        m_kib: u32,
+        t: u32,
+        p: u32,
+        nonce: String,
+        wrapped: String,
+    },
+    Key {
+        key_id: String,
+        nonce: String,
+        wrapped: String,
+    },
+    X25519 {
+        key_id: String,
+        epk: String,
+        wrapped: String,
+    },
+}
+
+impl Stanza {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Stanza::Argon2id { key_id, .. }
+            | Stanza::Key { key_id, .. }
+            | Stanza::X25519 { key_id, .. } => key_id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stanza::Argon2id { .. } => "argon2id",
+            Stanza::Key { .. } => "key",
+            Stanza::X25519 { .. } => "x25519",
+        }
+    }
+}
+
+/// Wrap `dek` for `secret`, producing the stanza to store in the manifest.
+pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
+    let nonce: [u8; 12] = random_array();
+    match secret {
+        Secret::Key(key) => Ok(Stanza::Key {
+            key_id: key.key_id(),
+            nonce: B64.encode(nonce),
+            wrapped: B64.encode(seal_dek(key, &nonce, dek, backup_id)),
+        }),
+        Secret::Passphrase(passphrase, params) => {
+            let salt: [u8; 16] = random_array();
+            let kek = passphrase.derive(&salt, *params)?;
+            Ok(Stanza::Argon2id {
+                key_id: kek.key_id(),
+                salt: B64.encode(salt),
+                m_kib: params.m_kib,
+                t: params.t,
+                p: params.p,
+                nonce: B64.encode(nonce),
+                wrapped: B64.encode(seal_dek(&kek, &nonce, dek, backup_id)),
+            })
+        }
+    }
+}
+
+/// Find a stanza that one of `secrets` opens and return the DEK.
+///
+/// Stanzas of type `key` are matched by key id; passphrases are tried on every argon2id stanza.
+pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result<Dek> {
+    if secrets.is_empty() {
+        return Err(Error::config(
+            "no key configured to open backups: add one under [encryption] keys, or pass --key-file / --passphrase-env",
+        ));
+    }
+    for secret in secrets {
+        for stanza in stanzas {
+            if let Some(dek) = try_unwrap(stanza, secret, backup_id)? {
+                return Ok(dek);
+            }
+        }
+    }
+    let ids: Vec<&str> = stanzas.iter().map(Stanza::key_id).collect();
+    Err(Error::auth(format!(
+        "no key in this backup's manifest opens it: the backup has keys [{}]; check the key file or passphrase ('coffre key id FILE' shows a key's id)",
+        ids.join(", ")
+    )))
+}
+
+fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Option<Dek>> {
+    match (stanza, secret) {
+        (
+            Stanza::Key {
+                key_id,
+                nonce,
+                wrapped,
+            },
+            Secret::Key(key),
+        ) if *key_id == key.key_id() => Ok(open_dek(key, nonce, wrapped, backup_id)),
+        (
+            Stanza::Argon2id {
+                salt,
+                m_kib,
+                t,
+                p,
+                nonce,
+                wrapped,
+                ..
+            },
+            Secret::Passphrase(passphrase, _),
+        ) => {
+            if *m_kib > MAX_ARGON2_M_KIB {
+                return Err(Error::integrity(format!(
+                    "an argon2id stanza asks for {m_kib} KiB of memory, over the 1 GiB limit: refusing it"
+                )));
+            }
+            let Ok(salt) = B64.decode(salt) else {
+                return Ok(None);
+            };
+            let params = Argon2Params {
+                m_kib: *m_kib,
+                t: *t,
+                p: *p,
+            };
+            let kek = passphrase.derive(&salt, params)?;
+            Ok(open_dek(&kek, nonce, wrapped, backup_id))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn wrap_aad(backup_id: Uuid) -> Vec<u8> {
+    [WRAP_AAD_PREFIX, backup_id.as_bytes()].concat()
+}
+
+fn seal_dek(kek: &SymmetricKey, nonce: &[u8; 12], dek: &Dek, backup_id: Uuid) -> Vec<u8> {
+    let cipher = Aes256Gcm::new_from_slice(kek.as_bytes()).expect("32-byte key");
+    let mut buf = [0u8; WRAPPED_LEN];
+    buf[..32].copy_from_slice(dek.as_bytes());
+    let tag = cipher
+        .encrypt_inout_detached(&(*nonce).into(), &wrap_aad(backup_id), (&mut buf[..32]).into())
+        .expect("32 bytes always encrypt");
+    buf[32..].copy_from_slice(&tag);
+    buf.to_vec()
+}
+
+fn open_dek(kek: &SymmetricKey, nonce: &str, wrapped: &str, backup_id: Uuid) -> Option<Dek> {
+    let nonce: [u8; 12] = B64.decode(nonce).ok()?.try_into().ok()?;
+    let wrapped: [u8; WRAPPED_LEN] = B64.decode(wrapped).ok()?.try_into().ok()?;
+    let cipher = Aes256Gcm::new_from_slice(kek.as_bytes()).expect("32-byte key");
+    let mut dek = Zeroizing::new([0u8; 32]);
+    dek.copy_from_slice(&wrapped[..32]);
+    let tag = Tag::try_from(&wrapped[32..]).expect("16 bytes");
+    cipher
+        .decrypt_inout_detached(
+            &nonce.into(),
+            &wrap_aad(backup_id),
+            dek.as_mut_slice().into(),
+            &tag,
+        )
+        .ok()?;
+    Some(Dek::from_bytes(dek))
+}
+
+fn key_id_of(kek: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(KEY_ID_PREFIX)
+        .chain_update(kek)
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_params() -> Argon2Params {
+        Argon2Params {
+            m_kib: 256,
+            t: 1,
+            p: 1,
+        }
+    }
+
+    #[test]
+    fn key_stanza_round_trips_and_binds_backup_id() {
+        let key = SymmetricKey::generate();
+        let dek = Dek::generate();
+        let id = Uuid::new_v4();
+        let secret = Secret::Key(key.clone());
+        let stanza = wrap(&secret, &dek, id).unwrap();
+        let opened = unwrap(std::slice::from_ref(&stanza), &[secret.clone()], id).unwrap();
+        assert_eq!(opened.as_bytes(), dek.as_bytes());
+        let other = unwrap(&[stanza], &[secret], Uuid::new_v4()).unwrap_err();
+        assert_eq!(other.class(), crate::error::Class::Auth);
+    }
+
+    #[test]
+    fn passphrase_stanza_round_trips_and_wrong_passphrase_is_auth_error() {
+        let dek = Dek::generate();
+        let id = Uuid::new_v4();
+        let good = Secret::Passphrase(
+            Passphrase::new(Zeroizing::new("correct horse".into())).unwrap(),
+            fast_params(),
+        );
+        let bad = Secret::Passphrase(
+            Passphrase::new(Zeroizing::new("wrong horse".into())).unwrap(),
+            fast_params(),
+        );
+        let stanza = wrap(&good, &dek, id).unwrap();
+        let opened = unwrap(std::slice::from_ref(&stanza), &[good], id).unwrap();
+        assert_eq!(opened.as_bytes(), dek.as_bytes());
+        let err = unwrap(&[stanza], &[bad], id).unwrap_err();
+        assert!(err.message().contains("no key in this backup's manifest opens it"));
+    }
+
+    #[test]
+    fn huge_argon2_memory_cost_is_refused() {
+        let stanza = Stanza::Argon2id {
+            key_id: "00".into(),
+            salt: B64.encode([0u8; 16]),
+            m_kib: MAX_ARGON2_M_KIB + 1,
+            t: 1,
+            p: 1,
+            nonce: B64.encode([0u8; 12]),
+            wrapped: B64.encode([0u8; 48]),
+        };
+        let secret = Secret::Passphrase(
+            Passphrase::new(Zeroizing::new("x".into())).unwrap(),
+            fast_params(),
+        );
+        let err = unwrap(&[stanza], &[secret], Uuid::nil()).unwrap_err();
+        assert_eq!(err.class(), crate::error::Class::Integrity);
+    }
+
+    #[test]
+    fn key_text_form_parses_back_and_debug_hides_bytes() {
+        let key = SymmetricKey::generate();
+        let text = key.to_text();
+        let parsed = SymmetricKey::parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.key_id(), key.key_id());
+        let hex_form = hex::encode(key.as_bytes());
+        assert_eq!(
+            SymmetricKey::parse(hex_form.as_bytes()).unwrap().key_id(),
+            key.key_id()
+        );
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(&hex_form));
+        assert!(!debug.contains(&B64.encode(key.as_bytes())));
+        assert!(SymmetricKey::parse(b"coffre-key-v1:AAAA").is_err());
+    }
+}

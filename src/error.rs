@@ -1,0 +1,112 @@
+//! The crate-wide error: every failure belongs to one class, and each class has its own exit code,
+//! so a CronJob, a script or an operator can tell "fix the config" from "the store is down".
+
+use std::fmt;
+
+/// What kind of failure, from the user's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Bad or missing configuration, bad command-line input.
+    Config,
+    /// No key opens the backup, a passphrase is wrong, a server refused credentials.
+    Auth,
+    /// The dump tool or command failed.
+    Source,
+    /// The object store failed or does not hold what was asked for.
+    Store,
+    /// Data or manifest failed authentication: tampered, truncated or mixed up.
+    Integrity,
+    /// The restore target (file, stdout, database) could not be written.
+    Target,
+    /// A bug or an unexpected condition.
+    Internal,
+}
+
+impl Class {
+    /// Process exit code for this class. 2 is left to clap for usage errors.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Class::Internal => 1,
+            Class::Config => 3,
+            Class::Auth => 4,
+            Class::Source => 5,
+            Class::Store => 6,
+            Class::Integrity => 7,
+            Class::Target => 8,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Config => "config error",
+            Class::Auth => "auth error",
+            Class::Source => "source error",
+            Class::Store => "store error",
+            Class::Integrity => "integrity error",
+            Class::Target => "target error",
+            Class::Internal => "internal error",
+        }
+    }
+}
+
+/// An error with its class and a one-line message a user can act on.
+#[derive(Debug)]
+pub struct Error {
+    class: Class,
+    message: String,
+}
+
+impl Error {
+    pub fn new(class: Class, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(Class::Config, message)
+    }
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(Class::Auth, message)
+    }
+    pub fn source(message: impl Into<String>) -> Self {
+        Self::new(Class::Source, message)
+    }
+    pub fn store(message: impl Into<String>) -> Self {
+        Self::new(Class::Store, message)
+    }
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(Class::Integrity, message)
+    }
+    pub fn target(message: impl Into<String>) -> Self {
+        Self::new(Class::Target, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Class::Internal, message)
+    }
+
+    pub fn class(&self) -> Class {
+        self.class
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefix the message with what was being done, keeping the class.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Self {
+            class: self.class,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class.label(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

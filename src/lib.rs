@@ -1,0 +1,15 @@
+//! coffre: encrypted database backups and credential rotation for Kubernetes.
+//!
+//! Data flows one way: `source` -> `backup` (compress, `crypto::format::seal`) -> `store`,
+//! and back: `store` -> `restore` (`crypto::format::open`, decompress) -> target.
+
+pub mod backup;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod manifest;
+pub mod metered;
+pub mod report;
+pub mod restore;
+pub mod source;
+pub mod store;

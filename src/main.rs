@@ -1,0 +1,402 @@
+//! The `coffre` command line: parse, load config, dispatch, map errors to exit codes.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use zeroize::Zeroizing;
+
+use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef};
+use coffre::crypto::keys::{Secret, SymmetricKey};
+use coffre::error::{Error, Result};
+use coffre::report;
+use coffre::restore::Target;
+use coffre::store::{Backup, Store};
+use coffre::{backup, restore};
+
+#[derive(Parser)]
+#[command(
+    name = "coffre",
+    version,
+    about = "Encrypted database backups and credential rotation for Kubernetes",
+    after_help = "Exit codes: 0 ok, 1 internal, 2 usage, 3 config, 4 auth, 5 source, 6 store, 7 integrity, 8 restore target.\n\nExample:\n  coffre --config config/coffre.toml backup quickstart"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "COFFRE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Only print errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up one or more jobs now.
+    #[command(after_help = "Example:\n  coffre backup quickstart\n  coffre backup --all --json")]
+    Backup {
+        /// Jobs to back up.
+        #[arg(required_unless_present = "all")]
+        jobs: Vec<String>,
+        /// Back up every configured job.
+        #[arg(long, conflicts_with = "jobs")]
+        all: bool,
+        /// Print one JSON object per backup.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup to a file or stdout.
+    #[command(
+        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to - | pg_restore -d app_copy"
+    )]
+    Restore {
+        #[command(flatten)]
+        pick: Pick,
+        /// Where to write: a file path, or '-' for stdout.
+        #[arg(long)]
+        to: String,
+        /// Replace the target file if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Prove a backup restores: download, decrypt and check everything, write nothing.
+    #[command(after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json")]
+    Verify {
+        #[command(flatten)]
+        pick: Pick,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List complete backups.
+    #[command(after_help = "Examples:\n  coffre list\n  coffre list --job app-db --json")]
+    List {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create key files and show key ids.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct Pick {
+    /// Backup id, or a unique prefix of one (see 'coffre list').
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    id: Option<String>,
+    /// The newest complete backup (of --job, needed when several jobs are configured).
+    #[arg(long)]
+    latest: bool,
+    /// Job of the backup.
+    #[arg(long)]
+    job: Option<String>,
+}
+
+/// Extra keys to open backups with, on top of the configured ones. Secrets are never arguments.
+#[derive(Args)]
+struct KeyArgs {
+    /// A key file.
+    #[arg(long)]
+    key_file: Vec<PathBuf>,
+    /// Name of an environment variable holding a passphrase.
+    #[arg(long)]
+    passphrase_env: Vec<String>,
+    /// A file holding a passphrase.
+    #[arg(long)]
+    passphrase_file: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new random 32-byte key to a file (mode 0600).
+    #[command(after_help = "Example:\n  coffre key generate /etc/coffre/backup.key")]
+    Generate {
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the key id of a key file (the id manifests list).
+    #[command(after_help = "Example:\n  coffre key id /etc/coffre/backup.key")]
+    Id { path: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the config and every job file, read every key, and report problems.
+    #[command(after_help = "Example:\n  coffre --config config/coffre.toml config check")]
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&Error::internal(format!("cannot start the runtime: {e}"))),
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = dispatch(&cli) => result,
+            // Dropping the command's future runs its cleanup (partial files, aborted uploads).
+            signal = shutdown_signal() => Err(Error::internal(format!("interrupted by {signal}"))),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("coffre: {e}");
+    ExitCode::from(e.class().exit_code() as u8)
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet { "error" } else { "warn,coffre=info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Key(KeyCommand::Generate { path, force }) => key_generate(path, *force),
+        Command::Key(KeyCommand::Id { path }) => {
+            println!("{}", SymmetricKey::read_file(path)?.key_id());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => config_check(&Config::load(&cli.config)?),
+        Command::Backup { jobs, all, json } => {
+            let config = Config::load(&cli.config)?;
+            let store = Store::open(&config.store)?;
+            let recipients = config.encryption.load_secrets()?;
+            let names: Vec<String> = if *all {
+                config.jobs.keys().cloned().collect()
+            } else {
+                jobs.clone()
+            };
+            let jobs = names
+                .iter()
+                .map(|n| config.job(n))
+                .collect::<Result<Vec<_>>>()?;
+            let mut first_error = None;
+            for job in jobs {
+                match backup::run(&store, job, &recipients).await {
+                    Ok(summary) if *json => println!("{}", report::backup_summary_json(&summary)),
+                    Ok(summary) => println!("{}", report::backup_text(&summary)),
+                    Err(e) => {
+                        let e = e.context(format!("job '{}'", job.name));
+                        eprintln!("coffre: {e}");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        }
+        Command::Restore {
+            pick,
+            to,
+            force,
+            keys,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let secrets = unlock_secrets(&config, keys)?;
+            let store = Store::open(&config.store)?;
+            let backup = pick_backup(&config, &store, pick).await?;
+            let target = Target::parse(to, *force);
+            let summary = restore::restore(&store, &backup, &secrets, &target).await?;
+            if !cli.quiet {
+                eprintln!(
+                    "restored backup {} of job '{}': {} in {} chunks, all checks passed",
+                    backup.manifest.manifest.backup_id,
+                    backup.manifest.manifest.job,
+                    report::human_bytes(summary.plaintext_bytes),
+                    summary.chunks
+                );
+            }
+            Ok(())
+        }
+        Command::Verify { pick, keys, json } => {
+            let config = Config::load(&cli.config)?;
+            let secrets = unlock_secrets(&config, keys)?;
+            let store = Store::open(&config.store)?;
+            let backup = pick_backup(&config, &store, pick).await?;
+            let summary = restore::verify(&store, &backup, &secrets).await?;
+            if *json {
+                println!("{}", report::open_summary_json(&backup, &summary));
+            } else {
+                println!(
+                    "verified backup {} of job '{}': {} stored, {} chunks, {} dump; key, manifest mac, every chunk and data_sha256 hold",
+                    backup.manifest.manifest.backup_id,
+                    backup.manifest.manifest.job,
+                    report::human_bytes(summary.stored_bytes),
+                    summary.chunks,
+                    report::human_bytes(summary.plaintext_bytes),
+                );
+            }
+            Ok(())
+        }
+        Command::List { job, json } => {
+            let config = Config::load(&cli.config)?;
+            let store = Store::open(&config.store)?;
+            let listing = store.list(job.as_deref()).await?;
+            if *json {
+                println!("{}", report::listing_json(&listing));
+            } else {
+                print!("{}", report::listing_text(&listing));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Backup> {
+    if let Some(job) = &pick.job {
+        config.job(job)?;
+    }
+    match (&pick.id, pick.latest) {
+        (Some(id), _) => store.find(id, pick.job.as_deref()).await,
+        (None, _) => {
+            let job = match (&pick.job, config.jobs.len()) {
+                (Some(job), _) => job.clone(),
+                (None, 1) => config.jobs.keys().next().cloned().expect("one job"),
+                (None, _) => {
+                    return Err(Error::config(
+                        "--latest needs --job when several jobs are configured",
+                    ));
+                }
+            };
+            store.latest(&job).await
+        }
+    }
+}
+
+/// The configured keys plus any given on the command line.
+fn unlock_secrets(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
+    let mut secrets = Vec::new();
+    let mut refs: Vec<KeyRef> = Vec::new();
+    refs.extend(extra.key_file.iter().map(|p| KeyRef {
+        file: Some(p.clone()),
+        ..KeyRef::default()
+    }));
+    refs.extend(extra.passphrase_env.iter().map(|v| KeyRef {
+        passphrase_env: Some(v.clone()),
+        ..KeyRef::default()
+    }));
+    refs.extend(extra.passphrase_file.iter().map(|p| KeyRef {
+        passphrase_file: Some(p.clone()),
+        ..KeyRef::default()
+    }));
+    for key in &refs {
+        secrets.push(key.load(config.encryption.argon2)?);
+    }
+    // Configured keys that cannot be read are skipped when the command line gave one.
+    for key in config.encryption.load_secrets_each() {
+        match key {
+            Ok(secret) => secrets.push(secret),
+            Err(e) if refs.is_empty() => return Err(e),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    Ok(secrets)
+}
+
+fn key_generate(path: &Path, force: bool) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = SymmetricKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::config(format!(
+                "{} exists: keep it (backups need it) or pass --force to replace it",
+                path.display()
+            ))
+        } else {
+            Error::config(format!("cannot create {}: {e}", path.display()))
+        }
+    })?;
+    let text: Zeroizing<String> = key.to_text();
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))?;
+    println!("{}", key.key_id());
+    eprintln!(
+        "wrote key {} to {}: keep a copy offline, backups cannot be restored without it",
+        key.key_id(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn config_check(config: &Config) -> Result<()> {
+    let secrets = config.encryption.load_secrets()?;
+    let store = Store::open(&config.store)?;
+    println!("config {}: ok", config.path.display());
+    println!("store: {}", store.description());
+    for secret in &secrets {
+        match secret {
+            Secret::Key(k) => println!("key: {}", k.key_id()),
+            Secret::Passphrase(_, p) => println!(
+                "key: passphrase (argon2id m={} KiB, t={}, p={})",
+                p.m_kib, p.t, p.p
+            ),
+        }
+    }
+    if secrets.is_empty() {
+        println!("warning: no encryption key configured: backups will fail");
+    }
+    for (name, job) in &config.jobs {
+        println!("job {name}: {}", job.file.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! The backup store: object layout, listing, manifests and data objects over `object_store`.
+//!
+//! ```text
+//! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/data.cfr
+//! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/manifest.json   (written last)
+//! ```
+//! A backup exists only once its manifest does. Paths are built here and nowhere else.
+
+mod upload;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+use tokio_util::io::StreamReader;
+use uuid::Uuid;
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::manifest::StoredManifest;
+
+pub use upload::{PartSizing, StagedUpload};
+
+const DATA_FILE: &str = "data.cfr";
+const MANIFEST_FILE: &str = "manifest.json";
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// Where one backup lives: job, start time (to the second) and id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackupRef {
+    pub job: String,
+    pub time: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl BackupRef {
+    pub fn new(job: &str, time: DateTime<Utc>, id: Uuid) -> Self {
+        Self {
+            job: job.to_string(),
+            time,
+            id,
+        }
+    }
+
+    fn dir_name(&self) -> String {
+        format!("{}-{}", self.time.format(TIME_FORMAT), self.id)
+    }
+
+    /// Parse `{YYYYmmddTHHMMSSZ}-{uuid}`.
+    fn parse_dir(job: &str, dir: &str) -> Option<Self> {
+        let (time, id) = dir.split_once('-')?;
+        let time = NaiveDateTime::parse_from_str(time, TIME_FORMAT).ok()?.and_utc();
+        let id = Uuid::parse_str(id).ok()?;
+        Some(Self::new(job, time, id))
+    }
+}
+
+/// A backup whose manifest exists.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    pub location: BackupRef,
+    pub manifest: StoredManifest,
+}
+
+/// What a listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub complete: Vec<Backup>,
+    /// Backup directories without a manifest: in progress, or failed and not yet cleaned.
+    pub incomplete: Vec<BackupRef>,
+}
+
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    description: String,
+}
+
+impl Store {
+    pub fn open(config: &StoreConfig) -> Result<Self> {
+        match config {
+            StoreConfig::Local { path, prefix } => {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    Error::store(format!(
+                        "cannot create the local store directory {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
+                    Error::store(format!("cannot open local store {}: {e}", path.display()))
+                })?;
+                Ok(Self::new(
+                    Arc::new(fs),
+                    prefix,
+                    format!("local:{}", path.display()),
+                ))
+            }
+        }
+    }
+
+    pub fn new(inner: Arc<dyn ObjectStore>, prefix: &str, description: String) -> Self {
+        Self {
+            inner,
+            prefix: ObjectPath::from(prefix),
+            description,
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn job_dir(&self, job: &str) -> ObjectPath {
+        self.prefix.clone().join(job)
+    }
+
+    fn backup_dir(&self, r: &BackupRef) -> ObjectPath {
+        self.job_dir(&r.job).join(r.dir_name())
+    }
+
+    pub fn data_path(&self, r: &BackupRef) -> ObjectPath {
+        self.backup_dir(r).join(DATA_FILE)
+    }
+
+    pub fn manifest_path(&self, r: &BackupRef) -> ObjectPath {
+        self.backup_dir(r).join(MANIFEST_FILE)
+    }
+
+    /// Stream `reader` into the data object of `r`. Nothing is visible until `complete`.
+    pub async fn stage_data<R: AsyncRead + Unpin>(
+        &self,
+        r: &BackupRef,
+        reader: R,
+        sizing: PartSizing,
+    ) -> Result<StagedUpload> {
+        upload::stage(&self.inner, &self.data_path(r), reader, sizing).await
+    }
+
+    /// Write the manifest; refuses to replace one that exists.
+    pub async fn put_manifest(&self, r: &BackupRef, bytes: Vec<u8>) -> Result<()> {
+        let path = self.manifest_path(r);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+            .map_err(|e| store_error("writing", &path, e))?;
+        Ok(())
+    }
+
+    pub async fn read_manifest(&self, r: &BackupRef) -> Result<StoredManifest> {
+        let path = self.manifest_path(r);
+        let bytes = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| store_error("reading", &path, e))?
+            .bytes()
+            .await
+            .map_err(|e| store_error("reading", &path, e))?;
+        let stored = StoredManifest::parse(&bytes).map_err(|e| e.context(&path))?;
+        if stored.manifest.backup_id != r.id || stored.manifest.job != r.job {
+            return Err(Error::integrity(format!(
+                "{path}: the manifest names backup {} of job '{}', not the backup stored here",
+                stored.manifest.backup_id, stored.manifest.job
+            )));
+        }
+        Ok(stored)
+    }
+
+    /// Stream the data object of `r`.
+    pub async fn read_data(&self, r: &BackupRef) -> Result<impl AsyncRead + Send + Unpin + use<>> {
+        let path = self.data_path(r);
+        let result = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| store_error("reading", &path, e))?;
+        let stream = result.into_stream().map_err(std::io::Error::other);
+        Ok(StreamReader::new(stream))
+    }
+
+    /// Delete every object of a backup directory, data first, manifest last
+    /// (so an interrupted delete leaves an incomplete backup, never a manifest without data).
+    pub async fn delete_backup(&self, r: &BackupRef) -> Result<()> {
+        for path in [self.data_path(r), self.manifest_path(r)] {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error("deleting", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// List backups, of one job or of all. Any failure fails the whole listing.
+    pub async fn list(&self, job: Option<&str>) -> Result<Listing> {
+        let prefix = match job {
+            Some(job) => self.job_dir(job),
+            None => self.prefix.clone(),
+        };
+        let objects: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| store_error("listing", &prefix, e))?;
+        let base_depth = self.prefix.parts().count();
+        // backup directory -> has a manifest
+        let mut dirs: BTreeMap<BackupRef, bool> = BTreeMap::new();
+        for meta in objects {
+            let parts: Vec<_> = meta.location.parts().skip(base_depth).collect();
+            let [job, dir, file] = parts.as_slice() else {
+                continue;
+            };
+            let Some(r) = BackupRef::parse_dir(job.as_ref(), dir.as_ref()) else {
+                continue;
+            };
+            let entry = dirs.entry(r).or_insert(false);
+            *entry |= file.as_ref() == MANIFEST_FILE;
+        }
+        let mut listing = Listing::default();
+        for (r, has_manifest) in dirs {
+            if has_manifest {
+                let manifest = self.read_manifest(&r).await?;
+                listing.complete.push(Backup {
+                    location: r,
+                    manifest,
+                });
+            } else {
+                listing.incomplete.push(r);
+            }
+        }
+        listing
+            .complete
+            .sort_by(|a, b| (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id)));
+        Ok(listing)
+    }
+
+    /// Find a complete backup by id (or unique id prefix), optionally within one job.
+    pub async fn find(&self, id_or_prefix: &str, job: Option<&str>) -> Result<Backup> {
+        let wanted = id_or_prefix.to_ascii_lowercase();
+        if wanted.len() < 4 {
+            return Err(Error::config(format!(
+                "backup id '{id_or_prefix}' is too short: give at least 4 characters (see 'coffre list')"
+            )));
+        }
+        let listing = self.list(job).await?;
+        let mut matches = listing
+            .complete
+            .into_iter()
+            .filter(|b| b.location.id.to_string().starts_with(&wanted));
+        match (matches.next(), matches.next()) {
+            (Some(found), None) => Ok(found),
+            (Some(_), Some(_)) => Err(Error::config(format!(
+                "backup id '{id_or_prefix}' matches more than one backup: give more characters"
+            ))),
+            (None, _) => Err(Error::store(format!(
+                "no complete backup with id '{id_or_prefix}' in {} (see 'coffre list')",
+                self.description
+            ))),
+        }
+    }
+
+    /// The newest complete backup of a job.
+    pub async fn latest(&self, job: &str) -> Result<Backup> {
+        self.list(Some(job))
+            .await?
+            .complete
+            .pop()
+            .ok_or_else(|| {
+                Error::store(format!(
+                    "job '{job}' has no complete backup in {}",
+                    self.description
+                ))
+            })
+    }
+}
+
+fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => Error::store(format!("{action} {path}: not found")),
+        object_store::Error::AlreadyExists { .. } => {
+            Error::store(format!("{action} {path}: it already exists"))
+        }
+        other => Error::store(format!("{action} {path}: {}", one_line(&other.to_string()))),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
