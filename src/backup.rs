@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 
 use crate::config::{Compression, Job};
+use crate::crypto::Dek;
 use crate::crypto::format::{self, FormatError, Header, StreamStats};
 use crate::crypto::keys::{self, Secret};
-use crate::crypto::Dek;
 use crate::error::{Error, Result};
 use crate::manifest::{FORMAT, Manifest};
 use crate::metered::Metered;
@@ -156,7 +156,9 @@ where
 
 fn seal_error(e: FormatError, job: &str) -> Error {
     match e {
-        FormatError::Read(io) => Error::source(format!("job '{job}': reading the dump failed: {io}")),
+        FormatError::Read(io) => {
+            Error::source(format!("job '{job}': reading the dump failed: {io}"))
+        }
         FormatError::Write(io) => Error::store(format!("job '{job}': the upload stopped: {io}")),
         other => Error::internal(format!("job '{job}': sealing failed: {other}")),
     }

@@ -121,7 +121,10 @@ impl KeyRef {
         }
         if let Some(path) = &self.passphrase_file {
             let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                Error::config(format!("cannot read passphrase file {}: {e}", path.display()))
+                Error::config(format!(
+                    "cannot read passphrase file {}: {e}",
+                    path.display()
+                ))
             })?);
             let line = Zeroizing::new(raw.lines().next().unwrap_or("").to_string());
             return Ok(Secret::Passphrase(Passphrase::new(line)?, argon2));
@@ -266,7 +269,10 @@ impl Config {
             StoreConfig::Local { path, .. } => *path = resolve(base, path),
         }
         for key in &mut self.encryption.keys {
-            for p in [&mut key.file, &mut key.passphrase_file].into_iter().flatten() {
+            for p in [&mut key.file, &mut key.passphrase_file]
+                .into_iter()
+                .flatten()
+            {
                 *p = resolve(base, p);
             }
         }
@@ -282,7 +288,11 @@ impl Config {
             }
         }
         let a = self.encryption.argon2;
-        if a.m_kib < 8 * a.p || a.m_kib > crate::crypto::keys::MAX_ARGON2_M_KIB || a.t == 0 || a.p == 0 {
+        if a.m_kib < 8 * a.p
+            || a.m_kib > crate::crypto::keys::MAX_ARGON2_M_KIB
+            || a.t == 0
+            || a.p == 0
+        {
             return Err(Error::config(format!(
                 "{file}: encryption.argon2: m_kib must be 8*p..=1048576, t and p at least 1 (default m_kib = 65536, t = 3, p = 1)"
             )));
@@ -364,7 +374,9 @@ fn resolve(base: &Path, rel: &Path) -> PathBuf {
     for part in base.join(rel).components() {
         match part {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
@@ -412,7 +424,11 @@ fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let key = if key == "." { String::new() } else { format!("{key}: ") };
+        let key = if key == "." {
+            String::new()
+        } else {
+            format!("{key}: ")
+        };
         Error::config(format!("{file}: {key}{}", one_line(&inner.to_string())))
     })
 }
@@ -429,7 +445,8 @@ fn one_line(text: &str) -> String {
 fn interpolate(value: &mut toml::Value, path: &mut Vec<String>) -> Result<()> {
     match value {
         toml::Value::String(s) => {
-            *s = interpolate_str(s).map_err(|msg| Error::config(format!("{}: {msg}", path.join("."))))?;
+            *s = interpolate_str(s)
+                .map_err(|msg| Error::config(format!("{}: {msg}", path.join("."))))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -469,7 +486,9 @@ fn interpolate_str(input: &str) -> std::result::Result<String, String> {
                 None => (body, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("'${{{body}}}' is not a variable name (letters, digits, '_')"));
+                return Err(format!(
+                    "'${{{body}}}' is not a variable name (letters, digits, '_')"
+                ));
             }
             match (std::env::var(name), default) {
                 (Ok(v), _) => out.push_str(&v),
@@ -498,9 +517,18 @@ mod tests {
     fn interpolation_substitutes_defaults_and_escapes() {
         // SAFETY: tests in this module use distinct variable names.
         unsafe { std::env::set_var("COFFRE_TEST_INTERP", "bucket-1") };
-        assert_eq!(interpolate_str("s3://${COFFRE_TEST_INTERP}/x").unwrap(), "s3://bucket-1/x");
-        assert_eq!(interpolate_str("${COFFRE_TEST_UNSET_1:-dflt}").unwrap(), "dflt");
-        assert_eq!(interpolate_str("$${NOT_A_VAR} $5").unwrap(), "${NOT_A_VAR} $5");
+        assert_eq!(
+            interpolate_str("s3://${COFFRE_TEST_INTERP}/x").unwrap(),
+            "s3://bucket-1/x"
+        );
+        assert_eq!(
+            interpolate_str("${COFFRE_TEST_UNSET_1:-dflt}").unwrap(),
+            "dflt"
+        );
+        assert_eq!(
+            interpolate_str("$${NOT_A_VAR} $5").unwrap(),
+            "${NOT_A_VAR} $5"
+        );
         let err = interpolate_str("${COFFRE_TEST_UNSET_2}").unwrap_err();
         assert!(err.contains("COFFRE_TEST_UNSET_2 is not set"), "{err}");
         assert!(interpolate_str("${oops").is_err());
@@ -509,10 +537,19 @@ mod tests {
 
     #[test]
     fn relative_paths_fold_dot_dot() {
-        assert_eq!(resolve(Path::new("config"), Path::new("../jobs/a.toml")), PathBuf::from("jobs/a.toml"));
+        assert_eq!(
+            resolve(Path::new("config"), Path::new("../jobs/a.toml")),
+            PathBuf::from("jobs/a.toml")
+        );
         assert_eq!(resolve(Path::new("."), Path::new("x")), PathBuf::from("x"));
-        assert_eq!(resolve(Path::new("config"), Path::new("/abs/k")), PathBuf::from("/abs/k"));
-        assert_eq!(resolve(Path::new("config"), Path::new("../..")), PathBuf::from(".."));
+        assert_eq!(
+            resolve(Path::new("config"), Path::new("/abs/k")),
+            PathBuf::from("/abs/k")
+        );
+        assert_eq!(
+            resolve(Path::new("config"), Path::new("../..")),
+            PathBuf::from("..")
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ enum Command {
         keys: KeyArgs,
     },
     /// Prove a backup restores: download, decrypt and check everything, write nothing.
-    #[command(after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json")]
+    #[command(
+        after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json"
+    )]
     Verify {
         #[command(flatten)]
         pick: Pick,

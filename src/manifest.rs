@@ -80,7 +80,9 @@ impl StoredManifest {
         let mut mac = manifest_mac(dek, salt);
         mac.update(&canonical_json(&without_keys_and_mac(&self.raw))?);
         mac.verify_slice(&expected).map_err(|_| {
-            Error::integrity("manifest mac does not match: the manifest was edited or belongs to other data")
+            Error::integrity(
+                "manifest mac does not match: the manifest was edited or belongs to other data",
+            )
         })
     }
 }
@@ -172,11 +174,16 @@ pub mod rfc3339 {
         t.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        t: &DateTime<Utc>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&format(t))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
@@ -193,7 +200,10 @@ mod tests {
     fn canonical_json_sorts_keys_and_drops_whitespace() {
         let v = json!({"b": 1, "a": {"z": [1, 2, "x\n\u{1}é"], "y": null}, "A": true});
         let text = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
-        assert_eq!(text, r#"{"A":true,"a":{"y":null,"z":[1,2,"x\n\u0001é"]},"b":1}"#);
+        assert_eq!(
+            text,
+            r#"{"A":true,"a":{"y":null,"z":[1,2,"x\n\u0001é"]},"b":1}"#
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ use crate::store::{Backup, Store};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// A new file (replaced only with `overwrite`).
-    File { path: PathBuf, overwrite: bool },
+    File {
+        path: PathBuf,
+        overwrite: bool,
+    },
     Stdout,
 }
 
@@ -92,7 +95,9 @@ async fn open_into<W: AsyncWrite + Unpin>(
     header.check_commitment(&dek).map_err(open_error)?;
     backup.manifest.verify_mac(&dek, &header.salt)?;
     if header.chunk_log2 != m.chunk_log2 {
-        return Err(Error::integrity("the data object's chunk size differs from the manifest's"));
+        return Err(Error::integrity(
+            "the data object's chunk size differs from the manifest's",
+        ));
     }
 
     let mut plaintext = Metered::counting(out);
@@ -103,7 +108,9 @@ async fn open_into<W: AsyncWrite + Unpin>(
                 .await
                 .map_err(open_error)?;
             decoder.shutdown().await.map_err(|e| {
-                Error::integrity(format!("the decrypted payload is not a complete zstd stream: {e}"))
+                Error::integrity(format!(
+                    "the decrypted payload is not a complete zstd stream: {e}"
+                ))
             })?;
             stats
         }
@@ -154,7 +161,9 @@ fn open_error(e: FormatError) -> Error {
         FormatError::Read(io) => Error::store(format!("downloading the data object: {io}")),
         FormatError::Write(io) => {
             // zstd reports a corrupt payload as a write error of the decoder.
-            if io.kind() == std::io::ErrorKind::InvalidData || io.kind() == std::io::ErrorKind::Other {
+            if io.kind() == std::io::ErrorKind::InvalidData
+                || io.kind() == std::io::ErrorKind::Other
+            {
                 Error::integrity(format!("the decrypted payload does not decompress: {io}"))
             } else {
                 Error::target(format!("writing the restored data: {io}"))
@@ -204,10 +213,13 @@ impl PartialFile {
     }
 
     async fn commit(mut self) -> Result<()> {
-        let fail = |e: std::io::Error| Error::target(format!("finishing {}: {e}", self.path.display()));
+        let fail =
+            |e: std::io::Error| Error::target(format!("finishing {}: {e}", self.path.display()));
         self.file.flush().await.map_err(fail)?;
         self.file.sync_all().await.map_err(fail)?;
-        tokio::fs::rename(&self.temp, &self.path).await.map_err(fail)?;
+        tokio::fs::rename(&self.temp, &self.path)
+            .await
+            .map_err(fail)?;
         self.committed = true;
         Ok(())
     }

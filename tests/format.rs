@@ -59,7 +59,10 @@ async fn round_trips_every_size_class_at_every_chunk_size() {
                 "{name} at 2^{chunk_log2}: stored size"
             );
             let opened = open(&dek, &sealed).await.unwrap();
-            assert!(opened == plain, "{name} at 2^{chunk_log2}: plaintext differs");
+            assert!(
+                opened == plain,
+                "{name} at 2^{chunk_log2}: plaintext differs"
+            );
         }
     }
 }
@@ -70,7 +73,9 @@ async fn seal_reports_payload_and_chunk_counts() {
     let header = Header::new(&dek, Uuid::new_v4(), 16).unwrap();
     let plain = pattern(2 * 65536 + 5);
     let mut out = Vec::new();
-    let stats = format::seal(&dek, &header, &plain[..], &mut out).await.unwrap();
+    let stats = format::seal(&dek, &header, &plain[..], &mut out)
+        .await
+        .unwrap();
     assert_eq!(stats.payload_bytes, plain.len() as u64);
     assert_eq!(stats.chunks, 3);
 }
@@ -138,12 +143,12 @@ async fn flipped_bit_in_any_chunk_or_tag_names_the_chunk() {
     let f = fixture().await;
     let last_start = HEADER_LEN + 3 * STORED_CHUNK;
     let positions = [
-        (0, HEADER_LEN),                          // first ciphertext byte of chunk 0
-        (1, HEADER_LEN + STORED_CHUNK + 500),     // inside chunk 1
-        (2, HEADER_LEN + 3 * STORED_CHUNK - 1),   // last tag byte of chunk 2
-        (1, HEADER_LEN + 2 * STORED_CHUNK - 10),  // inside the tag of chunk 1
-        (3, last_start + 3),                      // inside the short last chunk
-        (3, f.sealed.len() - 1),                  // the last chunk's tag
+        (0, HEADER_LEN),                         // first ciphertext byte of chunk 0
+        (1, HEADER_LEN + STORED_CHUNK + 500),    // inside chunk 1
+        (2, HEADER_LEN + 3 * STORED_CHUNK - 1),  // last tag byte of chunk 2
+        (1, HEADER_LEN + 2 * STORED_CHUNK - 10), // inside the tag of chunk 1
+        (3, last_start + 3),                     // inside the short last chunk
+        (3, f.sealed.len() - 1),                 // the last chunk's tag
     ];
     for (index, offset) in positions {
         let mut t = f.sealed.clone();
@@ -231,7 +236,9 @@ async fn a_full_size_last_chunk_round_trips_and_losing_it_is_detected() {
     let plain = pattern(2 * CHUNK);
     let sealed = seal(&dek, &header, &plain).await;
     assert_eq!(open(&dek, &sealed).await.unwrap(), plain);
-    let e = open(&dek, &sealed[..HEADER_LEN + STORED_CHUNK]).await.unwrap_err();
+    let e = open(&dek, &sealed[..HEADER_LEN + STORED_CHUNK])
+        .await
+        .unwrap_err();
     assert!(matches!(e, FormatError::Truncated(_)), "{e}");
 }
 

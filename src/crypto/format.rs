@@ -149,7 +149,12 @@ impl Header {
     fn expected_commitment(&self, dek: &Dek) -> [u8; 32] {
         let bytes = self.to_bytes();
         let mut out = [0u8; 32];
-        hkdf_sha256(dek.as_bytes(), &self.salt, &[INFO_COMMIT, &bytes[0..60]], &mut out);
+        hkdf_sha256(
+            dek.as_bytes(),
+            &self.salt,
+            &[INFO_COMMIT, &bytes[0..60]],
+            &mut out,
+        );
         out
     }
 }
@@ -345,7 +350,9 @@ where
             Err(FormatError::ChunkAuth { .. })
                 if last
                     && current_len == stored_chunk
-                    && cipher.open_chunk(&mut current[..current_len], false).is_ok() =>
+                    && cipher
+                        .open_chunk(&mut current[..current_len], false)
+                        .is_ok() =>
             {
                 return Err(FormatError::Truncated("the final chunk is missing"));
             }

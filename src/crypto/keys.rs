@@ -47,7 +47,10 @@ impl SymmetricKey {
 
     /// The text form written to key files: `coffre-key-v1:` + base64 of the 32 bytes.
     pub fn to_text(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("{KEY_TEXT_PREFIX}{}\n", B64.encode(self.0.as_ref())))
+        Zeroizing::new(format!(
+            "{KEY_TEXT_PREFIX}{}\n",
+            B64.encode(self.0.as_ref())
+        ))
     }
 
     /// Parse a key from its text form (`coffre-key-v1:<base64>`, or 64 hex characters) or raw 32 bytes.
@@ -60,11 +63,14 @@ impl SymmetricKey {
         let text = std::str::from_utf8(raw).map_err(|_| "a key is 32 raw bytes or text")?;
         let text = text.trim();
         let mut decoded = Zeroizing::new(if let Some(b64) = text.strip_prefix(KEY_TEXT_PREFIX) {
-            B64.decode(b64).map_err(|_| "the base64 after 'coffre-key-v1:' is invalid")?
+            B64.decode(b64)
+                .map_err(|_| "the base64 after 'coffre-key-v1:' is invalid")?
         } else if text.len() == 64 {
             hex::decode(text).map_err(|_| "64 characters but not hex")?
         } else {
-            return Err("expected 'coffre-key-v1:<base64>' (from 'coffre key generate') or 64 hex characters");
+            return Err(
+                "expected 'coffre-key-v1:<base64>' (from 'coffre key generate') or 64 hex characters",
+            );
         });
         if decoded.len() != 32 {
             decoded.zeroize();
@@ -296,7 +302,11 @@ fn seal_dek(kek: &SymmetricKey, nonce: &[u8; 12], dek: &Dek, backup_id: Uuid) ->
     let mut buf = [0u8; WRAPPED_LEN];
     buf[..32].copy_from_slice(dek.as_bytes());
     let tag = cipher
-        .encrypt_inout_detached(&(*nonce).into(), &wrap_aad(backup_id), (&mut buf[..32]).into())
+        .encrypt_inout_detached(
+            &(*nonce).into(),
+            &wrap_aad(backup_id),
+            (&mut buf[..32]).into(),
+        )
         .expect("32 bytes always encrypt");
     buf[32..].copy_from_slice(&tag);
     buf.to_vec()
@@ -347,7 +357,12 @@ mod tests {
         let id = Uuid::new_v4();
         let secret = Secret::Key(key.clone());
         let stanza = wrap(&secret, &dek, id).unwrap();
-        let opened = unwrap(std::slice::from_ref(&stanza), &[secret.clone()], id).unwrap();
+        let opened = unwrap(
+            std::slice::from_ref(&stanza),
+            std::slice::from_ref(&secret),
+            id,
+        )
+        .unwrap();
         assert_eq!(opened.as_bytes(), dek.as_bytes());
         let other = unwrap(&[stanza], &[secret], Uuid::new_v4()).unwrap_err();
         assert_eq!(other.class(), crate::error::Class::Auth);
@@ -369,7 +384,10 @@ mod tests {
         let opened = unwrap(std::slice::from_ref(&stanza), &[good], id).unwrap();
         assert_eq!(opened.as_bytes(), dek.as_bytes());
         let err = unwrap(&[stanza], &[bad], id).unwrap_err();
-        assert!(err.message().contains("no key in this backup's manifest opens it"));
+        assert!(
+            err.message()
+                .contains("no key in this backup's manifest opens it")
+        );
     }
 
     #[test]

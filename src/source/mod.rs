@@ -56,9 +56,9 @@ pub async fn start(config: &SourceConfig) -> Result<Dump> {
             })
         }
         SourceConfig::File { path } => {
-            let file = tokio::fs::File::open(path).await.map_err(|e| {
-                Error::source(format!("cannot open {}: {e}", path.display()))
-            })?;
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::source(format!("cannot open {}: {e}", path.display())))?;
             Ok(Dump {
                 reader: Box::new(file),
                 info: SourceInfo {

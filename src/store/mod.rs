@@ -53,7 +53,9 @@ impl BackupRef {
     /// Parse `{YYYYmmddTHHMMSSZ}-{uuid}`.
     fn parse_dir(job: &str, dir: &str) -> Option<Self> {
         let (time, id) = dir.split_once('-')?;
-        let time = NaiveDateTime::parse_from_str(time, TIME_FORMAT).ok()?.and_utc();
+        let time = NaiveDateTime::parse_from_str(time, TIME_FORMAT)
+            .ok()?
+            .and_utc();
         let id = Uuid::parse_str(id).ok()?;
         Some(Self::new(job, time, id))
     }
@@ -236,9 +238,9 @@ impl Store {
                 listing.incomplete.push(r);
             }
         }
-        listing
-            .complete
-            .sort_by(|a, b| (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id)));
+        listing.complete.sort_by(|a, b| {
+            (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id))
+        });
         Ok(listing)
     }
 
@@ -269,16 +271,12 @@ impl Store {
 
     /// The newest complete backup of a job.
     pub async fn latest(&self, job: &str) -> Result<Backup> {
-        self.list(Some(job))
-            .await?
-            .complete
-            .pop()
-            .ok_or_else(|| {
-                Error::store(format!(
-                    "job '{job}' has no complete backup in {}",
-                    self.description
-                ))
-            })
+        self.list(Some(job)).await?.complete.pop().ok_or_else(|| {
+            Error::store(format!(
+                "job '{job}' has no complete backup in {}",
+                self.description
+            ))
+        })
     }
 }
 

@@ -126,10 +126,11 @@ async fn upload_parts<R: AsyncRead + Unpin>(
         let size = sizing.part_size(parts);
         let mut part = BytesMut::with_capacity(size);
         while part.len() < size {
-            let n = reader
-                .read_buf(&mut part)
-                .await
-                .map_err(|e| Error::store(format!("upload of {path}: the stream to upload failed: {e}")))?;
+            let n = reader.read_buf(&mut part).await.map_err(|e| {
+                Error::store(format!(
+                    "upload of {path}: the stream to upload failed: {e}"
+                ))
+            })?;
             if n == 0 {
                 break;
             }
@@ -167,7 +168,9 @@ async fn join_one(
     match in_flight.join_next().await {
         Some(Ok(Ok(()))) | None => Ok(()),
         Some(Ok(Err(e))) => Err(store_error("uploading a part of", path, e)),
-        Some(Err(e)) => Err(Error::internal(format!("upload task of {path} failed: {e}"))),
+        Some(Err(e)) => Err(Error::internal(format!(
+            "upload task of {path} failed: {e}"
+        ))),
     }
 }
 

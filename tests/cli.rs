@@ -1,0 +1,499 @@
+//! End-to-end behaviour of the `coffre` binary on the local store.
+
+mod support;
+
+use support::{Workspace, noise};
+
+const CONFIG: i32 = 3;
+const AUTH: i32 = 4;
+const SOURCE: i32 = 5;
+const INTEGRITY: i32 = 7;
+const TARGET: i32 = 8;
+
+/// A workspace holding a six-chunk backup (64 KiB chunks) of incompressible data.
+fn with_backup() -> (Workspace, Vec<u8>, String) {
+    let ws = Workspace::new();
+    let data = noise(5 * 65536 + 123, 7);
+    std::fs::write(ws.path("input.bin"), &data).unwrap();
+    ws.file_job("files", "input.bin", 16);
+    let id = ws.backup("files");
+    (ws, data, id)
+}
+
+#[test]
+fn backup_verify_restore_round_trip_to_file_and_stdout() {
+    let (ws, data, id) = with_backup();
+    let verify = ws.run(&["verify", &id]);
+    verify.ok();
+    assert!(
+        verify.stdout_text().contains("6 chunks"),
+        "{}",
+        verify.stdout_text()
+    );
+
+    ws.run(&["restore", &id, "--to", "out.bin"]).ok();
+    assert!(std::fs::read(ws.path("out.bin")).unwrap() == data);
+
+    let stdout = ws.run(&["restore", "--latest", "--to", "-"]);
+    stdout.ok();
+    assert!(stdout.stdout == data);
+
+    // An id prefix works too, and an existing file is not replaced without --force.
+    ws.run(&["restore", &id[..8], "--to", "out.bin"])
+        .expect_code(TARGET);
+    ws.run(&["restore", &id[..8], "--to", "out.bin", "--force"])
+        .ok();
+}
+
+#[test]
+fn list_shows_complete_backups_only() {
+    let (ws, data, id) = with_backup();
+    // A backup directory without a manifest (a backup in progress or a crashed one).
+    ws.write(
+        "store/backups/files/20200101T000000Z-00000000-0000-4000-8000-000000000000/data.cfr",
+        "partial",
+    );
+    let run = ws.run(&["list", "--json"]);
+    run.ok();
+    let list: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let items = list.as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["job"], "files");
+    assert_eq!(items[0]["plaintext_bytes"], data.len() as u64);
+    assert_eq!(items[0]["chunks"], 6);
+    let text = ws.run(&["list"]).stdout_text();
+    assert!(
+        text.contains(&id) && !text.contains("00000000-0000-4000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn failing_dump_command_leaves_no_backup_and_exits_with_source_code() {
+    let ws = Workspace::new();
+    ws.shell_job(
+        "broken",
+        "head -c 3000000 /dev/urandom; echo 'pg_dump: error: connection refused' >&2; exit 3",
+    );
+    let run = ws.run(&["backup", "broken"]);
+    run.expect_code(SOURCE);
+    assert!(run.stderr.contains("exit code 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
+    assert!(
+        ws.store_files().is_empty(),
+        "left behind: {:?}",
+        ws.store_files()
+    );
+    let list = ws.run(&["list", "--json"]);
+    assert_eq!(list.stdout_text().trim(), "[]");
+}
+
+#[test]
+fn dump_killed_by_a_signal_is_a_failed_backup() {
+    let ws = Workspace::new();
+    ws.shell_job("killed", "head -c 2000000 /dev/zero; kill -9 $$");
+    let run = ws.run(&["backup", "killed"]);
+    run.expect_code(SOURCE);
+    assert!(run.stderr.contains("signal 9"), "{}", run.stderr);
+    assert!(
+        ws.store_files().is_empty(),
+        "left behind: {:?}",
+        ws.store_files()
+    );
+}
+
+#[test]
+fn missing_dump_program_is_a_source_error() {
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/nope.toml",
+        "[source]\nkind = \"command\"\ncommand = [\"coffre-no-such-dump-tool\"]\n",
+    );
+    let run = ws.run(&["backup", "nope"]);
+    run.expect_code(SOURCE);
+    assert!(
+        run.stderr.contains("coffre-no-such-dump-tool"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn wrong_key_is_a_clear_auth_error() {
+    let (ws, _, id) = with_backup();
+    ws.run_raw(&["key", "generate", "other.key"], &[]).ok();
+    ws.write_config(r#"keys = [{ file = "other.key" }]"#);
+    let run = ws.run(&["restore", &id, "--to", "out.bin"]);
+    run.expect_code(AUTH);
+    assert!(
+        run.stderr
+            .contains("no key in this backup's manifest opens it"),
+        "{}",
+        run.stderr
+    );
+    assert!(!ws.path("out.bin").exists());
+    // The right key given on the command line opens it.
+    ws.run(&[
+        "restore",
+        &id,
+        "--to",
+        "out.bin",
+        "--key-file",
+        "backup.key",
+    ])
+    .ok();
+}
+
+#[test]
+fn passphrase_backups_restore_with_the_passphrase_only() {
+    let ws = Workspace::new();
+    ws.write_config(
+        "keys = [{ passphrase_env = \"BACKUP_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
+    );
+    ws.write("input.bin", "hello from a passphrase backup");
+    ws.file_job("files", "input.bin", 16);
+    let good = [("BACKUP_PASSPHRASE", "correct horse battery staple")];
+    let run = ws.run_env(&["backup", "files", "--json"], &good);
+    run.ok();
+    let stdout = ws.run_env(&["restore", "--latest", "--to", "-"], &good);
+    stdout.ok();
+    assert_eq!(stdout.stdout, b"hello from a passphrase backup");
+    let bad = [("BACKUP_PASSPHRASE", "correct horse battery stapler")];
+    let run = ws.run_env(&["restore", "--latest", "--to", "-"], &bad);
+    run.expect_code(AUTH);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr
+            .contains("no key in this backup's manifest opens it")
+    );
+}
+
+/// Apply `tamper` to a fresh backup and check restore and verify fail as integrity errors
+/// without leaving anything at (or beside) the restore path.
+fn assert_tamper_detected(what: &str, tamper: impl Fn(&Workspace, &std::path::Path)) {
+    let (ws, _, id) = with_backup();
+    let dir = ws.backup_dir("files", &id);
+    tamper(&ws, &dir);
+    std::fs::create_dir(ws.path("restored")).unwrap();
+    let verify = ws.run(&["verify", &id]);
+    verify.expect_code(INTEGRITY);
+    let restore = ws.run(&["restore", &id, "--to", "restored/out.bin"]);
+    assert_eq!(
+        restore.code, INTEGRITY,
+        "{what}: restore exit {}: {}",
+        restore.code, restore.stderr
+    );
+    assert!(
+        restore.stderr.lines().count() >= 1 && restore.stderr.contains("integrity error"),
+        "{what}: {}",
+        restore.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(ws.path("restored"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{what}: restore left {left:?}");
+}
+
+fn edit_bytes(path: &std::path::Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    edit(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn tampered_data_objects_are_integrity_errors_and_restore_nothing() {
+    let chunk = 65536 + 16;
+    assert_tamper_detected("header bit", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b[40] ^= 1)
+    });
+    assert_tamper_detected("chunk bit", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b[92 + chunk + 7] ^= 1)
+    });
+    assert_tamper_detected("tag bit", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b[92 + 2 * chunk - 1] ^= 1)
+    });
+    assert_tamper_detected("truncated at a chunk boundary", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b.truncate(92 + 4 * chunk))
+    });
+    assert_tamper_detected("truncated inside a chunk", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b.truncate(92 + 4 * chunk + 100))
+    });
+    assert_tamper_detected("dropped chunk", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| {
+            b.drain(92 + chunk..92 + 2 * chunk);
+        })
+    });
+    assert_tamper_detected("duplicated chunk", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| {
+            let copy = b[92 + chunk..92 + 2 * chunk].to_vec();
+            b.splice(92 + chunk..92 + chunk, copy);
+        })
+    });
+    assert_tamper_detected("swapped chunks", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| {
+            let first = b[92..92 + chunk].to_vec();
+            let second = b[92 + chunk..92 + 2 * chunk].to_vec();
+            b[92..92 + chunk].copy_from_slice(&second);
+            b[92 + chunk..92 + 2 * chunk].copy_from_slice(&first);
+        })
+    });
+    assert_tamper_detected("bytes appended", |_, d| {
+        edit_bytes(&d.join("data.cfr"), |b| b.extend_from_slice(b"more"))
+    });
+}
+
+#[test]
+fn data_object_swapped_between_backups_is_an_integrity_error() {
+    assert_tamper_detected("data object of another backup", |ws, d| {
+        let other = ws.backup("files");
+        let other_dir = ws.backup_dir("files", &other);
+        std::fs::copy(other_dir.join("data.cfr"), d.join("data.cfr")).unwrap();
+    });
+}
+
+#[test]
+fn edited_manifest_fields_are_integrity_errors() {
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 6] = [
+        ("plaintext_bytes", |m| m["plaintext_bytes"] = 1.into()),
+        ("chunks", |m| m["chunks"] = 5.into()),
+        ("started_at", |m| {
+            m["started_at"] = "2020-01-01T00:00:00.000Z".into()
+        }),
+        ("source.kind", |m| m["source"]["kind"] = "postgres".into()),
+        ("added field", |m| m["retain_until"] = "2099-01-01".into()),
+        ("data_sha256", |m| m["data_sha256"] = "00".repeat(32).into()),
+    ];
+    for (what, edit) in edits {
+        assert_tamper_detected(what, |_, d| {
+            let path = d.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            edit(&mut m);
+            std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        });
+    }
+}
+
+#[test]
+fn key_id_command_matches_the_manifest_stanza() {
+    let (ws, _, id) = with_backup();
+    let key_id = ws.run_raw(&["key", "id", "backup.key"], &[]);
+    key_id.ok();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["keys"][0]["key_id"].as_str().unwrap(),
+        key_id.stdout_text().trim()
+    );
+    // Generating over an existing key is refused.
+    ws.run_raw(&["key", "generate", "backup.key"], &[])
+        .expect_code(CONFIG);
+}
+
+#[test]
+fn no_secret_appears_in_any_output_log_or_stored_object() {
+    let ws = Workspace::new();
+    let passphrase = "s3cret-Passphrase-for-leak-test";
+    ws.write_config(
+        "keys = [{ file = \"backup.key\" }, { passphrase_env = \"LEAK_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
+    );
+    ws.write("input.bin", "payload");
+    ws.file_job("files", "input.bin", 16);
+    let env = [("LEAK_PASSPHRASE", passphrase)];
+    let key_text = std::fs::read_to_string(ws.path("backup.key")).unwrap();
+    let key_b64 = key_text
+        .trim()
+        .trim_start_matches("coffre-key-v1:")
+        .to_string();
+    let key_hex = {
+        use base64::Engine;
+        hex::encode(
+            base64::engine::general_purpose::STANDARD
+                .decode(&key_b64)
+                .unwrap(),
+        )
+    };
+    let secrets = [passphrase.to_string(), key_b64, key_hex];
+
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["config", "check"],
+        vec!["backup", "files"],
+        vec!["backup", "--all", "--json"],
+        vec!["list", "--json"],
+        vec!["verify", "--latest"],
+        vec!["restore", "--latest", "--to", "out.bin"],
+        vec!["restore", "--latest", "--to", "-"],
+        vec!["--log-format", "json", "verify", "--latest", "--json"],
+    ] {
+        let run = ws.run_env(&args, &env);
+        run.ok();
+        outputs.push(run.stdout_text() + &run.stderr);
+    }
+    // Failures print too: wrong passphrase, missing key file.
+    let bad = ws.run_env(&["verify", "--latest", "--key-file", "missing.key"], &env);
+    outputs.push(bad.stdout_text() + &bad.stderr);
+    let wrong = [("LEAK_PASSPHRASE", "not-it")];
+    ws.write_config("keys = [{ passphrase_env = \"LEAK_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }");
+    let run = ws.run_env(&["verify", "--latest"], &wrong);
+    run.expect_code(AUTH);
+    outputs.push(run.stdout_text() + &run.stderr);
+
+    for file in ws.store_files() {
+        outputs.push(
+            String::from_utf8_lossy(&std::fs::read(ws.path("store").join(file)).unwrap())
+                .into_owned(),
+        );
+    }
+    for out in &outputs {
+        for secret in &secrets {
+            assert!(
+                !out.contains(secret.as_str()),
+                "a secret leaked into: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_config_names_the_file_the_key_and_the_fix() {
+    let ws = Workspace::new();
+    ws.write("input.bin", "x");
+    ws.file_job("files", "input.bin", 16);
+
+    // Unknown key in the config.
+    ws.write_config("keys = [{ file = \"backup.key\" }]\nkdf = \"argon2\"");
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("coffre.toml") && run.stderr.contains("kdf"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+
+    // Bad value in a job.
+    ws.write_config("keys = [{ file = \"backup.key\" }]");
+    ws.write(
+        "jobs/files.toml",
+        "chunk_log2 = 30\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("files.toml") && run.stderr.contains("chunk_log2"),
+        "{}",
+        run.stderr
+    );
+
+    // Missing field.
+    ws.write("jobs/files.toml", "[source]\nkind = \"file\"\n");
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("source") && run.stderr.contains("path"),
+        "{}",
+        run.stderr
+    );
+
+    // Unknown source kind.
+    ws.write("jobs/files.toml", "[source]\nkind = \"oracle\"\n");
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(CONFIG);
+    assert!(run.stderr.contains("oracle"), "{}", run.stderr);
+
+    // Unset environment variable.
+    ws.write(
+        "jobs/files.toml",
+        "[source]\nkind = \"file\"\npath = \"${COFFRE_TEST_NOT_SET}\"\n",
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("COFFRE_TEST_NOT_SET") && run.stderr.contains("source.path"),
+        "{}",
+        run.stderr
+    );
+    // ...which is fine once set.
+    ws.run_env(
+        &["config", "check"],
+        &[("COFFRE_TEST_NOT_SET", "input.bin")],
+    )
+    .ok();
+
+    // Missing key file.
+    ws.write(
+        "jobs/files.toml",
+        "[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    ws.write_config("keys = [{ file = \"nope.key\" }]");
+    let run = ws.run(&["backup", "files"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("nope.key") && run.stderr.contains("coffre key generate"),
+        "{}",
+        run.stderr
+    );
+
+    // No config file at all.
+    let run = ws.run_raw(&["--config", "missing.toml", "list"], &[]);
+    run.expect_code(CONFIG);
+    assert!(run.stderr.contains("missing.toml"), "{}", run.stderr);
+
+    // Unknown job.
+    ws.write_config("keys = [{ file = \"backup.key\" }]");
+    let run = ws.run(&["backup", "nosuchjob"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains("nosuchjob") && run.stderr.contains("files"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_independent_decoder_reads_what_coffre_writes() {
+    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let (ws, data, id) = with_backup();
+    let dir = ws.backup_dir("files", &id);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/coffre_decrypt.py"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(dir.join("manifest.json"))
+        .arg(dir.join("data.cfr"))
+        .arg("--key-file")
+        .arg(ws.path("backup.key"))
+        .output()
+        .expect("python3 runs (scripts/test installs cryptography and zstandard)");
+    assert!(
+        out.status.success(),
+        "reference decoder failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data, "reference decoder output differs");
+
+    // The same decoder rejects an edited manifest: it checks the mac too.
+    edit_bytes(&dir.join("manifest.json"), |b| {
+        let text = String::from_utf8(b.clone())
+            .unwrap()
+            .replace("\"files\"", "\"filez\"");
+        *b = text.into_bytes();
+    });
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(dir.join("manifest.json"))
+        .arg(dir.join("data.cfr"))
+        .arg("--key-file")
+        .arg(ws.path("backup.key"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

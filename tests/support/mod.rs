@@ -1,0 +1,188 @@
+//! Test workspace: a temporary directory with a config, a key, job files and a local store,
+//! driven through the real `coffre` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+/// The outcome of one `coffre` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics with both streams unless the run exited with `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "expected exit {code}, got {}\nstdout: {}\nstderr: {}",
+            self.code,
+            self.stdout_text(),
+            self.stderr
+        );
+        self
+    }
+
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn coffre_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coffre")
+}
+
+impl Workspace {
+    /// A workspace with a generated key file and a config that uses it.
+    pub fn new() -> Self {
+        let ws = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        ws.run_raw(&["key", "generate", "backup.key"], &[]).ok();
+        ws.write_config(r#"keys = [{ file = "backup.key" }]"#);
+        ws
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write `coffre.toml` with the given `[encryption]` body.
+    pub fn write_config(&self, encryption: &str) {
+        self.write(
+            "coffre.toml",
+            &format!(
+                "jobs = [\"jobs/*.toml\"]\n\n[store]\nkind = \"local\"\npath = \"store\"\nprefix = \"backups\"\n\n[encryption]\n{encryption}\n"
+            ),
+        );
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// A job whose source is a shell script.
+    pub fn shell_job(&self, name: &str, script: &str) {
+        self.write(
+            &format!("jobs/{name}.toml"),
+            &format!(
+                "[source]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\n",
+                toml_string(script)
+            ),
+        );
+    }
+
+    /// A job that backs up a file, with the given chunk size.
+    pub fn file_job(&self, name: &str, file: &str, chunk_log2: u8) {
+        self.write(
+            &format!("jobs/{name}.toml"),
+            &format!(
+                "chunk_log2 = {chunk_log2}\n\n[source]\nkind = \"file\"\npath = \"../{file}\"\n"
+            ),
+        );
+    }
+
+    /// Run `coffre --config coffre.toml ARGS` in the workspace.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut full = vec!["--config", "coffre.toml"];
+        full.extend_from_slice(args);
+        self.run_raw(&full, env)
+    }
+
+    pub fn run_raw(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Command::new(coffre_bin())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("COFFRE_CONFIG")
+            .env("COFFRE_LOG", "debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// Back up `job` and return the new backup's id.
+    pub fn backup(&self, job: &str) -> String {
+        let run = self.run(&["backup", job, "--json"]);
+        run.ok();
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// The directory of a backup in the local store.
+    pub fn backup_dir(&self, job: &str, id: &str) -> PathBuf {
+        let job_dir = self.path("store/backups").join(job);
+        std::fs::read_dir(&job_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().ends_with(id))
+            .unwrap_or_else(|| panic!("no directory for backup {id} in {}", job_dir.display()))
+    }
+
+    /// Every file under the store, relative paths sorted.
+    pub fn store_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.path("store"), &self.path("store"), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    format!("'''{s}'''")
+}
+
+/// Deterministic pseudo-random bytes (incompressible, unlike a pattern).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
