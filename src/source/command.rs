@@ -1,41 +1,41 @@
 //! A dump produced by a child process on its standard output.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
-use tokio::task::JoinHandle;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use tokio::io::AsyncRead;
 
+use super::blocking::spawn_reader;
 use super::describe_status;
 use crate::error::{Error, Result};
 
 /// How much of the child's stderr is kept to explain a failure.
 const STDERR_TAIL_LINES: usize = 5;
 
-/// The child process of a dump; killed if dropped before `wait_success`.
+/// The child process of a dump; killed if dropped before it was waited for.
 pub struct ChildDump {
     program: String,
-    child: Child,
-    stdout: Option<ChildStdout>,
-    stderr_tail: JoinHandle<Vec<String>>,
+    child: Option<Child>,
+    stderr_tail: Option<JoinHandle<Vec<String>>>,
 }
 
 impl ChildDump {
-    /// Start `command` with `env` added to the environment. Secrets go through `env`, never argv.
+    /// Start `command` with `env` added to the environment (secrets go there, never in argv).
+    /// Returns the child's standard output as a stream, and the child.
     pub fn spawn(
         command: &[String],
         env: &BTreeMap<String, String>,
         workdir: Option<&Path>,
-    ) -> Result<Self> {
+    ) -> Result<(impl AsyncRead + Send + Unpin + use<>, Self)> {
         let program = command[0].clone();
         let mut cmd = Command::new(&program);
         cmd.args(&command[1..])
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         if let Some(dir) = workdir {
             cmd.current_dir(dir);
         }
@@ -44,42 +44,37 @@ impl ChildDump {
                 "cannot start '{program}': {e} (is it installed and on PATH?)"
             ))
         })?;
-        let stdout = child.stdout.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let stderr_tail = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut tail = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "coffre::source", "{line}");
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.remove(0);
-                }
-                tail.push(line);
-            }
-            tail
-        });
-        Ok(Self {
-            program,
-            child,
-            stdout,
-            stderr_tail,
-        })
-    }
-
-    /// Split off the stdout stream; the rest waits for the exit status.
-    pub fn into_parts(mut self) -> (ChildStdout, Self) {
-        let stdout = self.stdout.take().expect("stdout taken once");
-        (stdout, self)
+        let mut dump = Self {
+            program: program.clone(),
+            child: Some(child),
+            stderr_tail: None,
+        };
+        dump.stderr_tail = Some(
+            std::thread::Builder::new()
+                .name(format!("stderr {program}"))
+                .spawn(move || tail_lines(stderr))
+                .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?,
+        );
+        let reader = spawn_reader(&program, stdout)
+            .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
+        Ok((reader, dump))
     }
 
     /// Wait for exit; a non-zero exit or a signal is a source error quoting the end of stderr.
     pub async fn wait_success(mut self) -> Result<()> {
-        let status = self
-            .child
-            .wait()
-            .await
-            .map_err(|e| Error::source(format!("waiting for '{}': {e}", self.program)))?;
-        let tail = (&mut self.stderr_tail).await.unwrap_or_default();
+        let mut child = self.child.take().expect("waited once");
+        let tail = self.stderr_tail.take();
+        let (status, tail) = tokio::task::spawn_blocking(move || {
+            let status = child.wait();
+            let tail = tail.and_then(|t| t.join().ok()).unwrap_or_default();
+            (status, tail)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("waiting for '{}': {e}", self.program)))?;
+        let status =
+            status.map_err(|e| Error::source(format!("waiting for '{}': {e}", self.program)))?;
         if status.success() {
             return Ok(());
         }
@@ -94,4 +89,28 @@ impl ChildDump {
             describe_status(status)
         )))
     }
+}
+
+impl Drop for ChildDump {
+    fn drop(&mut self) {
+        // A dump abandoned midway (the upload failed, the job was cancelled) must not run on.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Read stderr to its end, logging each line and keeping the last few.
+fn tail_lines(stderr: impl std::io::Read) -> Vec<String> {
+    let mut tail = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        tracing::debug!(target: "coffre::source", "{line}");
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.remove(0);
+        }
+        tail.push(line);
+    }
+    tail
 }

@@ -3,6 +3,7 @@
 //! A source only succeeds when its stream ended *and* `finish` says the producer exited cleanly:
 //! a dump tool that dies midway closes its stdout just like one that finished.
 
+mod blocking;
 mod command;
 
 use std::process::ExitStatus;
@@ -43,8 +44,7 @@ pub async fn start(config: &SourceConfig) -> Result<Dump> {
             env,
             workdir,
         } => {
-            let child = ChildDump::spawn(command, env, workdir.as_deref())?;
-            let (reader, child) = child.into_parts();
+            let (reader, child) = ChildDump::spawn(command, env, workdir.as_deref())?;
             Ok(Dump {
                 reader: Box::new(reader),
                 info: SourceInfo {
