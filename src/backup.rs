@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{FORMAT, Manifest};
 use crate::metered::Metered;
 use crate::source;
-use crate::store::{BackupRef, PartSizing, Store};
+use crate::store::{BackupRef, Store};
 
 /// Bytes buffered between the sealing and the uploading stage.
 const PIPE_BYTES: usize = 1 << 20;
@@ -31,13 +31,48 @@ pub struct BackupSummary {
     pub manifest: Manifest,
 }
 
-/// Run one backup of `job` into `store`, encrypted to every key in `recipients`.
-pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<BackupSummary> {
+/// The backups one job made, and the dumps that failed.
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    pub backups: Vec<BackupSummary>,
+    pub failures: Vec<Error>,
+}
+
+/// Back up `job` into `store`, encrypted to every key in `recipients`: one backup per dump the
+/// job plans (a job over all databases of a server makes one per database). A failed dump does
+/// not stop the others.
+pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<JobOutcome> {
     if recipients.is_empty() {
         return Err(Error::config(
             "no encryption key configured: add at least one entry to [encryption] keys (see 'coffre key generate')",
         ));
     }
+    let plans = source::plan(&job.source)
+        .await
+        .map_err(|e| e.context(format!("job '{}'", job.name)))?;
+    let mut outcome = JobOutcome::default();
+    for plan in &plans {
+        match run_one(store, job, plan, recipients).await {
+            Ok(summary) => outcome.backups.push(summary),
+            Err(e) => {
+                let what = match &plan.info.database {
+                    Some(db) => format!("job '{}', database '{db}'", job.name),
+                    None => format!("job '{}'", job.name),
+                };
+                outcome.failures.push(e.context(what));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// One backup of one planned dump.
+async fn run_one(
+    store: &Store,
+    job: &Job,
+    plan: &source::DumpPlan,
+    recipients: &[Secret],
+) -> Result<BackupSummary> {
     let started_at = Utc::now();
     let backup_id = Uuid::new_v4();
     let location = BackupRef::new(&job.name, started_at, backup_id);
@@ -50,18 +85,16 @@ pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<Back
         .map(|secret| keys::wrap(secret, &dek, backup_id))
         .collect::<Result<Vec<_>>>()?;
 
-    let dump = source::start(&job.source).await?;
-    let info = dump.info.clone();
-    tracing::info!(job = %job.name, backup = %backup_id, "backup started");
+    let dump = plan.start()?;
+    let info = plan.info.clone();
+    tracing::info!(job = %job.name, backup = %backup_id, database = ?info.database, "backup started");
 
     let (pipe_reader, pipe_writer) = tokio::io::simplex(PIPE_BYTES);
     let upload_stage = async {
         // The pipe's reader is dropped when this stage ends, so a failed upload also
         // stops the sealing side instead of leaving it blocked on a full pipe.
         let mut uploaded = Metered::hashing(pipe_reader);
-        let staged = store
-            .stage_data(&location, &mut uploaded, PartSizing::default())
-            .await;
+        let staged = store.stage_data(&location, &mut uploaded).await;
         (staged, uploaded.bytes(), uploaded.sha256_hex())
     };
     let (sealed, (staged, stored_bytes, data_sha256)) = tokio::join!(

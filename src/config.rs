@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::format::{DEFAULT_CHUNK_LOG2, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2};
 use crate::crypto::keys::{Argon2Params, Passphrase, Secret, SymmetricKey};
+use crate::db::ServerConfig;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
@@ -20,6 +21,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
 pub struct Config {
     pub path: PathBuf,
     pub store: StoreConfig,
+    pub upload: UploadConfig,
     pub encryption: EncryptionConfig,
     pub jobs: BTreeMap<String, Job>,
 }
@@ -28,6 +30,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     store: StoreConfig,
+    #[serde(default)]
+    upload: UploadConfig,
     #[serde(default)]
     encryption: EncryptionConfig,
     /// Glob patterns of job files.
@@ -49,6 +53,107 @@ pub enum StoreConfig {
         #[serde(default)]
         prefix: String,
     },
+    /// Amazon S3 or any S3-compatible service. Credentials come from the standard AWS
+    /// environment (AWS_ACCESS_KEY_ID, web identity, instance metadata) unless named here.
+    S3 {
+        bucket: String,
+        #[serde(default = "default_region")]
+        region: String,
+        /// For S3-compatible services, e.g. "https://minio.internal:9000".
+        endpoint: Option<String>,
+        /// Path-style requests (most S3-compatible services need them).
+        #[serde(default)]
+        path_style: bool,
+        /// Allow plain-HTTP endpoints. Off: backups travel over TLS only.
+        #[serde(default)]
+        allow_http: bool,
+        /// Environment variables holding the access key id and secret.
+        access_key_id_env: Option<String>,
+        secret_access_key_env: Option<String>,
+        #[serde(default)]
+        prefix: String,
+    },
+    /// Azure Blob Storage. Credentials come from the standard Azure environment
+    /// (AZURE_STORAGE_ACCOUNT_KEY, workload identity, ...) unless named here.
+    Azure {
+        account: String,
+        container: String,
+        endpoint: Option<String>,
+        /// Use the Azurite emulator's well-known account and key.
+        #[serde(default)]
+        use_emulator: bool,
+        #[serde(default)]
+        allow_http: bool,
+        /// Environment variable holding the account access key.
+        access_key_env: Option<String>,
+        #[serde(default)]
+        prefix: String,
+    },
+    /// Google Cloud Storage. Credentials from GOOGLE_APPLICATION_CREDENTIALS or the service
+    /// account file named here.
+    Gcs {
+        bucket: String,
+        service_account_path: Option<PathBuf>,
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl StoreConfig {
+    pub fn prefix(&self) -> &str {
+        match self {
+            StoreConfig::Local { prefix, .. }
+            | StoreConfig::S3 { prefix, .. }
+            | StoreConfig::Azure { prefix, .. }
+            | StoreConfig::Gcs { prefix, .. } => prefix,
+        }
+    }
+}
+
+/// How data objects are uploaded.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Size of the first parts; parts double every 1000 so 1 TiB fits S3's 10,000-part limit.
+    #[serde(default = "default_part_size_mib")]
+    pub part_size_mib: usize,
+    /// Parts in flight at once (memory is about (concurrency + 1) x part size).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Retries of a failed request, with exponential backoff.
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    /// Give up retrying a request after this long.
+    #[serde(default = "default_retry_timeout")]
+    pub retry_timeout_secs: u64,
+}
+
+fn default_part_size_mib() -> usize {
+    8
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_retries() -> usize {
+    10
+}
+fn default_retry_timeout() -> u64 {
+    180
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            part_size_mib: default_part_size_mib(),
+            concurrency: default_concurrency(),
+            retries: default_retries(),
+            retry_timeout_secs: default_retry_timeout(),
+        }
+    }
 }
 
 /// Keys written to every new backup; any one of them opens it.
@@ -217,6 +322,10 @@ pub enum SourceConfig {
     },
     /// A file read as it is.
     File { path: PathBuf },
+    /// pg_dump (custom format) of one or every database of a server.
+    Postgres(ServerConfig),
+    /// mariadb-dump of one or every database of a server.
+    Mariadb(ServerConfig),
 }
 
 impl Config {
@@ -227,6 +336,7 @@ impl Config {
         let mut config = Config {
             path: path.to_path_buf(),
             store: file.store,
+            upload: file.upload,
             encryption: file.encryption,
             jobs: BTreeMap::new(),
         };
@@ -267,6 +377,11 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         match &mut self.store {
             StoreConfig::Local { path, .. } => *path = resolve(base, path),
+            StoreConfig::Gcs {
+                service_account_path: Some(path),
+                ..
+            } => *path = resolve(base, path),
+            _ => {}
         }
         for key in &mut self.encryption.keys {
             for p in [&mut key.file, &mut key.passphrase_file]
@@ -297,9 +412,29 @@ impl Config {
                 "{file}: encryption.argon2: m_kib must be 8*p..=1048576, t and p at least 1 (default m_kib = 65536, t = 3, p = 1)"
             )));
         }
-        match &self.store {
-            StoreConfig::Local { prefix, .. } => check_prefix(&file.to_string(), prefix),
+        let u = self.upload;
+        if !(5..=5120).contains(&u.part_size_mib) || !(1..=64).contains(&u.concurrency) {
+            return Err(Error::config(format!(
+                "{file}: upload: part_size_mib must be 5..=5120 (S3's limits) and concurrency 1..=64 (defaults 8 and 2)"
+            )));
         }
+        if let StoreConfig::S3 {
+            endpoint: Some(endpoint),
+            allow_http: false,
+            ..
+        }
+        | StoreConfig::Azure {
+            endpoint: Some(endpoint),
+            allow_http: false,
+            ..
+        } = &self.store
+            && endpoint.starts_with("http://")
+        {
+            return Err(Error::config(format!(
+                "{file}: store.endpoint '{endpoint}' is plain HTTP: use https://, or set allow_http = true for a test service"
+            )));
+        }
+        check_prefix(&file.to_string(), self.store.prefix())
     }
 }
 
@@ -341,6 +476,7 @@ fn load_job(path: &Path) -> Result<Job> {
         )));
     }
     let base = parent_dir(path);
+    let postgres = matches!(job.source, SourceConfig::Postgres(_));
     match &mut job.source {
         SourceConfig::Command {
             command, workdir, ..
@@ -355,9 +491,41 @@ fn load_job(path: &Path) -> Result<Job> {
             }
         }
         SourceConfig::File { path } => *path = resolve(&base, path),
+        SourceConfig::Postgres(server) | SourceConfig::Mariadb(server) => {
+            check_server(&file.to_string(), postgres, server)?;
+            if let Some(p) = &mut server.password_file {
+                *p = resolve(&base, p);
+            }
+        }
     }
     job.file = path.to_path_buf();
     Ok(job)
+}
+
+fn check_server(file: &str, postgres: bool, server: &ServerConfig) -> Result<()> {
+    let fail = |msg: &str| Err(Error::config(format!("{file}: source: {msg}")));
+    match (&server.database, server.all_databases) {
+        (Some(_), true) => return fail("set either database or all_databases = true, not both"),
+        (None, false) => {
+            return fail(
+                "set database = \"NAME\", or all_databases = true for one backup per database",
+            );
+        }
+        _ => {}
+    }
+    if !server.exclude.is_empty() && !server.all_databases {
+        return fail("exclude only applies with all_databases = true");
+    }
+    if server.password_env.is_some() && server.password_file.is_some() {
+        return fail("set password_env or password_file, not both");
+    }
+    if !postgres && server.globals {
+        return fail("globals is for PostgreSQL sources only");
+    }
+    if !postgres && server.sslmode.is_some() {
+        return fail("sslmode is for PostgreSQL sources only");
+    }
+    Ok(())
 }
 
 fn valid_job_name(name: &str) -> bool {

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod error;
 pub mod manifest;
 pub mod metered;

@@ -214,7 +214,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Config(ConfigCommand::Check) => config_check(&Config::load(&cli.config)?),
         Command::Backup { jobs, all, json } => {
             let config = Config::load(&cli.config)?;
-            let store = Store::open(&config.store)?;
+            let store = Store::open(&config.store, &config.upload)?;
             let recipients = config.encryption.load_secrets()?;
             let names: Vec<String> = if *all {
                 config.jobs.keys().cloned().collect()
@@ -225,19 +225,38 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                 .iter()
                 .map(|n| config.job(n))
                 .collect::<Result<Vec<_>>>()?;
-            let mut first_error = None;
+            let mut failures = Vec::new();
             for job in jobs {
-                match backup::run(&store, job, &recipients).await {
-                    Ok(summary) if *json => println!("{}", report::backup_summary_json(&summary)),
-                    Ok(summary) => println!("{}", report::backup_text(&summary)),
+                let outcome = match backup::run(&store, job, &recipients).await {
+                    Ok(outcome) => outcome,
                     Err(e) => {
-                        let e = e.context(format!("job '{}'", job.name));
-                        eprintln!("coffre: {e}");
-                        first_error.get_or_insert(e);
+                        failures.push(e);
+                        continue;
+                    }
+                };
+                for summary in &outcome.backups {
+                    if *json {
+                        println!("{}", report::backup_summary_json(summary));
+                    } else {
+                        println!("{}", report::backup_text(summary));
                     }
                 }
+                failures.extend(outcome.failures);
             }
-            first_error.map_or(Ok(()), Err)
+            // Every failure is reported; the exit code is the first one's.
+            match failures.len() {
+                0 => Ok(()),
+                1 => Err(failures.remove(0)),
+                n => {
+                    for e in &failures {
+                        eprintln!("coffre: {e}");
+                    }
+                    Err(Error::new(
+                        failures[0].class(),
+                        format!("{n} backups failed (each is listed above)"),
+                    ))
+                }
+            }
         }
         Command::Restore {
             pick,
@@ -247,7 +266,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         } => {
             let config = Config::load(&cli.config)?;
             let secrets = unlock_secrets(&config, keys)?;
-            let store = Store::open(&config.store)?;
+            let store = Store::open(&config.store, &config.upload)?;
             let backup = pick_backup(&config, &store, pick).await?;
             let target = Target::parse(to, *force);
             let summary = restore::restore(&store, &backup, &secrets, &target).await?;
@@ -265,7 +284,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Verify { pick, keys, json } => {
             let config = Config::load(&cli.config)?;
             let secrets = unlock_secrets(&config, keys)?;
-            let store = Store::open(&config.store)?;
+            let store = Store::open(&config.store, &config.upload)?;
             let backup = pick_backup(&config, &store, pick).await?;
             let summary = restore::verify(&store, &backup, &secrets).await?;
             if *json {
@@ -284,7 +303,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::List { job, json } => {
             let config = Config::load(&cli.config)?;
-            let store = Store::open(&config.store)?;
+            let store = Store::open(&config.store, &config.upload)?;
             let listing = store.list(job.as_deref()).await?;
             if *json {
                 println!("{}", report::listing_json(&listing));
@@ -382,7 +401,7 @@ fn key_generate(path: &Path, force: bool) -> Result<()> {
 
 fn config_check(config: &Config) -> Result<()> {
     let secrets = config.encryption.load_secrets()?;
-    let store = Store::open(&config.store)?;
+    let store = Store::open(&config.store, &config.upload)?;
     println!("config {}: ok", config.path.display());
     println!("store: {}", store.description());
     for secret in &secrets {

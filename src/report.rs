@@ -68,8 +68,14 @@ pub fn listing_json(listing: &Listing) -> Value {
 pub fn backup_text(s: &BackupSummary) -> String {
     let m = &s.manifest;
     let seconds = (m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0;
+    let database = m
+        .source
+        .database
+        .as_ref()
+        .map(|db| format!(", database '{db}'"))
+        .unwrap_or_default();
     format!(
-        "backup {} of job '{}': {} dump -> {} stored in {} chunks, {seconds:.1}s",
+        "backup {} of job '{}'{database}: {} dump -> {} stored in {} chunks, {seconds:.1}s",
         m.backup_id,
         m.job,
         human_bytes(m.plaintext_bytes),
@@ -83,6 +89,7 @@ pub fn backup_summary_json(s: &BackupSummary) -> Value {
     json!({
         "id": m.backup_id,
         "job": m.job,
+        "source": m.source,
         "started_at": rfc3339::format(&m.started_at),
         "finished_at": rfc3339::format(&m.finished_at),
         "plaintext_bytes": m.plaintext_bytes,

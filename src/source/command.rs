@@ -1,8 +1,6 @@
 //! A dump produced by a child process on its standard output.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use tokio::io::AsyncRead;
@@ -22,23 +20,13 @@ pub struct ChildDump {
 }
 
 impl ChildDump {
-    /// Start `command` with `env` added to the environment (secrets go there, never in argv).
+    /// Start `cmd` (secrets belong in its environment, never its arguments).
     /// Returns the child's standard output as a stream, and the child.
-    pub fn spawn(
-        command: &[String],
-        env: &BTreeMap<String, String>,
-        workdir: Option<&Path>,
-    ) -> Result<(impl AsyncRead + Send + Unpin + use<>, Self)> {
-        let program = command[0].clone();
-        let mut cmd = Command::new(&program);
-        cmd.args(&command[1..])
-            .envs(env)
-            .stdin(Stdio::null())
+    pub fn spawn(mut cmd: Command) -> Result<(impl AsyncRead + Send + Unpin + use<>, Self)> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(dir) = workdir {
-            cmd.current_dir(dir);
-        }
         let mut child = cmd.spawn().map_err(|e| {
             Error::source(format!(
                 "cannot start '{program}': {e} (is it installed and on PATH?)"

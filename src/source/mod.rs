@@ -1,24 +1,54 @@
 //! Sources: each starts a dump and yields it as an `AsyncRead`, owning any child process.
 //!
-//! A source only succeeds when its stream ended *and* `finish` says the producer exited cleanly:
-//! a dump tool that dies midway closes its stdout just like one that finished.
+//! A job is first *planned* (which dumps it makes: a job over all databases of a server makes
+//! one per database), then each plan is started. A dump only succeeds when its stream ended
+//! *and* its producer exited cleanly: a dump tool that dies midway closes its stdout just like
+//! one that finished.
 
 mod blocking;
 mod command;
+mod database;
 
 use std::process::ExitStatus;
 use tokio::io::AsyncRead;
 
 use crate::config::SourceConfig;
+use crate::db::mariadb::MariaConn;
+use crate::db::postgres::PgConn;
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
 
 pub use command::ChildDump;
+pub use database::plan_database;
 
-/// A running dump: its stream, what it is, and how it ended.
+/// The kinds recorded in manifests' `source.kind`.
+pub const KIND_POSTGRES: &str = "postgres";
+pub const KIND_POSTGRES_GLOBALS: &str = "postgres-globals";
+pub const KIND_MARIADB: &str = "mariadb";
+
+/// One dump of a job, ready to start.
+#[derive(Debug)]
+pub struct DumpPlan {
+    pub info: SourceInfo,
+    spec: DumpSpec,
+}
+
+#[derive(Debug)]
+enum DumpSpec {
+    Command {
+        argv: Vec<String>,
+        env: std::collections::BTreeMap<String, String>,
+        workdir: Option<std::path::PathBuf>,
+    },
+    File(std::path::PathBuf),
+    Postgres(PgConn, Vec<String>),
+    PostgresGlobals(PgConn),
+    Mariadb(MariaConn, Vec<String>),
+}
+
+/// A running dump: its stream and how it ended.
 pub struct Dump {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
-    pub info: SourceInfo,
     pub exit: DumpExit,
 }
 
@@ -36,38 +66,70 @@ impl DumpExit {
     }
 }
 
-/// Start the dump a job describes.
-pub async fn start(config: &SourceConfig) -> Result<Dump> {
+/// Work out the dumps a job makes. Database sources connect here (versions, database list),
+/// so a wrong password or a missing database fails before anything is uploaded.
+pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
     match config {
         SourceConfig::Command {
             command,
             env,
             workdir,
-        } => {
-            let (reader, child) = ChildDump::spawn(command, env, workdir.as_deref())?;
-            Ok(Dump {
-                reader: Box::new(reader),
-                info: SourceInfo {
-                    kind: "command".into(),
-                    dump_tool: Some(command[0].clone()),
-                    ..SourceInfo::default()
-                },
-                exit: DumpExit(Some(child)),
-            })
-        }
-        SourceConfig::File { path } => {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| Error::source(format!("cannot open {}: {e}", path.display())))?;
-            Ok(Dump {
-                reader: Box::new(file),
-                info: SourceInfo {
-                    kind: "file".into(),
-                    ..SourceInfo::default()
-                },
-                exit: DumpExit(None),
-            })
-        }
+        } => Ok(vec![DumpPlan {
+            info: SourceInfo {
+                kind: "command".into(),
+                dump_tool: Some(command[0].clone()),
+                ..SourceInfo::default()
+            },
+            spec: DumpSpec::Command {
+                argv: command.clone(),
+                env: env.clone(),
+                workdir: workdir.clone(),
+            },
+        }]),
+        SourceConfig::File { path } => Ok(vec![DumpPlan {
+            info: SourceInfo {
+                kind: "file".into(),
+                ..SourceInfo::default()
+            },
+            spec: DumpSpec::File(path.clone()),
+        }]),
+        SourceConfig::Postgres(server) => plan_database(KIND_POSTGRES, server).await,
+        SourceConfig::Mariadb(server) => plan_database(KIND_MARIADB, server).await,
+    }
+}
+
+impl DumpPlan {
+    /// Start the dump.
+    pub fn start(&self) -> Result<Dump> {
+        let (reader, child) = match &self.spec {
+            DumpSpec::File(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Error::source(format!("cannot open {}: {e}", path.display())))?;
+                let reader = blocking::spawn_reader("file", file)
+                    .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
+                return Ok(Dump {
+                    reader: Box::new(reader),
+                    exit: DumpExit(None),
+                });
+            }
+            DumpSpec::Command { argv, env, workdir } => {
+                let mut cmd = std::process::Command::new(&argv[0]);
+                cmd.args(&argv[1..]).envs(env);
+                if let Some(dir) = workdir {
+                    cmd.current_dir(dir);
+                }
+                ChildDump::spawn(cmd)?
+            }
+            DumpSpec::Postgres(conn, args) => ChildDump::spawn(database::pg_dump(conn, args))?,
+            DumpSpec::PostgresGlobals(conn) => {
+                ChildDump::spawn(database::pg_dumpall_globals(conn))?
+            }
+            DumpSpec::Mariadb(conn, args) => ChildDump::spawn(database::mariadb_dump(conn, args))?,
+        };
+        Ok(Dump {
+            reader: Box::new(reader),
+            exit: DumpExit(Some(child)),
+        })
     }
 }
 

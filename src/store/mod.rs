@@ -6,11 +6,11 @@
 //! ```
 //! A backup exists only once its manifest does. Paths are built here and nowhere else.
 
+mod backend;
 mod upload;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 use crate::manifest::StoredManifest;
 
@@ -80,28 +80,19 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     description: String,
+    sizing: PartSizing,
 }
 
 impl Store {
-    pub fn open(config: &StoreConfig) -> Result<Self> {
-        match config {
-            StoreConfig::Local { path, prefix } => {
-                std::fs::create_dir_all(path).map_err(|e| {
-                    Error::store(format!(
-                        "cannot create the local store directory {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
-                    Error::store(format!("cannot open local store {}: {e}", path.display()))
-                })?;
-                Ok(Self::new(
-                    Arc::new(fs),
-                    prefix,
-                    format!("local:{}", path.display()),
-                ))
-            }
-        }
+    pub fn open(config: &StoreConfig, upload: &UploadConfig) -> Result<Self> {
+        let (inner, description) = backend::build(config, upload)?;
+        let mut store = Self::new(inner, config.prefix(), description);
+        store.sizing = PartSizing {
+            initial: upload.part_size_mib << 20,
+            concurrency: upload.concurrency,
+            ..PartSizing::default()
+        };
+        Ok(store)
     }
 
     pub fn new(inner: Arc<dyn ObjectStore>, prefix: &str, description: String) -> Self {
@@ -109,6 +100,7 @@ impl Store {
             inner,
             prefix: ObjectPath::from(prefix),
             description,
+            sizing: PartSizing::default(),
         }
     }
 
@@ -137,9 +129,8 @@ impl Store {
         &self,
         r: &BackupRef,
         reader: R,
-        sizing: PartSizing,
     ) -> Result<StagedUpload> {
-        upload::stage(&self.inner, &self.data_path(r), reader, sizing).await
+        upload::stage(&self.inner, &self.data_path(r), reader, self.sizing).await
     }
 
     /// Write the manifest; refuses to replace one that exists.

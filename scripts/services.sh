@@ -1,0 +1,129 @@
+# shellcheck shell=bash
+# Starts the real servers the tests talk to, on free loopback ports, and exports where they are:
+#   COFFRE_TEST_PG      postgres://postgres@127.0.0.1:PORT (a private cluster, scram-sha-256 auth)
+#   COFFRE_TEST_PG_PASSWORD
+#   COFFRE_TEST_MARIADB mariadb://root@127.0.0.1:PORT (the machine's server, or a private one)
+#   COFFRE_TEST_S3      http://127.0.0.1:PORT (moto_server)
+#   COFFRE_TEST_AZURITE http://127.0.0.1:PORT/devstoreaccount1 (azurite)
+# Sourced by scripts/test and scripts/bench; everything it starts stops when the caller exits.
+# Needs $venv (a Python venv) and $cache (a directory kept between runs).
+
+svc_dir=$(mktemp -d /tmp/coffre-services.XXXXXX)
+chmod 755 "$svc_dir"
+svc_pids=()
+svc_cleanup() {
+  for pid in "${svc_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ -n "${svc_pg_ctl:-}" ]; then
+    runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "${svc_mariadb_pid:-}" ]; then kill "$svc_mariadb_pid" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$svc_dir"
+}
+trap svc_cleanup EXIT
+
+svc_log() { echo "services: $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port, name, [seconds]
+  local i
+  for ((i = 0; i < ${3:-60} * 10; i++)); do
+    if (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  svc_log "$2 did not start on port $1"; return 1
+}
+
+apt_install() {
+  svc_log "installing $*"
+  if [ -z "${svc_apt_updated:-}" ]; then apt-get update -qq >/dev/null; svc_apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+svc_need_tools() {
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v pg_dump >/dev/null || missing+=(postgresql-client)
+  command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
+  command -v node >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+svc_start_postgres() {
+  local bin port
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  svc_pg_ctl="$bin/pg_ctl"
+  port=$(free_port)
+  export COFFRE_TEST_PG_PASSWORD="coffre-test-superuser-pw"
+  echo "$COFFRE_TEST_PG_PASSWORD" >"$svc_dir/pgpw"
+  chown postgres "$svc_dir/pgpw"
+  runuser -u postgres -- "$bin/initdb" -D "$svc_dir/pg" -U postgres --pwfile="$svc_dir/pgpw" \
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$svc_dir/initdb.log" 2>&1 \
+    || { cat "$svc_dir/initdb.log" >&2; return 1; }
+  rm -f "$svc_dir/pgpw"
+  runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir -c fsync=off -c full_page_writes=off" start >/dev/null \
+    || { cat "$svc_dir/pg.log" >&2; return 1; }
+  export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port"
+  svc_log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on $port"
+}
+
+svc_start_mariadb() {
+  if mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+    export COFFRE_TEST_MARIADB="mariadb://root@127.0.0.1:3306"
+    svc_log "MariaDB: the machine's server on 3306"
+    return
+  fi
+  command -v mariadbd >/dev/null || apt_install mariadb-server
+  local port; port=$(free_port)
+  mkdir -p "$svc_dir/mariadb"
+  mariadb-install-db --user=root --datadir="$svc_dir/mariadb" --auth-root-authentication-method=normal \
+    >"$svc_dir/mariadb-install.log" 2>&1 || { cat "$svc_dir/mariadb-install.log" >&2; return 1; }
+  mariadbd --user=root --datadir="$svc_dir/mariadb" --port="$port" --bind-address=127.0.0.1 \
+    --socket="$svc_dir/mariadb.sock" --skip-grant-tables=0 >"$svc_dir/mariadb.log" 2>&1 &
+  svc_mariadb_pid=$!
+  wait_port "$port" MariaDB
+  export COFFRE_TEST_MARIADB="mariadb://root@127.0.0.1:$port"
+  svc_log "MariaDB: private server on $port"
+}
+
+svc_start_moto() {
+  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
+    svc_log "installing moto[server]"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+  fi
+  local port; port=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$svc_dir/moto.log" 2>&1 &
+  svc_pids+=($!)
+  wait_port "$port" moto_server
+  export COFFRE_TEST_S3="http://127.0.0.1:$port"
+  svc_log "moto_server on $port"
+}
+
+svc_start_azurite() {
+  local dir="$cache/azurite"
+  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    svc_log "installing azurite"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund azurite@3.37.0 >/dev/null)
+  fi
+  local port; port=$(free_port)
+  mkdir -p "$svc_dir/azurite"
+  "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$svc_dir/azurite" \
+    --skipApiVersionCheck --loose --silent >"$svc_dir/azurite.log" 2>&1 &
+  svc_pids+=($!)
+  wait_port "$port" azurite
+  export COFFRE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
+  svc_log "azurite on $port"
+}
+
+svc_start_all() {
+  svc_need_tools
+  svc_start_postgres
+  svc_start_mariadb
+  svc_start_moto
+  svc_start_azurite
+}

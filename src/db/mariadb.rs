@@ -1,0 +1,232 @@
+//! MariaDB (and MySQL) through the mariadb client tools. The password goes in MYSQL_PWD.
+
+use std::process::Command;
+use zeroize::Zeroizing;
+
+use super::{ServerConfig, TableCounts, run_tool};
+use crate::error::{Error, Result};
+
+/// A connection to one database of a MariaDB server.
+#[derive(Clone)]
+pub struct MariaConn {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    password: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for MariaConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+/// The first of `names` found on PATH (MariaDB renamed the mysql* tools).
+pub fn find_tool(names: &[&'static str]) -> &'static str {
+    names
+        .iter()
+        .copied()
+        .find(|name| {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
+            })
+        })
+        .unwrap_or(names[0])
+}
+
+pub fn client_tool() -> &'static str {
+    find_tool(&["mariadb", "mysql"])
+}
+
+pub fn dump_tool() -> &'static str {
+    find_tool(&["mariadb-dump", "mysqldump"])
+}
+
+impl MariaConn {
+    pub fn from_config(server: &ServerConfig, database: &str) -> Result<Self> {
+        Ok(Self {
+            host: server.host.clone(),
+            port: server.port.unwrap_or(3306),
+            user: server.user.clone().unwrap_or_else(|| "root".into()),
+            database: database.to_string(),
+            password: server.load_password()?,
+        })
+    }
+
+    /// Parse `mariadb://user[:password]@host[:port]/database` (or mysql://).
+    pub fn from_url(text: &str) -> Result<Self> {
+        let url = url::Url::parse(text).map_err(|e| {
+            Error::config(format!(
+                "'{}' is not a MariaDB URL ({e}): use mariadb://user@host:port/database",
+                super::postgres::redact_url(text)
+            ))
+        })?;
+        if !matches!(url.scheme(), "mariadb" | "mysql") {
+            return Err(Error::config("a MariaDB URL starts with mariadb://"));
+        }
+        let database = url.path().trim_start_matches('/');
+        if database.is_empty() {
+            return Err(Error::config(
+                "the MariaDB URL names no database: use mariadb://user@host:port/database",
+            ));
+        }
+        Ok(Self {
+            host: url.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: url.port().unwrap_or(3306),
+            user: if url.username().is_empty() {
+                "root".into()
+            } else {
+                url.username().to_string()
+            },
+            database: database.to_string(),
+            password: url.password().map(|p| Zeroizing::new(p.to_string())),
+        })
+    }
+
+    pub fn with_database(&self, database: &str) -> Self {
+        Self {
+            database: database.to_string(),
+            ..self.clone()
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+
+    /// A command for a client tool with connection options; the database is not added.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("--protocol=TCP")
+            .arg(format!("--host={}", self.host))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--user={}", self.user))
+            .arg("--connect-timeout=15");
+        match &self.password {
+            Some(password) => cmd.env("MYSQL_PWD", password.as_str()),
+            None => cmd.env_remove("MYSQL_PWD"),
+        };
+        cmd
+    }
+
+    /// Run SQL with the client (no database selected); rows of tab-separated fields.
+    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let mut cmd = self.command(client_tool());
+        cmd.args(["--batch", "--skip-column-names", "--raw", "-e", sql]);
+        let out = run_tool(cmd, &format!("querying {}", self.describe())).await?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<String> {
+        self.query(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .ok_or_else(|| Error::source(format!("{}: '{sql}' returned no row", self.describe())))
+    }
+
+    pub async fn server_version(&self) -> Result<String> {
+        self.scalar("SELECT VERSION()").await
+    }
+
+    /// User databases (system schemas left out).
+    pub async fn list_databases(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN \
+                    ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1",
+            )
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect())
+    }
+
+    pub async fn database_exists(&self, name: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {}",
+            quote_literal(name)
+        );
+        Ok(self.scalar(&sql).await? != "0")
+    }
+
+    /// Tables, views and routines in this connection's database: zero for a fresh one.
+    pub async fn user_object_count(&self) -> Result<u64> {
+        let db = quote_literal(&self.database);
+        let sql = format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {db}) + \
+             (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = {db})"
+        );
+        parse_count(&self.scalar(&sql).await?)
+    }
+
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        self.query(&format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4",
+            quote_ident(name)
+        ))
+        .await
+        .map(drop)
+    }
+
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        self.query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
+            .await
+            .map(drop)
+    }
+
+    /// Base tables of this connection's database and their exact row counts.
+    pub async fn table_counts(&self) -> Result<TableCounts> {
+        let tables: Vec<String> = self
+            .query(&format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = {} \
+                 AND table_type = 'BASE TABLE' ORDER BY 1",
+                quote_literal(&self.database)
+            ))
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect();
+        if tables.is_empty() {
+            return Ok(TableCounts::default());
+        }
+        let db = quote_ident(&self.database);
+        let union = tables
+            .iter()
+            .map(|t| format!("SELECT COUNT(*) AS c FROM {db}.{}", quote_ident(t)))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = self
+            .scalar(&format!("SELECT SUM(c) FROM ({union}) AS counts"))
+            .await?;
+        Ok(TableCounts {
+            tables: tables.len() as u64,
+            rows: parse_count(&rows)?,
+        })
+    }
+}
+
+fn parse_count(text: &str) -> Result<u64> {
+    text.trim()
+        .parse()
+        .map_err(|_| Error::source(format!("expected a number from the server, got '{text}'")))
+}
+
+/// `` `name` `` with embedded backticks doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `'text'` with quotes and backslashes escaped.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}

@@ -1,0 +1,133 @@
+//! Database servers, reached through their own client tools (psql, pg_dump, pg_restore, mariadb,
+//! mariadb-dump), so that TLS settings, auth methods and server quirks behave exactly as they
+//! do for the dump itself. Passwords go to the tools through the environment, never argv.
+
+pub mod mariadb;
+pub mod postgres;
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::Stdio;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::source::describe_status;
+
+/// A database source, as written in a job's `[source]` (kind = "postgres" or "mariadb").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (first line), e.g. a mounted Kubernetes Secret.
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL `sslmode` (disable, allow, prefer, require, verify-ca, verify-full).
+    pub sslmode: Option<String>,
+    /// The database to dump.
+    pub database: Option<String>,
+    /// Dump every database of the server instead, one backup each.
+    #[serde(default)]
+    pub all_databases: bool,
+    /// Databases left out by `all_databases`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// PostgreSQL: also back up roles and tablespaces (`pg_dumpall --globals-only`).
+    #[serde(default)]
+    pub globals: bool,
+    /// Extra arguments for the dump tool (never put secrets here).
+    #[serde(default)]
+    pub dump_args: Vec<String>,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+
+impl ServerConfig {
+    /// Read the password from where the config says, if anywhere.
+    pub fn load_password(&self) -> Result<Option<Zeroizing<String>>> {
+        if let Some(var) = &self.password_env {
+            let value = std::env::var(var).map_err(|_| {
+                Error::config(format!(
+                    "environment variable {var} (the database password) is not set"
+                ))
+            })?;
+            return Ok(Some(Zeroizing::new(value)));
+        }
+        if let Some(path) = &self.password_file {
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::config(format!("cannot read password file {}: {e}", path.display()))
+            })?);
+            return Ok(Some(Zeroizing::new(
+                text.lines().next().unwrap_or("").to_string(),
+            )));
+        }
+        Ok(None)
+    }
+}
+
+/// Run a client tool to completion and return its standard output.
+/// A failure is a `Source` error quoting the end of the tool's stderr.
+pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Result<String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            Error::source(format!(
+                "{what}: cannot run '{program}': {e} (is it installed and on PATH?)"
+            ))
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(Error::source(format!(
+        "{what}: '{program}' failed with {}: {}",
+        describe_status(out.status),
+        stderr_summary(&out.stderr)
+    )))
+}
+
+/// The last few non-empty lines of a tool's stderr, on one line.
+pub(crate) fn stderr_summary(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(3);
+    if lines.is_empty() {
+        "no error output".into()
+    } else {
+        lines[start..].join(" / ")
+    }
+}
+
+/// First line of `TOOL --version`, e.g. "pg_dump (PostgreSQL) 15.19".
+pub(crate) async fn tool_version(program: &str) -> Result<String> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("--version");
+    let out = run_tool(cmd, "checking the dump tool").await?;
+    Ok(out.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// Name of a scratch database for a restore drill.
+pub fn scratch_name(backup_id: uuid::Uuid) -> String {
+    format!("coffre_verify_{}", &backup_id.simple().to_string()[..12])
+}
+
+/// What a restore drill found in the scratch database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableCounts {
+    pub tables: u64,
+    pub rows: u64,
+}

@@ -1,0 +1,118 @@
+//! Building the `object_store` backend a config names.
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{StoreConfig, UploadConfig};
+use crate::error::{Error, Result};
+
+/// The backend and a description of it for messages (never with credentials).
+pub fn build(
+    config: &StoreConfig,
+    upload: &UploadConfig,
+) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: upload.retries,
+        retry_timeout: Duration::from_secs(upload.retry_timeout_secs),
+    };
+    match config {
+        StoreConfig::Local { path, .. } => {
+            std::fs::create_dir_all(path).map_err(|e| {
+                Error::store(format!(
+                    "cannot create the local store directory {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
+                Error::store(format!("cannot open local store {}: {e}", path.display()))
+            })?;
+            Ok((Arc::new(fs), format!("local:{}", path.display())))
+        }
+        StoreConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            path_style,
+            allow_http,
+            access_key_id_env,
+            secret_access_key_env,
+            ..
+        } => {
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_virtual_hosted_style_request(!path_style)
+                .with_allow_http(*allow_http)
+                .with_retry(retry);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(var) = access_key_id_env {
+                builder = builder.with_access_key_id(env_credential(var)?);
+            }
+            if let Some(var) = secret_access_key_env {
+                builder = builder.with_secret_access_key(env_credential(var)?);
+            }
+            let store = builder
+                .build()
+                .map_err(|e| Error::config(format!("store (s3): {e}")))?;
+            Ok((Arc::new(store), format!("s3://{bucket}")))
+        }
+        StoreConfig::Azure {
+            account,
+            container,
+            endpoint,
+            use_emulator,
+            allow_http,
+            access_key_env,
+            ..
+        } => {
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_account(account)
+                .with_container_name(container)
+                .with_use_emulator(*use_emulator)
+                .with_allow_http(*allow_http)
+                .with_retry(retry);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint.clone());
+            }
+            if let Some(var) = access_key_env {
+                builder = builder.with_access_key(env_credential(var)?);
+            }
+            let store = builder
+                .build()
+                .map_err(|e| Error::config(format!("store (azure): {e}")))?;
+            Ok((Arc::new(store), format!("azure://{account}/{container}")))
+        }
+        StoreConfig::Gcs {
+            bucket,
+            service_account_path,
+            ..
+        } => {
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry);
+            if let Some(path) = service_account_path {
+                builder = builder.with_service_account_path(path.to_string_lossy());
+            }
+            let store = builder
+                .build()
+                .map_err(|e| Error::config(format!("store (gcs): {e}")))?;
+            Ok((Arc::new(store), format!("gs://{bucket}")))
+        }
+    }
+}
+
+fn env_credential(var: &str) -> Result<String> {
+    std::env::var(var).map_err(|_| {
+        Error::config(format!(
+            "environment variable {var} (a store credential) is not set"
+        ))
+    })
+}
