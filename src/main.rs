@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zeroize::Zeroizing;
 
-use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef};
+use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef, SourceConfig};
+use coffre::db::mariadb::MariaConn;
+use coffre::db::postgres::PgConn;
 use coffre::crypto::keys::{Secret, SymmetricKey};
 use coffre::error::{Error, Result};
 use coffre::report;
-use coffre::restore::Target;
+use coffre::restore::{DrillServer, RestoreOptions, Target};
 use coffre::store::{Backup, Store};
-use coffre::{backup, restore};
+use coffre::{backup, restore, source};
 
 #[derive(Parser)]
 #[command(
@@ -58,27 +60,42 @@ enum Command {
     },
     /// Restore a backup to a file or stdout.
     #[command(
-        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to - | pg_restore -d app_copy"
+        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to postgres://postgres@db:5432/app_copy --create\n  coffre restore 3f2a9c1e --to mariadb://root@127.0.0.1:3306/shop_copy --create\n  coffre restore --latest --job files --to - > files.tar\n\nDatabase passwords come from PGPASSWORD / MYSQL_PWD (or the URL, which is visible in the process list)."
     )]
     Restore {
         #[command(flatten)]
         pick: Pick,
-        /// Where to write: a file path, or '-' for stdout.
+        /// Where to write: a file path, '-' for stdout, postgres://user@host:port/db or mariadb://user@host:port/db.
         #[arg(long)]
         to: String,
         /// Replace the target file if it exists.
         #[arg(long)]
         force: bool,
+        /// Database targets: restore into a non-empty database, replacing what the backup holds.
+        #[arg(long)]
+        clean: bool,
+        /// Database targets: create the database if it does not exist.
+        #[arg(long)]
+        create: bool,
+        /// Database targets: skip ownership and privileges (for servers without the original roles).
+        #[arg(long)]
+        no_owner: bool,
         #[command(flatten)]
         keys: KeyArgs,
     },
     /// Prove a backup restores: download, decrypt and check everything, write nothing.
     #[command(
-        after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json"
+        after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json\n  coffre verify --latest --job app-db --restore    # drill into a scratch database on the job's server"
     )]
     Verify {
         #[command(flatten)]
         pick: Pick,
+        /// Also restore into a scratch database (created and dropped by coffre) and count tables and rows.
+        #[arg(long)]
+        restore: bool,
+        /// Server for --restore (postgres://user@host:port/db or mariadb://...); default: the job's source server.
+        #[arg(long, requires = "restore")]
+        restore_server: Option<String>,
         #[command(flatten)]
         keys: KeyArgs,
         /// Print the result as JSON.
@@ -114,6 +131,9 @@ struct Pick {
     /// Job of the backup.
     #[arg(long)]
     job: Option<String>,
+    /// With --latest, for jobs that dump several databases: which one ('postgres-globals' for the globals).
+    #[arg(long, requires = "latest")]
+    database: Option<String>,
 }
 
 /// Extra keys to open backups with, on top of the configured ones. Secrets are never arguments.
@@ -262,14 +282,23 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             pick,
             to,
             force,
+            clean,
+            create,
+            no_owner,
             keys,
         } => {
             let config = Config::load(&cli.config)?;
             let secrets = unlock_secrets(&config, keys)?;
+            let target = Target::parse(to, *force)?;
             let store = Store::open(&config.store, &config.upload)?;
             let backup = pick_backup(&config, &store, pick).await?;
-            let target = Target::parse(to, *force);
-            let summary = restore::restore(&store, &backup, &secrets, &target).await?;
+            let options = RestoreOptions {
+                clean: *clean,
+                create: *create,
+                no_owner: *no_owner,
+                progress: show_progress(cli.quiet),
+            };
+            let summary = restore::restore(&store, &backup, &secrets, &target, options).await?;
             if !cli.quiet {
                 eprintln!(
                     "restored backup {} of job '{}': {} in {} chunks, all checks passed",
@@ -281,12 +310,41 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Verify { pick, keys, json } => {
+        Command::Verify {
+            pick,
+            restore: drill,
+            restore_server,
+            keys,
+            json,
+        } => {
             let config = Config::load(&cli.config)?;
             let secrets = unlock_secrets(&config, keys)?;
             let store = Store::open(&config.store, &config.upload)?;
             let backup = pick_backup(&config, &store, pick).await?;
-            let summary = restore::verify(&store, &backup, &secrets).await?;
+            let progress = show_progress(cli.quiet);
+            if *drill {
+                let server = drill_server(&config, &backup, restore_server.as_deref())?;
+                let (summary, report) =
+                    restore::drill(&store, &backup, &secrets, &server, progress).await?;
+                if *json {
+                    let mut out = report::open_summary_json(&backup, &summary);
+                    out["restore_drill"] = serde_json::to_value(&report)
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                    println!("{out}");
+                } else {
+                    println!(
+                        "verified backup {} of job '{}' by restoring it: {} tables, {} rows in scratch database {} on {} (dropped)",
+                        backup.manifest.manifest.backup_id,
+                        backup.manifest.manifest.job,
+                        report.counts.tables,
+                        report.counts.rows,
+                        report.scratch_database,
+                        report.server,
+                    );
+                }
+                return Ok(());
+            }
+            let summary = restore::verify(&store, &backup, &secrets, progress).await?;
             if *json {
                 println!("{}", report::open_summary_json(&backup, &summary));
             } else {
@@ -315,6 +373,40 @@ async fn dispatch(cli: &Cli) -> Result<()> {
     }
 }
 
+/// A progress bar only for a person watching a terminal.
+fn show_progress(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// Where a restore drill runs: the given URL, else the server of the backup's job.
+fn drill_server(config: &Config, backup: &Backup, url: Option<&str>) -> Result<DrillServer> {
+    let kind = backup.manifest.manifest.source.kind.as_str();
+    if let Some(url) = url {
+        return match Target::parse(url, false)? {
+            Target::Postgres(conn) => Ok(DrillServer::Postgres(conn)),
+            Target::Mariadb(conn) => Ok(DrillServer::Mariadb(conn)),
+            _ => Err(Error::config(
+                "--restore-server takes postgres://user@host:port/db or mariadb://user@host:port/db",
+            )),
+        };
+    }
+    let job = config.job(&backup.manifest.manifest.job).map_err(|e| {
+        e.context("--restore needs --restore-server URL when the backup's job is not configured")
+    })?;
+    match (&job.source, kind) {
+        (SourceConfig::Postgres(server), source::KIND_POSTGRES) => {
+            Ok(DrillServer::Postgres(PgConn::from_config(server, "postgres")?))
+        }
+        (SourceConfig::Mariadb(server), source::KIND_MARIADB) => {
+            Ok(DrillServer::Mariadb(MariaConn::from_config(server, "")?))
+        }
+        _ => Err(Error::config(format!(
+            "--restore drills restore PostgreSQL and MariaDB dumps; this backup is of kind '{kind}'"
+        ))),
+    }
+}
+
 async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Backup> {
     if let Some(job) = &pick.job {
         config.job(job)?;
@@ -331,7 +423,7 @@ async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Back
                     ));
                 }
             };
-            store.latest(&job).await
+            store.latest(&job, pick.database.as_deref()).await
         }
     }
 }

@@ -88,6 +88,13 @@ impl StoredManifest {
 }
 
 impl Manifest {
+    /// Which series of its job this backup belongs to: the database, or the source kind for
+    /// sources without one (`postgres-globals`, `command`, `file`). Retention and `--latest`
+    /// work per series.
+    pub fn series(&self) -> &str {
+        self.source.database.as_deref().unwrap_or(&self.source.kind)
+    }
+
     /// Compute and set `mac`, then return the bytes to store.
     pub fn seal(mut self, dek: &Dek, salt: &[u8; 32]) -> Result<Vec<u8>> {
         let value = serde_json::to_value(&self)

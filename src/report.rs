@@ -41,15 +41,16 @@ pub fn backup_json(b: &Backup) -> Value {
 
 pub fn listing_text(listing: &Listing) -> String {
     let mut out = format!(
-        "{:<36}  {:<20}  {:<20}  {:>10}  {:>10}\n",
-        "ID", "JOB", "STARTED (UTC)", "STORED", "DUMP"
+        "{:<36}  {:<16}  {:<16}  {:<19}  {:>10}  {:>10}\n",
+        "ID", "JOB", "DATABASE", "STARTED (UTC)", "STORED", "DUMP"
     );
     for b in &listing.complete {
         let m = &b.manifest.manifest;
         out.push_str(&format!(
-            "{:<36}  {:<20}  {:<20}  {:>10}  {:>10}\n",
+            "{:<36}  {:<16}  {:<16}  {:<19}  {:>10}  {:>10}\n",
             m.backup_id,
             m.job,
+            m.series(),
             m.started_at.format("%Y-%m-%d %H:%M:%S"),
             human_bytes(m.stored_bytes),
             human_bytes(m.plaintext_bytes),

@@ -7,37 +7,60 @@
 
 use async_compression::tokio::write::ZstdDecoder;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::crypto::format::{self, FormatError, Header};
 use crate::crypto::keys::{self, Secret};
-use crate::error::{Error, Result};
+use crate::db::mariadb::{self, MariaConn};
+use crate::db::postgres::PgConn;
+use crate::db::{TableCounts, scratch_name, stderr_summary};
+use crate::error::{Class, Error, Result};
 use crate::metered::Metered;
+use crate::source::{KIND_MARIADB, KIND_POSTGRES, KIND_POSTGRES_GLOBALS, describe_status};
 use crate::store::{Backup, Store};
 
 /// Where restored data goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Target {
     /// A new file (replaced only with `overwrite`).
-    File {
-        path: PathBuf,
-        overwrite: bool,
-    },
+    File { path: PathBuf, overwrite: bool },
     Stdout,
+    /// A PostgreSQL database, loaded with pg_restore (or psql for globals).
+    Postgres(PgConn),
+    /// A MariaDB database, loaded with the mariadb client.
+    Mariadb(MariaConn),
 }
 
 impl Target {
-    /// `-` is stdout; anything else is a file path.
-    pub fn parse(text: &str, overwrite: bool) -> Self {
+    /// `-` is stdout, `postgres://...` and `mariadb://...` are databases, anything else a file.
+    pub fn parse(text: &str, overwrite: bool) -> Result<Self> {
         if text == "-" {
-            Target::Stdout
+            Ok(Target::Stdout)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(Target::Postgres(PgConn::from_url(text)?))
+        } else if text.starts_with("mariadb://") || text.starts_with("mysql://") {
+            Ok(Target::Mariadb(MariaConn::from_url(text)?))
         } else {
-            Target::File {
+            Ok(Target::File {
                 path: PathBuf::from(text),
                 overwrite,
-            }
+            })
         }
     }
+}
+
+/// How a restore into a database may treat the target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RestoreOptions {
+    /// Replace objects in a non-empty database (`pg_restore --clean --if-exists`).
+    pub clean: bool,
+    /// Create the target database when it does not exist (and drop it again if the restore fails).
+    pub create: bool,
+    /// Skip ownership and privileges (`--no-owner --no-privileges`): for servers without the roles.
+    pub no_owner: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
 }
 
 /// What was restored or verified.
@@ -55,105 +78,380 @@ pub async fn restore(
     backup: &Backup,
     secrets: &[Secret],
     target: &Target,
+    options: RestoreOptions,
 ) -> Result<OpenSummary> {
+    let source = Source {
+        store,
+        backup,
+        secrets,
+        progress: options.progress,
+    };
     match target {
         Target::Stdout => {
             let mut out = tokio::io::stdout();
-            open_into(store, backup, secrets, &mut out).await
+            source.open_into(&mut out).await
         }
         Target::File { path, overwrite } => {
             let mut partial = PartialFile::create(path, *overwrite).await?;
-            let summary = open_into(store, backup, secrets, &mut partial.file).await?;
+            let summary = source.open_into(&mut partial.file).await?;
             partial.commit().await?;
             Ok(summary)
         }
+        Target::Postgres(conn) => restore_postgres(&source, conn, options).await,
+        Target::Mariadb(conn) => restore_mariadb(&source, conn, options).await,
     }
 }
 
 /// Check that `backup` restores, without writing the plaintext anywhere.
-pub async fn verify(store: &Store, backup: &Backup, secrets: &[Secret]) -> Result<OpenSummary> {
-    open_into(store, backup, secrets, &mut tokio::io::sink()).await
-}
-
-/// Decrypt and decompress `backup` into `out`, checking everything against its manifest.
-async fn open_into<W: AsyncWrite + Unpin>(
+pub async fn verify(
     store: &Store,
     backup: &Backup,
     secrets: &[Secret],
-    out: &mut W,
+    progress: bool,
 ) -> Result<OpenSummary> {
-    let m = &backup.manifest.manifest;
-    let dek = keys::unwrap(&m.keys, secrets, m.backup_id)?;
-    let mut data = Metered::hashing(store.read_data(&backup.location).await?);
-    let header = Header::read_from(&mut data).await.map_err(open_error)?;
-    if header.backup_id != m.backup_id {
-        return Err(Error::integrity(format!(
-            "the data object belongs to backup {}, not {}",
-            header.backup_id, m.backup_id
-        )));
-    }
-    header.check_commitment(&dek).map_err(open_error)?;
-    backup.manifest.verify_mac(&dek, &header.salt)?;
-    if header.chunk_log2 != m.chunk_log2 {
-        return Err(Error::integrity(
-            "the data object's chunk size differs from the manifest's",
-        ));
-    }
+    let source = Source {
+        store,
+        backup,
+        secrets,
+        progress,
+    };
+    source.open_into(&mut tokio::io::sink()).await
+}
 
-    let mut plaintext = Metered::counting(out);
-    let stats = match m.compression.as_str() {
-        "zstd" => {
-            let mut decoder = ZstdDecoder::new(&mut plaintext);
-            let stats = format::open(&dek, &header, &mut data, &mut decoder)
-                .await
-                .map_err(open_error)?;
-            decoder.shutdown().await.map_err(|e| {
-                Error::integrity(format!(
-                    "the decrypted payload is not a complete zstd stream: {e}"
-                ))
-            })?;
-            stats
+/// A server to run a restore drill on.
+#[derive(Clone, Debug)]
+pub enum DrillServer {
+    Postgres(PgConn),
+    Mariadb(MariaConn),
+}
+
+/// What a restore drill restored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DrillReport {
+    pub scratch_database: String,
+    pub server: String,
+    #[serde(flatten)]
+    pub counts: TableCounts,
+}
+
+/// Restore `backup` into a scratch database that coffre creates and always drops, and count
+/// what arrived: proof that the backup restores, not only that it decrypts.
+pub async fn drill(
+    store: &Store,
+    backup: &Backup,
+    secrets: &[Secret],
+    server: &DrillServer,
+    progress: bool,
+) -> Result<(OpenSummary, DrillReport)> {
+    let source = Source {
+        store,
+        backup,
+        secrets,
+        progress,
+    };
+    let scratch = scratch_name(backup.manifest.manifest.backup_id);
+    let options = RestoreOptions {
+        create: true,
+        no_owner: true,
+        progress,
+        ..RestoreOptions::default()
+    };
+    // Restore, count, and drop the scratch database whatever happened.
+    let (restored, counts, dropped, address) = match server {
+        DrillServer::Postgres(conn) => {
+            let target = conn.with_database(&scratch);
+            let maintenance = conn.with_database("postgres");
+            maintenance.drop_database(&scratch).await.map_err(as_target)?;
+            let restored = restore_postgres(&source, &target, options).await;
+            let counts = match &restored {
+                Ok(_) => Some(target.table_counts().await),
+                Err(_) => None,
+            };
+            let dropped = maintenance.drop_database(&scratch).await;
+            (restored, counts, dropped, format!("{}:{}", conn.host, conn.port))
         }
-        "none" => {
-            let stats = format::open(&dek, &header, &mut data, &mut plaintext)
-                .await
-                .map_err(open_error)?;
-            plaintext
-                .flush()
-                .await
-                .map_err(|e| Error::target(format!("writing the restored data: {e}")))?;
-            stats
+        DrillServer::Mariadb(conn) => {
+            let target = conn.with_database(&scratch);
+            conn.drop_database(&scratch).await.map_err(as_target)?;
+            let restored = restore_mariadb(&source, &target, options).await;
+            let counts = match &restored {
+                Ok(_) => Some(target.table_counts().await),
+                Err(_) => None,
+            };
+            let dropped = conn.drop_database(&scratch).await;
+            (restored, counts, dropped, format!("{}:{}", conn.host, conn.port))
         }
-        other => {
-            return Err(Error::integrity(format!(
-                "the manifest names compression '{other}', which this coffre does not know"
+    };
+    let summary = restored?;
+    let counts = counts.expect("counted after a restore").map_err(as_target)?;
+    dropped.map_err(as_target)?;
+    Ok((
+        summary,
+        DrillReport {
+            scratch_database: scratch,
+            server: address,
+            counts,
+        },
+    ))
+}
+
+/// Failures talking to a restore target's server are target errors.
+fn as_target(e: Error) -> Error {
+    Error::new(Class::Target, e.message().to_string())
+}
+
+async fn restore_postgres(source: &Source<'_>, conn: &PgConn, options: RestoreOptions) -> Result<OpenSummary> {
+    let kind = source.kind();
+    let maintenance = conn.with_database("postgres");
+    let created = prepare_database(
+        kind == KIND_POSTGRES,
+        &conn.database,
+        &conn.describe(),
+        options,
+        || maintenance.database_exists(&conn.database),
+        || maintenance.create_database(&conn.database),
+        || conn.user_object_count(),
+    )
+    .await?;
+    let cmd = match kind {
+        KIND_POSTGRES => {
+            let mut cmd = conn.command("pg_restore");
+            cmd.args(["--no-password", "--exit-on-error", "--single-transaction"]);
+            if options.clean {
+                cmd.args(["--clean", "--if-exists"]);
+            }
+            if options.no_owner {
+                cmd.args(["--no-owner", "--no-privileges"]);
+            }
+            cmd.arg(format!("--dbname={}", conn.database));
+            cmd
+        }
+        KIND_POSTGRES_GLOBALS => {
+            let mut cmd = conn.command("psql");
+            cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
+            cmd
+        }
+        other => return Err(unsupported(other, "PostgreSQL")),
+    };
+    let result = source.into_process(cmd).await;
+    if result.is_err() && created {
+        let _ = maintenance.drop_database(&conn.database).await;
+    }
+    result
+}
+
+async fn restore_mariadb(source: &Source<'_>, conn: &MariaConn, options: RestoreOptions) -> Result<OpenSummary> {
+    let kind = source.kind();
+    if kind != KIND_MARIADB {
+        return Err(unsupported(kind, "MariaDB"));
+    }
+    let created = prepare_database(
+        true,
+        &conn.database,
+        &conn.describe(),
+        options,
+        || conn.database_exists(&conn.database),
+        || conn.create_database(&conn.database),
+        || conn.user_object_count(),
+    )
+    .await?;
+    let mut cmd = conn.command(mariadb::client_tool());
+    cmd.args(["--default-character-set=utf8mb4", "--batch"])
+        .arg(format!("--database={}", conn.database));
+    let result = source.into_process(cmd).await;
+    if result.is_err() && created {
+        let _ = conn.drop_database(&conn.database).await;
+    }
+    result
+}
+
+fn unsupported(kind: &str, server: &str) -> Error {
+    Error::config(format!(
+        "a backup of kind '{kind}' cannot be restored into {server}: restore it to a file or to stdout ('--to -') and load it with the matching tool"
+    ))
+}
+
+/// Make sure the target database exists and is empty (unless `clean`); returns whether it was
+/// created here. `check_empty` is false for targets that are a whole server (globals).
+async fn prepare_database<E, C, N>(
+    check_empty: bool,
+    name: &str,
+    describe: &str,
+    options: RestoreOptions,
+    exists: impl FnOnce() -> E,
+    create: impl FnOnce() -> C,
+    objects: impl FnOnce() -> N,
+) -> Result<bool>
+where
+    E: Future<Output = Result<bool>>,
+    C: Future<Output = Result<()>>,
+    N: Future<Output = Result<u64>>,
+{
+    if !check_empty {
+        return Ok(false);
+    }
+    if !exists().await.map_err(as_target)? {
+        if !options.create {
+            return Err(Error::target(format!(
+                "database '{name}' does not exist ({describe}): create it, or pass --create"
             )));
         }
-    };
-
-    let summary = OpenSummary {
-        stored_bytes: data.bytes(),
-        payload_bytes: stats.payload_bytes,
-        plaintext_bytes: plaintext.bytes(),
-        chunks: stats.chunks,
-    };
-    let expected = OpenSummary {
-        stored_bytes: m.stored_bytes,
-        payload_bytes: m.payload_bytes,
-        plaintext_bytes: m.plaintext_bytes,
-        chunks: m.chunks,
-    };
-    if summary != expected {
-        return Err(Error::integrity(format!(
-            "the backup does not match its manifest: read {summary:?}, manifest says {expected:?}"
+        create().await.map_err(as_target)?;
+        return Ok(true);
+    }
+    let count = objects().await.map_err(as_target)?;
+    if count > 0 && !options.clean {
+        return Err(Error::target(format!(
+            "database '{name}' is not empty ({count} objects, {describe}): restore into a fresh database, or pass --clean to replace what the backup holds"
         )));
     }
-    if data.sha256_hex() != m.data_sha256 {
-        return Err(Error::integrity(
-            "data_sha256 of the data object does not match the manifest",
-        ));
+    Ok(false)
+}
+
+/// A backup being read, with what is needed to open it.
+struct Source<'a> {
+    store: &'a Store,
+    backup: &'a Backup,
+    secrets: &'a [Secret],
+    progress: bool,
+}
+
+impl Source<'_> {
+    fn kind(&self) -> &str {
+        &self.backup.manifest.manifest.source.kind
     }
-    Ok(summary)
+
+    /// Feed the backup to a loader process on its stdin. If the loader fails, its stderr
+    /// explains why; if the backup fails, the loader is killed before it sees the end.
+    async fn into_process(&self, cmd: std::process::Command) -> Result<OpenSummary> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = tokio::process::Command::from(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::target(format!("cannot run '{program}': {e} (is it installed?)")))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_task = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            buf
+        });
+        let opened = self.open_into(&mut stdin).await;
+        if let Err(e) = &opened
+            && e.class() != Class::Target
+        {
+            // The backup failed: the loader must not commit a partial restore.
+            let _ = child.kill().await;
+            return opened;
+        }
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::target(format!("waiting for '{program}': {e}")))?;
+        let stderr = stderr_task.await.unwrap_or_default();
+        if !status.success() {
+            return Err(Error::target(format!(
+                "'{program}' failed with {}: {}",
+                describe_status(status),
+                stderr_summary(&stderr)
+            )));
+        }
+        opened
+    }
+
+    /// Decrypt and decompress the backup into `out`, checking everything against its manifest.
+    async fn open_into<W: AsyncWrite + Unpin>(&self, out: &mut W) -> Result<OpenSummary> {
+        let (store, backup, secrets) = (self.store, self.backup, self.secrets);
+        let m = &backup.manifest.manifest;
+        let dek = keys::unwrap(&m.keys, secrets, m.backup_id)?;
+        let raw: Box<dyn AsyncRead + Send + Unpin> = Box::new(store.read_data(&backup.location).await?);
+        let raw = if self.progress {
+            let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template"),
+            );
+            Box::new(bar.wrap_async_read(raw)) as Box<dyn AsyncRead + Send + Unpin>
+        } else {
+            raw
+        };
+        let mut data = Metered::hashing(raw);
+        let header = Header::read_from(&mut data).await.map_err(open_error)?;
+        if header.backup_id != m.backup_id {
+            return Err(Error::integrity(format!(
+                "the data object belongs to backup {}, not {}",
+                header.backup_id, m.backup_id
+            )));
+        }
+        header.check_commitment(&dek).map_err(open_error)?;
+        backup.manifest.verify_mac(&dek, &header.salt)?;
+        if header.chunk_log2 != m.chunk_log2 {
+            return Err(Error::integrity(
+                "the data object's chunk size differs from the manifest's",
+            ));
+        }
+
+        let mut plaintext = Metered::counting(out);
+        let stats = match m.compression.as_str() {
+            "zstd" => {
+                let mut decoder = ZstdDecoder::new(&mut plaintext);
+                let stats = format::open(&dek, &header, &mut data, &mut decoder)
+                    .await
+                    .map_err(open_error)?;
+                decoder.shutdown().await.map_err(|e| {
+                    Error::integrity(format!(
+                        "the decrypted payload is not a complete zstd stream: {e}"
+                    ))
+                })?;
+                stats
+            }
+            "none" => {
+                let stats = format::open(&dek, &header, &mut data, &mut plaintext)
+                    .await
+                    .map_err(open_error)?;
+                plaintext
+                    .flush()
+                    .await
+                    .map_err(|e| Error::target(format!("writing the restored data: {e}")))?;
+                stats
+            }
+            other => {
+                return Err(Error::integrity(format!(
+                    "the manifest names compression '{other}', which this coffre does not know"
+                )));
+            }
+        };
+
+        let summary = OpenSummary {
+            stored_bytes: data.bytes(),
+            payload_bytes: stats.payload_bytes,
+            plaintext_bytes: plaintext.bytes(),
+            chunks: stats.chunks,
+        };
+        let expected = OpenSummary {
+            stored_bytes: m.stored_bytes,
+            payload_bytes: m.payload_bytes,
+            plaintext_bytes: m.plaintext_bytes,
+            chunks: m.chunks,
+        };
+        if summary != expected {
+            return Err(Error::integrity(format!(
+                "the backup does not match its manifest: read {summary:?}, manifest says {expected:?}"
+            )));
+        }
+        if data.sha256_hex() != m.data_sha256 {
+            return Err(Error::integrity(
+                "data_sha256 of the data object does not match the manifest",
+            ));
+        }
+        Ok(summary)
+    }
 }
 
 fn open_error(e: FormatError) -> Error {

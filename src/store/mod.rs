@@ -261,13 +261,37 @@ impl Store {
     }
 
     /// The newest complete backup of a job.
-    pub async fn latest(&self, job: &str) -> Result<Backup> {
-        self.list(Some(job)).await?.complete.pop().ok_or_else(|| {
-            Error::store(format!(
-                "job '{job}' has no complete backup in {}",
-                self.description
-            ))
-        })
+    /// The newest complete backup of a job's series: of one database, when the job dumps several.
+    pub async fn latest(&self, job: &str, series: Option<&str>) -> Result<Backup> {
+        let complete = self.list(Some(job)).await?.complete;
+        let mut names: Vec<String> = complete
+            .iter()
+            .map(|b| b.manifest.manifest.series().to_string())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let wanted = match (series, names.as_slice()) {
+            (Some(s), _) => s.to_string(),
+            (None, [one]) => one.clone(),
+            (None, []) => String::new(),
+            (None, several) => {
+                return Err(Error::config(format!(
+                    "job '{job}' has backups of several databases ({}): pass --database",
+                    several.join(", ")
+                )));
+            }
+        };
+        complete
+            .into_iter()
+            .rev()
+            .find(|b| b.manifest.manifest.series() == wanted)
+            .ok_or_else(|| {
+                let which = series.map(|s| format!(" of '{s}'")).unwrap_or_default();
+                Error::store(format!(
+                    "job '{job}' has no complete backup{which} in {}",
+                    self.description
+                ))
+            })
     }
 }
 
