@@ -58,15 +58,18 @@ svc_start_postgres() {
   svc_pg_ctl="$bin/pg_ctl"
   port=$(free_port)
   export COFFRE_TEST_PG_PASSWORD="coffre-test-superuser-pw"
+  mkdir -p "$svc_dir/pg" "$svc_dir/pg-socket"
+  chown postgres "$svc_dir/pg" "$svc_dir/pg-socket"
+  chmod 700 "$svc_dir/pg"
   echo "$COFFRE_TEST_PG_PASSWORD" >"$svc_dir/pgpw"
   chown postgres "$svc_dir/pgpw"
   runuser -u postgres -- "$bin/initdb" -D "$svc_dir/pg" -U postgres --pwfile="$svc_dir/pgpw" \
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$svc_dir/initdb.log" 2>&1 \
-    || { cat "$svc_dir/initdb.log" >&2; return 1; }
+    || { cat "$svc_dir/initdb.log" >&2; svc_log "initdb failed"; return 1; }
   rm -f "$svc_dir/pgpw"
-  runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir -c fsync=off -c full_page_writes=off" start >/dev/null \
-    || { cat "$svc_dir/pg.log" >&2; return 1; }
+  runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg-socket/pg.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off" start >/dev/null \
+    || { cat "$svc_dir/pg-socket/pg.log" >&2; svc_log "PostgreSQL did not start"; return 1; }
   export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port"
   svc_log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on $port"
 }
@@ -100,6 +103,8 @@ svc_start_moto() {
   svc_pids+=($!)
   wait_port "$port" moto_server
   export COFFRE_TEST_S3="http://127.0.0.1:$port"
+  # The tests' bucket (moto checks no signatures); each test writes under its own prefix.
+  curl -sf -X PUT "$COFFRE_TEST_S3/coffre-test" >/dev/null
   svc_log "moto_server on $port"
 }
 
@@ -117,13 +122,23 @@ svc_start_azurite() {
   svc_pids+=($!)
   wait_port "$port" azurite
   export COFFRE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
+  if ! "$venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check azure-storage-blob
+  fi
+  # The tests' container, made with Azurite's well-known development account.
+  "$venv/bin/python" - "$COFFRE_TEST_AZURITE" <<'PY'
+import sys
+from azure.storage.blob import BlobServiceClient
+key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+BlobServiceClient(account_url=sys.argv[1], credential={"account_name": "devstoreaccount1", "account_key": key}).create_container("coffre-test")
+PY
   svc_log "azurite on $port"
 }
 
 svc_start_all() {
-  svc_need_tools
-  svc_start_postgres
-  svc_start_mariadb
-  svc_start_moto
-  svc_start_azurite
+  svc_need_tools || return 1
+  svc_start_postgres || return 1
+  svc_start_mariadb || return 1
+  svc_start_moto || return 1
+  svc_start_azurite || return 1
 }

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef, SourceConfig};
+use coffre::crypto::keys::{Secret, SymmetricKey};
 use coffre::db::mariadb::MariaConn;
 use coffre::db::postgres::PgConn;
-use coffre::crypto::keys::{Secret, SymmetricKey};
 use coffre::error::{Error, Result};
 use coffre::report;
 use coffre::restore::{DrillServer, RestoreOptions, Target};
@@ -395,9 +395,9 @@ fn drill_server(config: &Config, backup: &Backup, url: Option<&str>) -> Result<D
         e.context("--restore needs --restore-server URL when the backup's job is not configured")
     })?;
     match (&job.source, kind) {
-        (SourceConfig::Postgres(server), source::KIND_POSTGRES) => {
-            Ok(DrillServer::Postgres(PgConn::from_config(server, "postgres")?))
-        }
+        (SourceConfig::Postgres(server), source::KIND_POSTGRES) => Ok(DrillServer::Postgres(
+            PgConn::from_config(server, "postgres")?,
+        )),
         (SourceConfig::Mariadb(server), source::KIND_MARIADB) => {
             Ok(DrillServer::Mariadb(MariaConn::from_config(server, "")?))
         }

@@ -24,7 +24,10 @@ use crate::store::{Backup, Store};
 #[derive(Clone, Debug)]
 pub enum Target {
     /// A new file (replaced only with `overwrite`).
-    File { path: PathBuf, overwrite: bool },
+    File {
+        path: PathBuf,
+        overwrite: bool,
+    },
     Stdout,
     /// A PostgreSQL database, loaded with pg_restore (or psql for globals).
     Postgres(PgConn),
@@ -161,14 +164,22 @@ pub async fn drill(
         DrillServer::Postgres(conn) => {
             let target = conn.with_database(&scratch);
             let maintenance = conn.with_database("postgres");
-            maintenance.drop_database(&scratch).await.map_err(as_target)?;
+            maintenance
+                .drop_database(&scratch)
+                .await
+                .map_err(as_target)?;
             let restored = restore_postgres(&source, &target, options).await;
             let counts = match &restored {
                 Ok(_) => Some(target.table_counts().await),
                 Err(_) => None,
             };
             let dropped = maintenance.drop_database(&scratch).await;
-            (restored, counts, dropped, format!("{}:{}", conn.host, conn.port))
+            (
+                restored,
+                counts,
+                dropped,
+                format!("{}:{}", conn.host, conn.port),
+            )
         }
         DrillServer::Mariadb(conn) => {
             let target = conn.with_database(&scratch);
@@ -179,11 +190,18 @@ pub async fn drill(
                 Err(_) => None,
             };
             let dropped = conn.drop_database(&scratch).await;
-            (restored, counts, dropped, format!("{}:{}", conn.host, conn.port))
+            (
+                restored,
+                counts,
+                dropped,
+                format!("{}:{}", conn.host, conn.port),
+            )
         }
     };
     let summary = restored?;
-    let counts = counts.expect("counted after a restore").map_err(as_target)?;
+    let counts = counts
+        .expect("counted after a restore")
+        .map_err(as_target)?;
     dropped.map_err(as_target)?;
     Ok((
         summary,
@@ -200,7 +218,11 @@ fn as_target(e: Error) -> Error {
     Error::new(Class::Target, e.message().to_string())
 }
 
-async fn restore_postgres(source: &Source<'_>, conn: &PgConn, options: RestoreOptions) -> Result<OpenSummary> {
+async fn restore_postgres(
+    source: &Source<'_>,
+    conn: &PgConn,
+    options: RestoreOptions,
+) -> Result<OpenSummary> {
     let kind = source.kind();
     let maintenance = conn.with_database("postgres");
     let created = prepare_database(
@@ -240,7 +262,11 @@ async fn restore_postgres(source: &Source<'_>, conn: &PgConn, options: RestoreOp
     result
 }
 
-async fn restore_mariadb(source: &Source<'_>, conn: &MariaConn, options: RestoreOptions) -> Result<OpenSummary> {
+async fn restore_mariadb(
+    source: &Source<'_>,
+    conn: &MariaConn,
+    options: RestoreOptions,
+) -> Result<OpenSummary> {
     let kind = source.kind();
     if kind != KIND_MARIADB {
         return Err(unsupported(kind, "MariaDB"));
@@ -331,7 +357,9 @@ impl Source<'_> {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| Error::target(format!("cannot run '{program}': {e} (is it installed?)")))?;
+            .map_err(|e| {
+                Error::target(format!("cannot run '{program}': {e} (is it installed?)"))
+            })?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let stderr_task = tokio::spawn(async move {
@@ -369,7 +397,8 @@ impl Source<'_> {
         let (store, backup, secrets) = (self.store, self.backup, self.secrets);
         let m = &backup.manifest.manifest;
         let dek = keys::unwrap(&m.keys, secrets, m.backup_id)?;
-        let raw: Box<dyn AsyncRead + Send + Unpin> = Box::new(store.read_data(&backup.location).await?);
+        let raw: Box<dyn AsyncRead + Send + Unpin> =
+            Box::new(store.read_data(&backup.location).await?);
         let raw = if self.progress {
             let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(
                 indicatif::ProgressStyle::with_template(

@@ -104,8 +104,7 @@ impl MariaConn {
         cmd.arg("--protocol=TCP")
             .arg(format!("--host={}", self.host))
             .arg(format!("--port={}", self.port))
-            .arg(format!("--user={}", self.user))
-            .arg("--connect-timeout=15");
+            .arg(format!("--user={}", self.user));
         match &self.password {
             Some(password) => cmd.env("MYSQL_PWD", password.as_str()),
             None => cmd.env_remove("MYSQL_PWD"),
@@ -116,7 +115,14 @@ impl MariaConn {
     /// Run SQL with the client (no database selected); rows of tab-separated fields.
     pub async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
         let mut cmd = self.command(client_tool());
-        cmd.args(["--batch", "--skip-column-names", "--raw", "-e", sql]);
+        cmd.args([
+            "--connect-timeout=15",
+            "--batch",
+            "--skip-column-names",
+            "--raw",
+            "-e",
+            sql,
+        ]);
         let out = run_tool(cmd, &format!("querying {}", self.describe())).await?;
         Ok(out
             .lines()

@@ -2,6 +2,8 @@
 //! driven through the real `coffre` binary.
 #![allow(dead_code)]
 
+pub mod db;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
