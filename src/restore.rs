@@ -255,7 +255,7 @@ async fn restore_postgres(
         }
         other => return Err(unsupported(other, "PostgreSQL")),
     };
-    let result = source.into_process(cmd).await;
+    let result = source.feed_process(cmd).await;
     if result.is_err() && created {
         let _ = maintenance.drop_database(&conn.database).await;
     }
@@ -284,7 +284,7 @@ async fn restore_mariadb(
     let mut cmd = conn.command(mariadb::client_tool());
     cmd.args(["--default-character-set=utf8mb4", "--batch"])
         .arg(format!("--database={}", conn.database));
-    let result = source.into_process(cmd).await;
+    let result = source.feed_process(cmd).await;
     if result.is_err() && created {
         let _ = conn.drop_database(&conn.database).await;
     }
@@ -349,7 +349,7 @@ impl Source<'_> {
 
     /// Feed the backup to a loader process on its stdin. If the loader fails, its stderr
     /// explains why; if the backup fails, the loader is killed before it sees the end.
-    async fn into_process(&self, cmd: std::process::Command) -> Result<OpenSummary> {
+    async fn feed_process(&self, cmd: std::process::Command) -> Result<OpenSummary> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let mut child = tokio::process::Command::from(cmd)
             .stdin(Stdio::piped())
