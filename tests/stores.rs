@@ -1,0 +1,178 @@
+//! Object stores beyond the local disk: S3 (moto_server) and Azure Blob (azurite), both real
+//! servers started by scripts/test. Each test writes under its own prefix.
+
+mod support;
+
+use support::db::unique;
+use support::{Workspace, noise};
+
+/// Azurite's published development account key (not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
+}
+
+fn s3_store(prefix: &str) -> String {
+    format!(
+        "[store]\nkind = \"s3\"\nbucket = \"coffre-test\"\nendpoint = \"{}\"\npath_style = true\nallow_http = true\nprefix = \"{prefix}\"\naccess_key_id_env = \"TEST_S3_KEY\"\nsecret_access_key_env = \"TEST_S3_SECRET\"\n",
+        env("COFFRE_TEST_S3")
+    )
+}
+
+const S3_ENV: [(&str, &str); 2] = [("TEST_S3_KEY", "testing"), ("TEST_S3_SECRET", "testing")];
+
+/// A workspace whose config uses `store` instead of the local disk.
+fn workspace_with_store(store: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "coffre.toml",
+        &format!(
+            "jobs = [\"jobs/*.toml\"]\n\n[upload]\npart_size_mib = 5\n\n{store}\n[encryption]\nkeys = [{{ file = \"backup.key\" }}]\n"
+        ),
+    );
+    ws
+}
+
+/// Keys of the objects under `prefix` in the test bucket, via the S3 API.
+fn s3_keys(prefix: &str) -> Vec<String> {
+    let url = format!(
+        "{}/coffre-test?list-type=2&prefix={prefix}/",
+        env("COFFRE_TEST_S3")
+    );
+    xml_values(&curl(&url), "Key")
+}
+
+/// Multipart uploads still open under `prefix`.
+fn s3_open_uploads(prefix: &str) -> Vec<String> {
+    let url = format!(
+        "{}/coffre-test?uploads&prefix={prefix}/",
+        env("COFFRE_TEST_S3")
+    );
+    xml_values(&curl(&url), "UploadId")
+}
+
+fn curl(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {url} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn s3_backup_spans_several_parts_and_restores() {
+    let prefix = unique("s3");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    let data = noise(12 * 1024 * 1024 + 321, 11);
+    std::fs::write(ws.path("input.bin"), &data).unwrap();
+    ws.file_job("files", "input.bin", 20);
+    let run = ws.run_env(&["backup", "files", "--json"], &S3_ENV);
+    run.ok();
+    let id = serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let keys = s3_keys(&prefix);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("{prefix}/files/")) && k.contains(&id))
+    );
+    assert!(keys.iter().any(|k| k.ends_with("/data.cfr")));
+    assert!(keys.iter().any(|k| k.ends_with("/manifest.json")));
+
+    let list = ws.run_env(&["list", "--json"], &S3_ENV);
+    list.ok();
+    assert!(list.stdout_text().contains(&id));
+    ws.run_env(&["verify", &id], &S3_ENV).ok();
+    ws.run_env(&["restore", &id, "--to", "out.bin"], &S3_ENV)
+        .ok();
+    assert!(std::fs::read(ws.path("out.bin")).unwrap() == data);
+}
+
+#[test]
+fn s3_failed_dump_aborts_the_multipart_upload() {
+    let prefix = unique("s3fail");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    // More than two 5 MiB parts reach the store before the dump fails.
+    ws.shell_job("broken", "head -c 12000000 /dev/urandom; exit 4");
+    let run = ws.run_env(&["backup", "broken"], &S3_ENV);
+    run.expect_code(5);
+    assert!(s3_keys(&prefix).is_empty(), "{:?}", s3_keys(&prefix));
+    assert!(
+        s3_open_uploads(&prefix).is_empty(),
+        "{:?}",
+        s3_open_uploads(&prefix)
+    );
+}
+
+#[test]
+fn unreachable_s3_endpoint_is_a_store_error() {
+    let ws = workspace_with_store(
+        "[store]\nkind = \"s3\"\nbucket = \"coffre-test\"\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\nallow_http = true\n",
+    );
+    ws.write("input.bin", "x");
+    ws.file_job("files", "input.bin", 16);
+    let mut env = S3_ENV.to_vec();
+    env.extend([("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")]);
+    // Few retries, so the test does not wait for the default backoff.
+    let config = std::fs::read_to_string(ws.path("coffre.toml")).unwrap();
+    ws.write(
+        "coffre.toml",
+        &config.replace(
+            "part_size_mib = 5",
+            "part_size_mib = 5\nretries = 1\nretry_timeout_secs = 2",
+        ),
+    );
+    let run = ws.run_env(&["backup", "files"], &env);
+    run.expect_code(6);
+    assert!(run.stderr.contains("store error"), "{}", run.stderr);
+}
+
+#[test]
+fn plain_http_endpoints_need_allow_http() {
+    let ws = workspace_with_store(
+        "[store]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://minio.internal:9000\"\n",
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("allow_http"), "{}", run.stderr);
+}
+
+#[test]
+fn azure_backup_restores() {
+    let prefix = unique("az");
+    let store = format!(
+        "[store]\nkind = \"azure\"\naccount = \"devstoreaccount1\"\ncontainer = \"coffre-test\"\nendpoint = \"{}\"\nallow_http = true\naccess_key_env = \"TEST_AZ_KEY\"\nprefix = \"{prefix}\"\n",
+        env("COFFRE_TEST_AZURITE")
+    );
+    let ws = workspace_with_store(&store);
+    let data = noise(7 * 1024 * 1024, 5);
+    std::fs::write(ws.path("input.bin"), &data).unwrap();
+    ws.file_job("files", "input.bin", 20);
+    let az = [("TEST_AZ_KEY", AZURITE_KEY)];
+    let run = ws.run_env(&["backup", "files", "--json"], &az);
+    run.ok();
+    let list = ws.run_env(&["list", "--json"], &az);
+    list.ok();
+    let items: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    ws.run_env(&["verify", "--latest"], &az).ok();
+    ws.run_env(&["restore", "--latest", "--to", "out.bin"], &az)
+        .ok();
+    assert!(std::fs::read(ws.path("out.bin")).unwrap() == data);
+}
