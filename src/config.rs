@@ -254,6 +254,23 @@ impl EncryptionConfig {
         self.load_secrets_each().into_iter().collect()
     }
 
+    /// Keys to open backups with: `extra` (from the command line) first, then the configured
+    /// ones. A configured key that cannot be read is only an error when `extra` is empty.
+    pub fn secrets_with(&self, extra: &[KeyRef]) -> Result<Vec<Secret>> {
+        let mut secrets = extra
+            .iter()
+            .map(|k| k.load(self.argon2))
+            .collect::<Result<Vec<_>>>()?;
+        for key in self.load_secrets_each() {
+            match key {
+                Ok(secret) => secrets.push(secret),
+                Err(e) if extra.is_empty() => return Err(e),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        Ok(secrets)
+    }
+
     /// Read every configured key, each with its own outcome.
     pub fn load_secrets_each(&self) -> Vec<Result<Secret>> {
         self.keys
@@ -286,7 +303,7 @@ pub struct Job {
 }
 
 fn default_zstd_level() -> i32 {
-    3
+    2
 }
 fn default_chunk_log2() -> u8 {
     DEFAULT_CHUNK_LOG2
@@ -471,7 +488,7 @@ fn load_job(path: &Path) -> Result<Job> {
     }
     if !(1..=19).contains(&job.zstd_level) {
         return Err(Error::config(format!(
-            "{file}: zstd_level = {}: must be 1..=19 (default 3)",
+            "{file}: zstd_level = {}: must be 1..=19 (default 2)",
             job.zstd_level
         )));
     }

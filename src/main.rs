@@ -1,20 +1,16 @@
 //! The `coffre` command line: parse, load config, dispatch, map errors to exit codes.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use zeroize::Zeroizing;
 
-use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef, SourceConfig};
+use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef};
 use coffre::crypto::keys::{Secret, SymmetricKey};
-use coffre::db::mariadb::MariaConn;
-use coffre::db::postgres::PgConn;
 use coffre::error::{Error, Result};
 use coffre::report;
 use coffre::restore::{DrillServer, RestoreOptions, Target};
 use coffre::store::{Backup, Store};
-use coffre::{backup, restore, source};
+use coffre::{backup, restore};
 
 #[derive(Parser)]
 #[command(
@@ -226,12 +222,31 @@ fn init_logging(format: LogFormat, quiet: bool) {
 
 async fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Key(KeyCommand::Generate { path, force }) => key_generate(path, *force),
+        Command::Key(KeyCommand::Generate { path, force }) => {
+            let key = SymmetricKey::generate();
+            key.write_new_file(path, *force)?;
+            println!("{}", key.key_id());
+            eprintln!(
+                "wrote key {} to {}: keep a copy offline, backups cannot be restored without it",
+                key.key_id(),
+                path.display()
+            );
+            Ok(())
+        }
         Command::Key(KeyCommand::Id { path }) => {
             println!("{}", SymmetricKey::read_file(path)?.key_id());
             Ok(())
         }
-        Command::Config(ConfigCommand::Check) => config_check(&Config::load(&cli.config)?),
+        Command::Config(ConfigCommand::Check) => {
+            let config = Config::load(&cli.config)?;
+            let secrets = config.encryption.load_secrets()?;
+            let store = Store::open(&config.store, &config.upload)?;
+            print!(
+                "{}",
+                report::config_text(&config, store.description(), &secrets)
+            );
+            Ok(())
+        }
         Command::Backup { jobs, all, json } => {
             let config = Config::load(&cli.config)?;
             let store = Store::open(&config.store, &config.upload)?;
@@ -300,13 +315,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             };
             let summary = restore::restore(&store, &backup, &secrets, &target, options).await?;
             if !cli.quiet {
-                eprintln!(
-                    "restored backup {} of job '{}': {} in {} chunks, all checks passed",
-                    backup.manifest.manifest.backup_id,
-                    backup.manifest.manifest.job,
-                    report::human_bytes(summary.plaintext_bytes),
-                    summary.chunks
-                );
+                // stderr: stdout may be the restored data itself.
+                eprintln!("{}", report::restore_text(&backup, &summary));
             }
             Ok(())
         }
@@ -323,39 +333,19 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let backup = pick_backup(&config, &store, pick).await?;
             let progress = show_progress(cli.quiet);
             if *drill {
-                let server = drill_server(&config, &backup, restore_server.as_deref())?;
-                let (summary, report) =
+                let server = DrillServer::for_backup(&config, &backup, restore_server.as_deref())?;
+                let (summary, drill) =
                     restore::drill(&store, &backup, &secrets, &server, progress).await?;
-                if *json {
-                    let mut out = report::open_summary_json(&backup, &summary);
-                    out["restore_drill"] = serde_json::to_value(&report)
-                        .map_err(|e| Error::internal(e.to_string()))?;
-                    println!("{out}");
-                } else {
-                    println!(
-                        "verified backup {} of job '{}' by restoring it: {} tables, {} rows in scratch database {} on {} (dropped)",
-                        backup.manifest.manifest.backup_id,
-                        backup.manifest.manifest.job,
-                        report.counts.tables,
-                        report.counts.rows,
-                        report.scratch_database,
-                        report.server,
-                    );
+                match json {
+                    true => println!("{}", report::drill_json(&backup, &summary, &drill)),
+                    false => println!("{}", report::drill_text(&backup, &drill)),
                 }
-                return Ok(());
-            }
-            let summary = restore::verify(&store, &backup, &secrets, progress).await?;
-            if *json {
-                println!("{}", report::open_summary_json(&backup, &summary));
             } else {
-                println!(
-                    "verified backup {} of job '{}': {} stored, {} chunks, {} dump; key, manifest mac, every chunk and data_sha256 hold",
-                    backup.manifest.manifest.backup_id,
-                    backup.manifest.manifest.job,
-                    report::human_bytes(summary.stored_bytes),
-                    summary.chunks,
-                    report::human_bytes(summary.plaintext_bytes),
-                );
+                let summary = restore::verify(&store, &backup, &secrets, progress).await?;
+                match json {
+                    true => println!("{}", report::open_summary_json(&backup, &summary)),
+                    false => println!("{}", report::verify_text(&backup, &summary)),
+                }
             }
             Ok(())
         }
@@ -377,34 +367,6 @@ async fn dispatch(cli: &Cli) -> Result<()> {
 fn show_progress(quiet: bool) -> bool {
     use std::io::IsTerminal;
     !quiet && std::io::stderr().is_terminal()
-}
-
-/// Where a restore drill runs: the given URL, else the server of the backup's job.
-fn drill_server(config: &Config, backup: &Backup, url: Option<&str>) -> Result<DrillServer> {
-    let kind = backup.manifest.manifest.source.kind.as_str();
-    if let Some(url) = url {
-        return match Target::parse(url, false)? {
-            Target::Postgres(conn) => Ok(DrillServer::Postgres(conn)),
-            Target::Mariadb(conn) => Ok(DrillServer::Mariadb(conn)),
-            _ => Err(Error::config(
-                "--restore-server takes postgres://user@host:port/db or mariadb://user@host:port/db",
-            )),
-        };
-    }
-    let job = config.job(&backup.manifest.manifest.job).map_err(|e| {
-        e.context("--restore needs --restore-server URL when the backup's job is not configured")
-    })?;
-    match (&job.source, kind) {
-        (SourceConfig::Postgres(server), source::KIND_POSTGRES) => Ok(DrillServer::Postgres(
-            PgConn::from_config(server, "postgres")?,
-        )),
-        (SourceConfig::Mariadb(server), source::KIND_MARIADB) => {
-            Ok(DrillServer::Mariadb(MariaConn::from_config(server, "")?))
-        }
-        _ => Err(Error::config(format!(
-            "--restore drills restore PostgreSQL and MariaDB dumps; this backup is of kind '{kind}'"
-        ))),
-    }
 }
 
 async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Backup> {
@@ -430,86 +392,21 @@ async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Back
 
 /// The configured keys plus any given on the command line.
 fn unlock_secrets(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
-    let mut secrets = Vec::new();
-    let mut refs: Vec<KeyRef> = Vec::new();
-    refs.extend(extra.key_file.iter().map(|p| KeyRef {
-        file: Some(p.clone()),
-        ..KeyRef::default()
-    }));
-    refs.extend(extra.passphrase_env.iter().map(|v| KeyRef {
-        passphrase_env: Some(v.clone()),
-        ..KeyRef::default()
-    }));
-    refs.extend(extra.passphrase_file.iter().map(|p| KeyRef {
-        passphrase_file: Some(p.clone()),
-        ..KeyRef::default()
-    }));
-    for key in &refs {
-        secrets.push(key.load(config.encryption.argon2)?);
-    }
-    // Configured keys that cannot be read are skipped when the command line gave one.
-    for key in config.encryption.load_secrets_each() {
-        match key {
-            Ok(secret) => secrets.push(secret),
-            Err(e) if refs.is_empty() => return Err(e),
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-    Ok(secrets)
-}
-
-fn key_generate(path: &Path, force: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let key = SymmetricKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::config(format!(
-                "{} exists: keep it (backups need it) or pass --force to replace it",
-                path.display()
-            ))
-        } else {
-            Error::config(format!("cannot create {}: {e}", path.display()))
-        }
-    })?;
-    let text: Zeroizing<String> = key.to_text();
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))?;
-    println!("{}", key.key_id());
-    eprintln!(
-        "wrote key {} to {}: keep a copy offline, backups cannot be restored without it",
-        key.key_id(),
-        path.display()
-    );
-    Ok(())
-}
-
-fn config_check(config: &Config) -> Result<()> {
-    let secrets = config.encryption.load_secrets()?;
-    let store = Store::open(&config.store, &config.upload)?;
-    println!("config {}: ok", config.path.display());
-    println!("store: {}", store.description());
-    for secret in &secrets {
-        match secret {
-            Secret::Key(k) => println!("key: {}", k.key_id()),
-            Secret::Passphrase(_, p) => println!(
-                "key: passphrase (argon2id m={} KiB, t={}, p={})",
-                p.m_kib, p.t, p.p
-            ),
-        }
-    }
-    if secrets.is_empty() {
-        println!("warning: no encryption key configured: backups will fail");
-    }
-    for (name, job) in &config.jobs {
-        println!("job {name}: {}", job.file.display());
-    }
-    Ok(())
+    let refs: Vec<KeyRef> = extra
+        .key_file
+        .iter()
+        .map(|p| KeyRef {
+            file: Some(p.clone()),
+            ..KeyRef::default()
+        })
+        .chain(extra.passphrase_env.iter().map(|v| KeyRef {
+            passphrase_env: Some(v.clone()),
+            ..KeyRef::default()
+        }))
+        .chain(extra.passphrase_file.iter().map(|p| KeyRef {
+            passphrase_file: Some(p.clone()),
+            ..KeyRef::default()
+        }))
+        .collect();
+    config.encryption.secrets_with(&refs)
 }

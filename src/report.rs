@@ -3,8 +3,10 @@
 use serde_json::{Value, json};
 
 use crate::backup::BackupSummary;
+use crate::config::Config;
+use crate::crypto::keys::Secret;
 use crate::manifest::rfc3339;
-use crate::restore::OpenSummary;
+use crate::restore::{DrillReport, OpenSummary};
 use crate::store::{Backup, Listing};
 
 /// 1536 -> "1.5 KiB".
@@ -108,6 +110,74 @@ pub fn open_summary_json(backup: &Backup, s: &OpenSummary) -> Value {
         "plaintext_bytes": s.plaintext_bytes,
         "chunks": s.chunks,
     })
+}
+
+pub fn verify_text(backup: &Backup, s: &OpenSummary) -> String {
+    let m = &backup.manifest.manifest;
+    format!(
+        "verified backup {} of job '{}': {} stored, {} chunks, {} dump; key, manifest mac, every chunk and data_sha256 hold",
+        m.backup_id,
+        m.job,
+        human_bytes(s.stored_bytes),
+        s.chunks,
+        human_bytes(s.plaintext_bytes),
+    )
+}
+
+pub fn drill_text(backup: &Backup, drill: &DrillReport) -> String {
+    let m = &backup.manifest.manifest;
+    format!(
+        "verified backup {} of job '{}' by restoring it: {} tables, {} rows in scratch database {} on {} (dropped)",
+        m.backup_id,
+        m.job,
+        drill.counts.tables,
+        drill.counts.rows,
+        drill.scratch_database,
+        drill.server,
+    )
+}
+
+pub fn drill_json(backup: &Backup, s: &OpenSummary, drill: &DrillReport) -> Value {
+    let mut out = open_summary_json(backup, s);
+    out["restore_drill"] = json!({
+        "scratch_database": drill.scratch_database,
+        "server": drill.server,
+        "tables": drill.counts.tables,
+        "rows": drill.counts.rows,
+    });
+    out
+}
+
+pub fn restore_text(backup: &Backup, s: &OpenSummary) -> String {
+    let m = &backup.manifest.manifest;
+    format!(
+        "restored backup {} of job '{}': {} in {} chunks, all checks passed",
+        m.backup_id,
+        m.job,
+        human_bytes(s.plaintext_bytes),
+        s.chunks
+    )
+}
+
+/// What `config check` found.
+pub fn config_text(config: &Config, store: &str, secrets: &[Secret]) -> String {
+    let mut out = format!("config {}: ok\nstore: {store}\n", config.path.display());
+    for secret in secrets {
+        match secret {
+            Secret::Key(k) => out.push_str(&format!("key: {}\n", k.key_id())),
+            Secret::Passphrase(_, p) => out.push_str(&format!(
+                "key: passphrase (argon2id m={} KiB, t={}, p={})\n",
+                p.m_kib, p.t, p.p
+            )),
+        }
+    }
+    if secrets.is_empty() {
+        out.push_str("warning: no encryption key configured: backups will fail\n");
+    }
+    for (name, job) in &config.jobs {
+        out.push_str(&format!("job {name}: {}\n", job.file.display()));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::config::{Config, SourceConfig};
 use crate::crypto::format::{self, FormatError, Header};
 use crate::crypto::keys::{self, Secret};
 use crate::db::mariadb::{self, MariaConn};
@@ -126,6 +127,38 @@ pub async fn verify(
 pub enum DrillServer {
     Postgres(PgConn),
     Mariadb(MariaConn),
+}
+
+impl DrillServer {
+    /// Where to drill `backup`: the server `url` names, else the server of the backup's job.
+    pub fn for_backup(config: &Config, backup: &Backup, url: Option<&str>) -> Result<Self> {
+        let kind = backup.manifest.manifest.source.kind.as_str();
+        if let Some(url) = url {
+            return match Target::parse(url, false)? {
+                Target::Postgres(conn) => Ok(DrillServer::Postgres(conn)),
+                Target::Mariadb(conn) => Ok(DrillServer::Mariadb(conn)),
+                _ => Err(Error::config(
+                    "--restore-server takes postgres://user@host:port/db or mariadb://user@host:port/db",
+                )),
+            };
+        }
+        let job = config.job(&backup.manifest.manifest.job).map_err(|e| {
+            e.context(
+                "--restore needs --restore-server URL when the backup's job is not configured",
+            )
+        })?;
+        match (&job.source, kind) {
+            (SourceConfig::Postgres(server), KIND_POSTGRES) => Ok(DrillServer::Postgres(
+                PgConn::from_config(server, "postgres")?,
+            )),
+            (SourceConfig::Mariadb(server), KIND_MARIADB) => {
+                Ok(DrillServer::Mariadb(MariaConn::from_config(server, "")?))
+            }
+            _ => Err(Error::config(format!(
+                "--restore drills restore PostgreSQL and MariaDB dumps; this backup is of kind '{kind}'"
+            ))),
+        }
+    }
 }
 
 /// What a restore drill restored.

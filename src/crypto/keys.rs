@@ -81,6 +81,33 @@ impl SymmetricKey {
         Ok(Self(key))
     }
 
+    /// Write this key to a new file readable by its owner only. Refuses to replace an existing
+    /// file unless `overwrite`: losing a key loses every backup made with it.
+    pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).mode(0o600);
+        if overwrite {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let mut file = options.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::config(format!(
+                    "{} exists: keep it (backups need it) or pass --force to replace it",
+                    path.display()
+                ))
+            } else {
+                Error::config(format!("cannot create {}: {e}", path.display()))
+            }
+        })?;
+        file.write_all(self.to_text().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))
+    }
+
     /// Read a key file, naming the file in any error.
     pub fn read_file(path: &Path) -> Result<Self> {
         let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
