@@ -123,6 +123,7 @@ async fn run_one(
         stored_bytes,
         chunks: stats.chunks,
         data_sha256,
+        retain_until: None,
         keys: stanzas,
         mac: String::new(),
     };

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::crypto::format::{DEFAULT_CHUNK_LOG2, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2};
-use crate::crypto::keys::{Argon2Params, Passphrase, Secret, SymmetricKey};
+use crate::crypto::keys::{Argon2Params, Identity, Passphrase, Recipient, Secret, SymmetricKey};
 use crate::db::ServerConfig;
 use crate::error::{Error, Result};
+use crate::retention::Policy;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
 
@@ -178,6 +179,11 @@ pub struct KeyRef {
     pub passphrase_env: Option<String>,
     /// A file holding a passphrase (first line).
     pub passphrase_file: Option<PathBuf>,
+    /// An x25519 recipient (`coffre-x25519-v1:...`, public): backups are written to it, and
+    /// only its identity opens them. A job with only recipients cannot restore.
+    pub recipient: Option<String>,
+    /// An x25519 identity file (from `coffre key generate --x25519`).
+    pub identity_file: Option<PathBuf>,
 }
 
 impl KeyRef {
@@ -193,6 +199,13 @@ impl KeyRef {
                 passphrase_file: Some(p),
                 ..
             } => format!("passphrase file {}", p.display()),
+            KeyRef {
+                recipient: Some(r), ..
+            } => format!("recipient {r}"),
+            KeyRef {
+                identity_file: Some(p),
+                ..
+            } => format!("identity file {}", p.display()),
             _ => "empty key entry".into(),
         }
     }
@@ -203,6 +216,8 @@ impl KeyRef {
             self.env.is_some(),
             self.passphrase_env.is_some(),
             self.passphrase_file.is_some(),
+            self.recipient.is_some(),
+            self.identity_file.is_some(),
         ]
         .iter()
         .filter(|set| **set)
@@ -234,8 +249,16 @@ impl KeyRef {
             let line = Zeroizing::new(raw.lines().next().unwrap_or("").to_string());
             return Ok(Secret::Passphrase(Passphrase::new(line)?, argon2));
         }
+        if let Some(text) = &self.recipient {
+            let recipient =
+                Recipient::parse(text).map_err(|why| Error::config(format!("recipient: {why}")))?;
+            return Ok(Secret::Recipient(recipient));
+        }
+        if let Some(path) = &self.identity_file {
+            return Ok(Secret::Identity(Identity::read_file(path)?));
+        }
         Err(Error::config(
-            "a key entry sets none of file, env, passphrase_env, passphrase_file",
+            "a key entry sets none of file, env, passphrase_env, passphrase_file, recipient, identity_file",
         ))
     }
 }
@@ -297,6 +320,8 @@ pub struct Job {
     pub zstd_level: i32,
     #[serde(default = "default_chunk_log2")]
     pub chunk_log2: u8,
+    #[serde(default)]
+    pub retention: Policy,
     /// The file this job was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -415,7 +440,7 @@ impl Config {
         for (i, key) in self.encryption.keys.iter().enumerate() {
             if key.set_count() != 1 {
                 return Err(Error::config(format!(
-                    "{file}: encryption.keys[{i}]: set exactly one of file, env, passphrase_env, passphrase_file"
+                    "{file}: encryption.keys[{i}]: set exactly one of file, env, passphrase_env, passphrase_file, recipient, identity_file"
                 )));
             }
         }

@@ -4,13 +4,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use coffre::config::{Config, DEFAULT_CONFIG_PATH, KeyRef};
-use coffre::crypto::keys::{Secret, SymmetricKey};
+use coffre::config::{Config, DEFAULT_CONFIG_PATH, Job, KeyRef};
+use coffre::crypto::keys::{self, Identity, Secret, SymmetricKey};
 use coffre::error::{Error, Result};
+use coffre::keyring::{self, Removal};
 use coffre::report;
 use coffre::restore::{DrillServer, RestoreOptions, Target};
 use coffre::store::{Backup, Store};
-use coffre::{backup, restore};
+use coffre::{backup, prune, restore};
 
 #[derive(Parser)]
 #[command(
@@ -84,8 +85,21 @@ enum Command {
         after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json\n  coffre verify --latest --job app-db --restore    # drill into a scratch database on the job's server"
     )]
     Verify {
-        #[command(flatten)]
-        pick: Pick,
+        /// Backup id, or a unique prefix of one (see 'coffre list').
+        #[arg(required_unless_present_any = ["latest", "all"], conflicts_with_all = ["latest", "all"])]
+        id: Option<String>,
+        /// The newest complete backup (of --job, needed when several jobs are configured).
+        #[arg(long, conflicts_with = "all")]
+        latest: bool,
+        /// Every complete backup (of --job, or of every job), with a one-line summary.
+        #[arg(long)]
+        all: bool,
+        /// Job of the backup.
+        #[arg(long)]
+        job: Option<String>,
+        /// With --latest, for jobs that dump several databases: which one.
+        #[arg(long, requires = "latest")]
+        database: Option<String>,
         /// Also restore into a scratch database (created and dropped by coffre) and count tables and rows.
         #[arg(long)]
         restore: bool,
@@ -105,6 +119,24 @@ enum Command {
         #[arg(long)]
         job: Option<String>,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete backups the jobs' retention policies no longer keep.
+    #[command(
+        after_help = "Examples:\n  coffre prune --all --dry-run    # print the plan and the rule that keeps each backup\n  coffre prune app-db"
+    )]
+    Prune {
+        /// Jobs to prune.
+        #[arg(required_unless_present = "all")]
+        jobs: Vec<String>,
+        /// Prune every configured job.
+        #[arg(long, conflicts_with = "jobs")]
+        all: bool,
+        /// Print the plan, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +176,35 @@ struct KeyArgs {
     /// A file holding a passphrase.
     #[arg(long)]
     passphrase_file: Vec<PathBuf>,
+    /// An x25519 identity file (opens backups written to its recipient).
+    #[arg(long)]
+    identity_file: Vec<PathBuf>,
+}
+
+/// The key to add: exactly one.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct NewKey {
+    /// A key file (create one with 'coffre key generate').
+    #[arg(long)]
+    new_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding a new passphrase.
+    #[arg(long)]
+    new_passphrase_env: Option<String>,
+    /// An x25519 recipient (coffre-x25519-v1:...).
+    #[arg(long)]
+    new_recipient: Option<String>,
+}
+
+impl NewKey {
+    fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            file: self.new_key_file.clone(),
+            passphrase_env: self.new_passphrase_env.clone(),
+            recipient: self.new_recipient.clone(),
+            ..KeyRef::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -155,10 +216,62 @@ enum KeyCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Make an x25519 identity instead, and print its public recipient: a job configured
+        /// with only the recipient can back up but not restore (write-only backups).
+        #[arg(long)]
+        x25519: bool,
     },
-    /// Print the key id of a key file (the id manifests list).
+    /// Print the key id of a key or identity file (the id manifests list).
     #[command(after_help = "Example:\n  coffre key id /etc/coffre/backup.key")]
     Id { path: PathBuf },
+    /// Show which keys open which backups.
+    #[command(after_help = "Example:\n  coffre key list --job app-db")]
+    List {
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key to every backup (rewrites manifests only, never data).
+    #[command(after_help = "Example:\n  coffre key add --new-key-file /etc/coffre/new.key")]
+    Add {
+        #[command(flatten)]
+        new: NewKey,
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Remove a key from every backup; refused where it is a backup's only key.
+    #[command(
+        after_help = "Examples:\n  coffre key remove 3a1f9c0e5b7d2a44\n  coffre key remove --passphrase-env OLD_PASSPHRASE"
+    )]
+    Remove {
+        /// Key id, as 'coffre key list' shows it.
+        #[arg(required_unless_present = "passphrase_env")]
+        key_id: Option<String>,
+        /// Remove the passphrase stanzas this passphrase opens instead.
+        #[arg(long, conflicts_with = "key_id")]
+        passphrase_env: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Add a new key to every backup, then remove an old one: resumable, never leaves a
+    /// backup without a working key.
+    #[command(
+        after_help = "Example:\n  coffre key rotate --new-key-file /etc/coffre/2027.key --remove 3a1f9c0e5b7d2a44"
+    )]
+    Rotate {
+        #[command(flatten)]
+        new: NewKey,
+        /// Key id to remove once the new key is in every backup.
+        #[arg(long)]
+        remove: String,
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,7 +335,23 @@ fn init_logging(format: LogFormat, quiet: bool) {
 
 async fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Key(KeyCommand::Generate { path, force }) => {
+        Command::Key(KeyCommand::Generate {
+            path,
+            force,
+            x25519: true,
+        }) => {
+            let identity = Identity::generate();
+            identity.write_new_file(path, *force)?;
+            let recipient = identity.recipient();
+            println!("{}", recipient.to_text());
+            eprintln!(
+                "wrote identity {} to {}: keep it offline; configure jobs with the recipient above ({{ recipient = \"...\" }}) for write-only backups",
+                recipient.key_id(),
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Key(KeyCommand::Generate { path, force, .. }) => {
             let key = SymmetricKey::generate();
             key.write_new_file(path, *force)?;
             println!("{}", key.key_id());
@@ -234,7 +363,74 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Key(KeyCommand::Id { path }) => {
-            println!("{}", SymmetricKey::read_file(path)?.key_id());
+            println!("{}", keys::key_id_of_file(path)?);
+            Ok(())
+        }
+        Command::Key(KeyCommand::List { job, json }) => {
+            let config = Config::load(&cli.config)?;
+            let store = Store::open(&config.store, &config.upload)?;
+            let backups = store.list(job.as_deref()).await?.complete;
+            match json {
+                true => println!("{}", report::key_list_json(&backups)),
+                false => print!("{}", report::key_list_text(&backups)),
+            }
+            Ok(())
+        }
+        Command::Key(KeyCommand::Add { new, job, keys }) => {
+            let config = Config::load(&cli.config)?;
+            let unlock = unlock_secrets(&config, keys)?;
+            let new = new.key_ref().load(config.encryption.argon2)?;
+            let store = Store::open(&config.store, &config.upload)?;
+            let change = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
+            println!(
+                "key added to {} backups ({} had it already)",
+                change.changed, change.already_done
+            );
+            Ok(())
+        }
+        Command::Key(KeyCommand::Remove {
+            key_id,
+            passphrase_env,
+            job,
+        }) => {
+            let config = Config::load(&cli.config)?;
+            let store = Store::open(&config.store, &config.upload)?;
+            let change = match (key_id, passphrase_env) {
+                (Some(id), _) => {
+                    keyring::remove(&store, job.as_deref(), Removal::KeyId(id)).await?
+                }
+                (None, Some(var)) => {
+                    let secret = KeyRef {
+                        passphrase_env: Some(var.clone()),
+                        ..KeyRef::default()
+                    }
+                    .load(config.encryption.argon2)?;
+                    keyring::remove(&store, job.as_deref(), Removal::OpenedBy(&secret)).await?
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            println!(
+                "key removed from {} backups ({} did not have it)",
+                change.changed, change.already_done
+            );
+            Ok(())
+        }
+        Command::Key(KeyCommand::Rotate {
+            new,
+            remove,
+            job,
+            keys,
+        }) => {
+            let config = Config::load(&cli.config)?;
+            let unlock = unlock_secrets(&config, keys)?;
+            let new = new.key_ref().load(config.encryption.argon2)?;
+            let store = Store::open(&config.store, &config.upload)?;
+            let added = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
+            let removed = keyring::remove(&store, job.as_deref(), Removal::KeyId(remove)).await?;
+            println!(
+                "rotated: new key added to {} backups ({} had it), key {remove} removed from {}",
+                added.changed, added.already_done, removed.changed
+            );
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
@@ -251,15 +447,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let config = Config::load(&cli.config)?;
             let store = Store::open(&config.store, &config.upload)?;
             let recipients = config.encryption.load_secrets()?;
-            let names: Vec<String> = if *all {
-                config.jobs.keys().cloned().collect()
-            } else {
-                jobs.clone()
-            };
-            let jobs = names
-                .iter()
-                .map(|n| config.job(n))
-                .collect::<Result<Vec<_>>>()?;
+            let jobs = pick_jobs(&config, jobs, *all)?;
             let mut failures = Vec::new();
             for job in jobs {
                 let outcome = match backup::run(&store, job, &recipients).await {
@@ -276,7 +464,14 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                         println!("{}", report::backup_text(summary));
                     }
                 }
+                let succeeded = !outcome.backups.is_empty();
                 failures.extend(outcome.failures);
+                if succeeded
+                    && job.retention.prune_after_backup
+                    && let Err(e) = prune_jobs(&store, &[job], false, *json).await
+                {
+                    failures.push(e);
+                }
             }
             // Every failure is reported; the exit code is the first one's.
             match failures.len() {
@@ -321,7 +516,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Verify {
-            pick,
+            id,
+            latest,
+            all,
+            job,
+            database,
             restore: drill,
             restore_server,
             keys,
@@ -330,8 +529,17 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let config = Config::load(&cli.config)?;
             let secrets = unlock_secrets(&config, keys)?;
             let store = Store::open(&config.store, &config.upload)?;
-            let backup = pick_backup(&config, &store, pick).await?;
             let progress = show_progress(cli.quiet);
+            if *all {
+                return verify_all(&config, &store, &secrets, job.as_deref(), *drill, *json).await;
+            }
+            let pick = Pick {
+                id: id.clone(),
+                latest: *latest,
+                job: job.clone(),
+                database: database.clone(),
+            };
+            let backup = pick_backup(&config, &store, &pick).await?;
             if *drill {
                 let server = DrillServer::for_backup(&config, &backup, restore_server.as_deref())?;
                 let (summary, drill) =
@@ -348,6 +556,17 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Prune {
+            jobs,
+            all,
+            dry_run,
+            json,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let store = Store::open(&config.store, &config.upload)?;
+            let jobs = pick_jobs(&config, jobs, *all)?;
+            prune_jobs(&store, &jobs, *dry_run, *json).await
         }
         Command::List { job, json } => {
             let config = Config::load(&cli.config)?;
@@ -367,6 +586,93 @@ async fn dispatch(cli: &Cli) -> Result<()> {
 fn show_progress(quiet: bool) -> bool {
     use std::io::IsTerminal;
     !quiet && std::io::stderr().is_terminal()
+}
+
+/// Verify every complete backup (of one job, or all); one line per backup and a summary.
+async fn verify_all(
+    config: &Config,
+    store: &Store,
+    secrets: &[Secret],
+    job: Option<&str>,
+    drill: bool,
+    json: bool,
+) -> Result<()> {
+    if let Some(job) = job {
+        config.job(job)?;
+    }
+    let backups = store.list(job).await?.complete;
+    let mut failures = Vec::new();
+    for backup in &backups {
+        let result = if drill {
+            match DrillServer::for_backup(config, backup, None) {
+                Ok(server) => restore::drill(store, backup, secrets, &server, false)
+                    .await
+                    .map(|(_, d)| report::drill_text(backup, &d)),
+                Err(e) => Err(e),
+            }
+        } else {
+            restore::verify(store, backup, secrets, false)
+                .await
+                .map(|s| report::verify_text(backup, &s))
+        };
+        match result {
+            Ok(line) if !json => println!("{line}"),
+            Ok(_) => {}
+            Err(e) => {
+                let e = e.context(format!("backup {}", backup.location.id));
+                eprintln!("coffre: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    let summary = report::verify_all_summary(backups.len(), &failures);
+    match json {
+        true => println!("{}", report::verify_all_json(backups.len(), &failures)),
+        false => println!("{summary}"),
+    }
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::new(first.class(), summary)),
+    }
+}
+
+fn pick_jobs<'a>(config: &'a Config, names: &[String], all: bool) -> Result<Vec<&'a Job>> {
+    if all {
+        return Ok(config.jobs.values().collect());
+    }
+    names.iter().map(|n| config.job(n)).collect()
+}
+
+/// Plan every job first; delete only if every plan could be made.
+async fn prune_jobs(store: &Store, jobs: &[&Job], dry_run: bool, json: bool) -> Result<()> {
+    let now = chrono::Utc::now();
+    let mut plans = Vec::new();
+    for job in jobs {
+        plans.push(prune::plan(store, job, now).await?);
+    }
+    if json {
+        println!("{}", report::prune_plan_json(&plans, dry_run));
+    } else {
+        print!("{}", report::prune_plan_text(&plans));
+    }
+    if dry_run {
+        return Ok(());
+    }
+    let done = prune::execute(store, &plans).await;
+    if !json {
+        println!("{}", report::prune_report_text(&done));
+    }
+    match done.failures.len() {
+        0 => Ok(()),
+        n => {
+            for e in &done.failures {
+                eprintln!("coffre: {e}");
+            }
+            Err(Error::store(format!(
+                "{n} deletes failed (listed above); what was deleted is reported, nothing else was touched"
+            )))
+        }
+    }
 }
 
 async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Backup> {
@@ -405,6 +711,10 @@ fn unlock_secrets(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
         }))
         .chain(extra.passphrase_file.iter().map(|p| KeyRef {
             passphrase_file: Some(p.clone()),
+            ..KeyRef::default()
+        }))
+        .chain(extra.identity_file.iter().map(|p| KeyRef {
+            identity_file: Some(p.clone()),
             ..KeyRef::default()
         }))
         .collect();

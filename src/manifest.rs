@@ -46,6 +46,13 @@ pub struct Manifest {
     pub stored_bytes: u64,
     pub chunks: u64,
     pub data_sha256: String,
+    /// When set, the store holds the objects under an object lock until then.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub retain_until: Option<DateTime<Utc>>,
     pub keys: Vec<Stanza>,
     pub mac: String,
 }
@@ -71,6 +78,16 @@ impl StoredManifest {
             )));
         }
         Ok(Self { manifest, raw })
+    }
+
+    /// The stored JSON with `keys` replaced: every other field, known or not, unchanged, so
+    /// the mac still holds.
+    pub fn with_keys(&self, keys: Vec<Stanza>) -> Result<Vec<u8>> {
+        let mut raw = self.raw.clone();
+        raw["keys"] = serde_json::to_value(keys)
+            .map_err(|e| Error::internal(format!("manifest serialization: {e}")))?;
+        serde_json::to_vec_pretty(&raw)
+            .map_err(|e| Error::internal(format!("manifest serialization: {e}")))
     }
 
     /// Check the mac with the DEK and the data object's salt.
@@ -195,6 +212,33 @@ pub mod rfc3339 {
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
+    }
+
+    /// The same for optional timestamps.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&format(t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(&text)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(serde::de::Error::custom)
+                })
+                .transpose()
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use crate::backup::BackupSummary;
 use crate::config::Config;
 use crate::crypto::keys::Secret;
 use crate::manifest::rfc3339;
+use crate::prune::{JobPlan, PruneReport};
 use crate::restore::{DrillReport, OpenSummary};
 use crate::store::{Backup, Listing};
 
@@ -159,6 +160,127 @@ pub fn restore_text(backup: &Backup, s: &OpenSummary) -> String {
     )
 }
 
+/// The prune plan: every backup with its verdict and the rules that keep it.
+pub fn prune_plan_text(plans: &[JobPlan]) -> String {
+    let mut out = format!(
+        "{:<16}  {:<16}  {:<36}  {:<19}  VERDICT\n",
+        "JOB", "DATABASE", "ID", "STARTED (UTC)"
+    );
+    for plan in plans {
+        for (series, decisions) in &plan.series {
+            for (backup, decision) in decisions {
+                let verdict = if decision.keep() {
+                    let rules: Vec<String> = decision.rules.iter().map(|r| r.to_string()).collect();
+                    format!("keep ({})", rules.join(", "))
+                } else {
+                    "delete".to_string()
+                };
+                out.push_str(&format!(
+                    "{:<16}  {:<16}  {:<36}  {:<19}  {verdict}\n",
+                    plan.job,
+                    series,
+                    backup.location.id,
+                    backup.location.time.format("%Y-%m-%d %H:%M:%S"),
+                ));
+            }
+        }
+        for r in &plan.stale_incomplete {
+            out.push_str(&format!(
+                "{:<16}  {:<16}  {:<36}  {:<19}  delete (incomplete, over 24 h old)\n",
+                plan.job,
+                "-",
+                r.id,
+                r.time.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+        for r in &plan.fresh_incomplete {
+            out.push_str(&format!(
+                "{:<16}  {:<16}  {:<36}  {:<19}  keep (incomplete, may still be running)\n",
+                plan.job,
+                "-",
+                r.id,
+                r.time.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    out
+}
+
+pub fn prune_plan_json(plans: &[JobPlan], dry_run: bool) -> Value {
+    let mut items = Vec::new();
+    for plan in plans {
+        for (series, decisions) in &plan.series {
+            for (backup, decision) in decisions {
+                items.push(json!({
+                    "job": plan.job,
+                    "database": series,
+                    "id": backup.location.id,
+                    "started_at": rfc3339::format(&backup.manifest.manifest.started_at),
+                    "keep": decision.keep(),
+                    "rules": decision.rules.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                }));
+            }
+        }
+        for r in &plan.stale_incomplete {
+            items.push(json!({"job": plan.job, "id": r.id, "incomplete": true, "keep": false}));
+        }
+        for r in &plan.fresh_incomplete {
+            items.push(json!({"job": plan.job, "id": r.id, "incomplete": true, "keep": true}));
+        }
+    }
+    json!({"dry_run": dry_run, "backups": items})
+}
+
+pub fn prune_report_text(done: &PruneReport) -> String {
+    format!(
+        "pruned: {} backups deleted ({}), {} stale incomplete backups removed, {} deletes failed",
+        done.deleted.len(),
+        human_bytes(done.deleted_bytes),
+        done.cleaned_incomplete.len(),
+        done.failures.len()
+    )
+}
+
+/// Keys and the backups they open.
+pub fn key_list_text(backups: &[Backup]) -> String {
+    let mut out = format!("{:<10}  {:<16}  BACKUPS\n", "TYPE", "KEY ID");
+    for ((kind, id), count) in crate::keyring::usage(backups) {
+        out.push_str(&format!(
+            "{kind:<10}  {id:<16}  {count} of {}\n",
+            backups.len()
+        ));
+    }
+    out
+}
+
+pub fn key_list_json(backups: &[Backup]) -> Value {
+    let keys: Vec<Value> = crate::keyring::usage(backups)
+        .into_iter()
+        .map(|((kind, id), count)| json!({"type": kind, "key_id": id, "backups": count}))
+        .collect();
+    json!({"backups": backups.len(), "keys": keys})
+}
+
+pub fn verify_all_summary(total: usize, failures: &[crate::error::Error]) -> String {
+    if failures.is_empty() {
+        format!("verified {total} of {total} backups: every check holds")
+    } else {
+        format!(
+            "verified {} of {total} backups: {} failed (listed above)",
+            total - failures.len(),
+            failures.len()
+        )
+    }
+}
+
+pub fn verify_all_json(total: usize, failures: &[crate::error::Error]) -> Value {
+    json!({
+        "backups": total,
+        "verified": total - failures.len(),
+        "failed": failures.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+    })
+}
+
 /// What `config check` found.
 pub fn config_text(config: &Config, store: &str, secrets: &[Secret]) -> String {
     let mut out = format!("config {}: ok\nstore: {store}\n", config.path.display());
@@ -168,6 +290,11 @@ pub fn config_text(config: &Config, store: &str, secrets: &[Secret]) -> String {
             Secret::Passphrase(_, p) => out.push_str(&format!(
                 "key: passphrase (argon2id m={} KiB, t={}, p={})\n",
                 p.m_kib, p.t, p.p
+            )),
+            Secret::Identity(i) => out.push_str(&format!("key: x25519 identity {}\n", i.recipient().key_id())),
+            Secret::Recipient(r) => out.push_str(&format!(
+                "key: x25519 recipient {} (writes only: this config cannot restore what it writes)\n",
+                r.key_id()
             )),
         }
     }

@@ -84,28 +84,7 @@ impl SymmetricKey {
     /// Write this key to a new file readable by its owner only. Refuses to replace an existing
     /// file unless `overwrite`: losing a key loses every backup made with it.
     pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).mode(0o600);
-        if overwrite {
-            options.create(true).truncate(true);
-        } else {
-            options.create_new(true);
-        }
-        let mut file = options.open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::config(format!(
-                    "{} exists: keep it (backups need it) or pass --force to replace it",
-                    path.display()
-                ))
-            } else {
-                Error::config(format!("cannot create {}: {e}", path.display()))
-            }
-        })?;
-        file.write_all(self.to_text().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))
+        write_secret_file(path, &self.to_text(), overwrite)
     }
 
     /// Read a key file, naming the file in any error.
@@ -161,6 +140,126 @@ impl std::fmt::Debug for Passphrase {
     }
 }
 
+const IDENTITY_TEXT_PREFIX: &str = "coffre-x25519-identity-v1:";
+const RECIPIENT_TEXT_PREFIX: &str = "coffre-x25519-v1:";
+const INFO_X25519: &[u8] = b"coffre/v1/x25519";
+
+/// An X25519 identity: opens backups written to its recipient. Zeroized on drop.
+#[derive(Clone)]
+pub struct Identity(x25519_dalek::StaticSecret);
+
+/// An X25519 recipient (public key): writes backups it cannot open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Recipient(x25519_dalek::PublicKey);
+
+impl Identity {
+    pub fn generate() -> Self {
+        let bytes = Zeroizing::new(random_array::<32>());
+        Self(x25519_dalek::StaticSecret::from(*bytes))
+    }
+
+    pub fn recipient(&self) -> Recipient {
+        Recipient(x25519_dalek::PublicKey::from(&self.0))
+    }
+
+    /// `coffre-x25519-identity-v1:` + base64, for identity files.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let bytes = Zeroizing::new(self.0.to_bytes());
+        Zeroizing::new(format!(
+            "{IDENTITY_TEXT_PREFIX}{}\n",
+            B64.encode(bytes.as_ref())
+        ))
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, &'static str> {
+        let b64 = text
+            .trim()
+            .strip_prefix(IDENTITY_TEXT_PREFIX)
+            .ok_or("an identity file starts with 'coffre-x25519-identity-v1:' (from 'coffre key generate --x25519')")?;
+        let bytes = Zeroizing::new(
+            B64.decode(b64)
+                .map_err(|_| "the identity's base64 is invalid")?,
+        );
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the identity does not decode to 32 bytes")?;
+        Ok(Self(x25519_dalek::StaticSecret::from(array)))
+    }
+
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read identity file {}: {e}", path.display()))
+        })?);
+        Self::parse(&text)
+            .map_err(|why| Error::config(format!("identity file {}: {why}", path.display())))
+    }
+}
+
+impl Identity {
+    /// Write this identity to a new file readable by its owner only.
+    pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
+        write_secret_file(path, &self.to_text(), overwrite)
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({})", self.recipient().key_id())
+    }
+}
+
+impl Recipient {
+    /// Hex of the first 8 bytes of SHA-256("coffre/v1/key-id" || public key).
+    pub fn key_id(&self) -> String {
+        key_id_of(self.0.as_bytes())
+    }
+
+    pub fn to_text(&self) -> String {
+        format!("{RECIPIENT_TEXT_PREFIX}{}", B64.encode(self.0.as_bytes()))
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, &'static str> {
+        let b64 = text
+            .trim()
+            .strip_prefix(RECIPIENT_TEXT_PREFIX)
+            .ok_or("a recipient starts with 'coffre-x25519-v1:' (printed by 'coffre key generate --x25519')")?;
+        let bytes: [u8; 32] = B64
+            .decode(b64)
+            .map_err(|_| "the recipient's base64 is invalid")?
+            .try_into()
+            .map_err(|_| "the recipient does not decode to 32 bytes")?;
+        Ok(Self(x25519_dalek::PublicKey::from(bytes)))
+    }
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipient({})", self.key_id())
+    }
+}
+
+/// KEK = HKDF(X25519(secret, public), epk || recipient, "coffre/v1/x25519", 32).
+fn x25519_kek(
+    secret: &x25519_dalek::StaticSecret,
+    public: &x25519_dalek::PublicKey,
+    epk: &[u8; 32],
+    recipient: &[u8; 32],
+) -> Option<SymmetricKey> {
+    let shared = secret.diffie_hellman(public);
+    if !shared.was_contributory() {
+        return None; // a low-order point: the "shared" secret would be public
+    }
+    let mut kek = Zeroizing::new([0u8; 32]);
+    super::hkdf_sha256(
+        shared.as_bytes(),
+        &[epk.as_slice(), recipient].concat(),
+        &[INFO_X25519],
+        kek.as_mut(),
+    );
+    Some(SymmetricKey(kek))
+}
+
 /// Cost parameters of argon2id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,11 +279,15 @@ impl Default for Argon2Params {
     }
 }
 
-/// A key that can open backups (and, being symmetric, also write them).
+/// A key to write backups to, and (all but a recipient) to open them with.
 #[derive(Clone, Debug)]
 pub enum Secret {
     Key(SymmetricKey),
     Passphrase(Passphrase, Argon2Params),
+    /// Opens x25519 stanzas; writes to its own recipient.
+    Identity(Identity),
+    /// Writes only: a job holding just this can back up but never restore.
+    Recipient(Recipient),
 }
 
 /// One wrapped copy of the DEK, as stored in the manifest's `keys` array.
@@ -239,6 +342,25 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
             nonce: B64.encode(nonce),
             wrapped: B64.encode(seal_dek(key, &nonce, dek, backup_id)),
         }),
+        Secret::Identity(identity) => {
+            wrap(&Secret::Recipient(identity.recipient()), dek, backup_id)
+        }
+        Secret::Recipient(recipient) => {
+            let ephemeral = x25519_dalek::StaticSecret::from(*Zeroizing::new(random_array::<32>()));
+            let epk = x25519_dalek::PublicKey::from(&ephemeral);
+            let kek = x25519_kek(
+                &ephemeral,
+                &recipient.0,
+                epk.as_bytes(),
+                recipient.0.as_bytes(),
+            )
+            .ok_or_else(|| Error::config("the x25519 recipient is not a usable public key"))?;
+            Ok(Stanza::X25519 {
+                key_id: recipient.key_id(),
+                epk: B64.encode(epk.as_bytes()),
+                wrapped: B64.encode(seal_dek(&kek, &[0u8; 12], dek, backup_id)),
+            })
+        }
         Secret::Passphrase(passphrase, params) => {
             let salt: [u8; 16] = random_array();
             let kek = passphrase.derive(&salt, *params)?;
@@ -259,9 +381,9 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
 ///
 /// Stanzas of type `key` are matched by key id; passphrases are tried on every argon2id stanza.
 pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result<Dek> {
-    if secrets.is_empty() {
-        return Err(Error::config(
-            "no key configured to open backups: add one under [encryption] keys, or pass --key-file / --passphrase-env",
+    if !secrets.iter().any(|s| !matches!(s, Secret::Recipient(_))) {
+        return Err(Error::auth(
+            "no key that can open backups is configured (an x25519 recipient only writes them): pass --key-file, --passphrase-env or --identity-file",
         ));
     }
     for secret in secrets {
@@ -316,6 +438,30 @@ fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Optio
             let kek = passphrase.derive(&salt, params)?;
             Ok(open_dek(&kek, nonce, wrapped, backup_id))
         }
+        (
+            Stanza::X25519 {
+                key_id,
+                epk,
+                wrapped,
+            },
+            Secret::Identity(identity),
+        ) if *key_id == identity.recipient().key_id() => {
+            let Some(epk) = B64
+                .decode(epk)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                return Ok(None);
+            };
+            let recipient = identity.recipient();
+            let kek = x25519_kek(
+                &identity.0,
+                &x25519_dalek::PublicKey::from(epk),
+                &epk,
+                recipient.0.as_bytes(),
+            );
+            Ok(kek.and_then(|kek| open_dek_with_nonce(&kek, &[0u8; 12], wrapped, backup_id)))
+        }
         _ => Ok(None),
     }
 }
@@ -341,6 +487,15 @@ fn seal_dek(kek: &SymmetricKey, nonce: &[u8; 12], dek: &Dek, backup_id: Uuid) ->
 
 fn open_dek(kek: &SymmetricKey, nonce: &str, wrapped: &str, backup_id: Uuid) -> Option<Dek> {
     let nonce: [u8; 12] = B64.decode(nonce).ok()?.try_into().ok()?;
+    open_dek_with_nonce(kek, &nonce, wrapped, backup_id)
+}
+
+fn open_dek_with_nonce(
+    kek: &SymmetricKey,
+    nonce: &[u8; 12],
+    wrapped: &str,
+    backup_id: Uuid,
+) -> Option<Dek> {
     let wrapped: [u8; WRAPPED_LEN] = B64.decode(wrapped).ok()?.try_into().ok()?;
     let cipher = Aes256Gcm::new_from_slice(kek.as_bytes()).expect("32-byte key");
     let mut dek = Zeroizing::new([0u8; 32]);
@@ -348,13 +503,52 @@ fn open_dek(kek: &SymmetricKey, nonce: &str, wrapped: &str, backup_id: Uuid) -> 
     let tag = Tag::try_from(&wrapped[32..]).expect("16 bytes");
     cipher
         .decrypt_inout_detached(
-            &nonce.into(),
+            &(*nonce).into(),
             &wrap_aad(backup_id),
             dek.as_mut_slice().into(),
             &tag,
         )
         .ok()?;
     Some(Dek::from_bytes(dek))
+}
+
+/// Create a file readable by its owner only and write `text` to it. Refuses to replace an
+/// existing file unless `overwrite`: losing a key loses every backup made with it.
+fn write_secret_file(path: &Path, text: &str, overwrite: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::config(format!(
+                "{} exists: keep it (backups need it) or pass --force to replace it",
+                path.display()
+            ))
+        } else {
+            Error::config(format!("cannot create {}: {e}", path.display()))
+        }
+    })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))
+}
+
+/// The key id of a key file or an x25519 identity file (its recipient's id).
+pub fn key_id_of_file(path: &Path) -> Result<String> {
+    let text = Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?,
+    );
+    if text.starts_with(IDENTITY_TEXT_PREFIX.as_bytes()) {
+        return Ok(Identity::read_file(path)?.recipient().key_id());
+    }
+    Ok(SymmetricKey::read_file(path)?.key_id())
 }
 
 fn key_id_of(kek: &[u8]) -> String {
@@ -415,6 +609,40 @@ mod tests {
             err.message()
                 .contains("no key in this backup's manifest opens it")
         );
+    }
+
+    #[test]
+    fn x25519_recipient_writes_and_only_the_identity_opens() {
+        let identity = Identity::generate();
+        let recipient = identity.recipient();
+        let dek = Dek::generate();
+        let id = Uuid::new_v4();
+        let stanza = wrap(&Secret::Recipient(recipient), &dek, id).unwrap();
+        assert_eq!(stanza.key_id(), recipient.key_id());
+        let err = unwrap(
+            std::slice::from_ref(&stanza),
+            &[Secret::Recipient(recipient)],
+            id,
+        )
+        .unwrap_err();
+        assert_eq!(err.class(), crate::error::Class::Auth);
+        let other = Identity::generate();
+        let err = unwrap(
+            std::slice::from_ref(&stanza),
+            &[Secret::Identity(other)],
+            id,
+        )
+        .unwrap_err();
+        assert!(
+            err.message()
+                .contains("no key in this backup's manifest opens it")
+        );
+        let opened = unwrap(&[stanza], &[Secret::Identity(identity.clone())], id).unwrap();
+        assert_eq!(opened.as_bytes(), dek.as_bytes());
+        let text = identity.to_text();
+        assert_eq!(Identity::parse(&text).unwrap().recipient(), recipient);
+        assert_eq!(Recipient::parse(&recipient.to_text()).unwrap(), recipient);
+        assert!(!format!("{identity:?}").contains(text.trim()));
     }
 
     #[test]

@@ -147,6 +147,17 @@ impl Store {
         Ok(())
     }
 
+    /// Replace an existing manifest whole (key changes). Every store replaces an object
+    /// atomically: readers see the old manifest or the new one, never a mix.
+    pub async fn rewrite_manifest(&self, r: &BackupRef, bytes: Vec<u8>) -> Result<()> {
+        let path = self.manifest_path(r);
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_error("rewriting", &path, e))?;
+        Ok(())
+    }
+
     pub async fn read_manifest(&self, r: &BackupRef) -> Result<StoredManifest> {
         let path = self.manifest_path(r);
         let bytes = self
@@ -179,10 +190,10 @@ impl Store {
         Ok(StreamReader::new(stream))
     }
 
-    /// Delete every object of a backup directory, data first, manifest last
-    /// (so an interrupted delete leaves an incomplete backup, never a manifest without data).
+    /// Delete every object of a backup directory, manifest first: an interrupted delete leaves
+    /// an incomplete backup (cleaned later), never a manifest without its data.
     pub async fn delete_backup(&self, r: &BackupRef) -> Result<()> {
-        for path in [self.data_path(r), self.manifest_path(r)] {
+        for path in [self.manifest_path(r), self.data_path(r)] {
             match self.inner.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(store_error("deleting", &path, e)),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod faulty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,121 @@
+//! Pruning: list, decide with `retention`, then delete; in that order and never mixed.
+//!
+//! Safety rules: a plan is only made from a listing in which every object listed and every
+//! manifest read; a plan over several jobs is only carried out when every job's listing
+//! succeeded; a complete backup loses its manifest before its data (an interrupted delete
+//! leaves an incomplete backup, cleaned later, never a manifest without data); a directory
+//! without a manifest is removed only once it is more than 24 hours old.
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use crate::config::Job;
+use crate::error::{Error, Result};
+use crate::retention::{self, Decision, Entry};
+use crate::store::{Backup, BackupRef, Store};
+
+/// What pruning one job will do.
+#[derive(Debug)]
+pub struct JobPlan {
+    pub job: String,
+    /// Per series (database), decisions newest first.
+    pub series: BTreeMap<String, Vec<(Backup, Decision)>>,
+    /// Directories without a manifest that are more than a day old.
+    pub stale_incomplete: Vec<BackupRef>,
+    /// Directories without a manifest that may still be being written.
+    pub fresh_incomplete: Vec<BackupRef>,
+}
+
+impl JobPlan {
+    pub fn deletions(&self) -> impl Iterator<Item = &Backup> {
+        self.series
+            .values()
+            .flatten()
+            .filter(|(_, d)| !d.keep())
+            .map(|(b, _)| b)
+    }
+}
+
+/// What a prune did.
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    pub deleted: Vec<BackupRef>,
+    pub deleted_bytes: u64,
+    pub cleaned_incomplete: Vec<BackupRef>,
+    pub failures: Vec<Error>,
+}
+
+/// Plan the prune of `job` at `now`. Fails, deciding nothing, if the listing or any manifest
+/// read fails.
+pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPlan> {
+    let listing = store.list(Some(&job.name)).await.map_err(|e| {
+        e.context(format!(
+            "prune of job '{}' stopped, nothing deleted",
+            job.name
+        ))
+    })?;
+    let mut by_series: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
+    for backup in listing.complete {
+        by_series
+            .entry(backup.manifest.manifest.series().to_string())
+            .or_default()
+            .push(backup);
+    }
+    let mut series = BTreeMap::new();
+    for (name, backups) in by_series {
+        let entries: Vec<Entry> = backups
+            .iter()
+            .map(|b| Entry {
+                id: b.location.id,
+                time: b.manifest.manifest.started_at,
+                locked_until: b.manifest.manifest.retain_until,
+            })
+            .collect();
+        let decisions = retention::decide(&entries, now, &job.retention)
+            .into_iter()
+            .map(|d| {
+                let backup = backups
+                    .iter()
+                    .find(|b| b.location.id == d.entry.id)
+                    .expect("every decision is about a listed backup")
+                    .clone();
+                (backup, d)
+            })
+            .collect();
+        series.insert(name, decisions);
+    }
+    let (stale_incomplete, fresh_incomplete) = listing
+        .incomplete
+        .into_iter()
+        .partition(|r| retention::incomplete_is_stale(r.time, now));
+    Ok(JobPlan {
+        job: job.name.clone(),
+        series,
+        stale_incomplete,
+        fresh_incomplete,
+    })
+}
+
+/// Carry out plans. A failed delete is reported and the others go on: each delete is of a
+/// backup the plan already decided to drop, so going on never deletes what it should not.
+pub async fn execute(store: &Store, plans: &[JobPlan]) -> PruneReport {
+    let mut report = PruneReport::default();
+    for plan in plans {
+        for backup in plan.deletions() {
+            match store.delete_backup(&backup.location).await {
+                Ok(()) => {
+                    report.deleted_bytes += backup.manifest.manifest.stored_bytes;
+                    report.deleted.push(backup.location.clone());
+                }
+                Err(e) => report.failures.push(e),
+            }
+        }
+        for r in &plan.stale_incomplete {
+            match store.delete_backup(r).await {
+                Ok(()) => report.cleaned_incomplete.push(r.clone()),
+                Err(e) => report.failures.push(e),
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,279 @@
+//! Key management over stored backups, and write-only (x25519) backups.
+
+mod support;
+
+use coffre::config::Config;
+use coffre::crypto::keys::{Secret, SymmetricKey};
+use coffre::keyring;
+use sha2::{Digest, Sha256};
+use support::Workspace;
+use support::faulty::faulty_store;
+
+const AUTH: i32 = 4;
+const CONFIG: i32 = 3;
+
+/// A workspace with three backups made with `backup.key`.
+fn three_backups() -> (Workspace, Vec<String>) {
+    let ws = Workspace::new();
+    ws.write("input.bin", "ward 7 admissions");
+    ws.file_job("files", "input.bin", 16);
+    let ids = (0..3).map(|_| ws.backup("files")).collect();
+    (ws, ids)
+}
+
+fn key_id(ws: &Workspace, file: &str) -> String {
+    let run = ws.run_raw(&["key", "id", file], &[]);
+    run.ok();
+    run.stdout_text().trim().to_string()
+}
+
+/// sha256 of every data object, by backup id.
+fn data_hashes(ws: &Workspace, ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            let bytes = std::fs::read(ws.backup_dir("files", id).join("data.cfr")).unwrap();
+            hex::encode(Sha256::digest(&bytes))
+        })
+        .collect()
+}
+
+/// Whether backup `id` restores with only `key_file`.
+fn restores_with(ws: &Workspace, id: &str, key_file: &str) -> bool {
+    ws.write_config(&format!("keys = [{{ file = \"{key_file}\" }}]"));
+    let run = ws.run(&["restore", id, "--to", "-"]);
+    if run.code != 0 {
+        assert_eq!(run.code, AUTH, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("no key in this backup's manifest opens it")
+        );
+    }
+    run.code == 0 && run.stdout == b"ward 7 admissions"
+}
+
+#[test]
+fn rotation_moves_every_backup_to_the_new_key_without_touching_data() {
+    let (ws, ids) = three_backups();
+    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
+    let old = key_id(&ws, "backup.key");
+    let new = key_id(&ws, "new.key");
+    let before = data_hashes(&ws, &ids);
+
+    let run = ws.run(&[
+        "key",
+        "rotate",
+        "--new-key-file",
+        "new.key",
+        "--remove",
+        &old,
+    ]);
+    run.ok();
+    assert!(
+        run.stdout_text().contains("added to 3 backups"),
+        "{}",
+        run.stdout_text()
+    );
+
+    assert_eq!(
+        data_hashes(&ws, &ids),
+        before,
+        "data objects must not change"
+    );
+    for id in &ids {
+        assert!(
+            restores_with(&ws, id, "new.key"),
+            "{id} does not restore with the new key"
+        );
+        assert!(
+            !restores_with(&ws, id, "backup.key"),
+            "{id} still opens with the removed key"
+        );
+    }
+    ws.write_config("keys = [{ file = \"new.key\" }]");
+    let list = ws.run(&["key", "list", "--json"]);
+    list.ok();
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(v["keys"][0]["key_id"], new.as_str());
+    assert_eq!(v["keys"][0]["backups"], 3);
+    // The manifests' macs still hold.
+    ws.run(&["verify", "--all"]).ok();
+}
+
+#[tokio::test]
+async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
+    let (ws, ids) = three_backups();
+    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
+    let old = key_id(&ws, "backup.key");
+    let new = key_id(&ws, "new.key");
+    let config = Config::load(&ws.path("coffre.toml")).unwrap();
+    let unlock = config.encryption.load_secrets().unwrap();
+    let new_key = Secret::Key(SymmetricKey::read_file(&ws.path("new.key")).unwrap());
+
+    // The store fails to rewrite the second manifest: the add phase stops there.
+    let store = faulty_store(&ws, |f| {
+        f.fail_put = Some(format!("{}/manifest.json", ids[1]))
+    });
+    let err = keyring::add(&store, None, &unlock, &new_key)
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("injected write failure"), "{err}");
+    let keys_of = |id: &str| -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(ws.backup_dir("files", id).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        m["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["key_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys_of(&ids[1]), vec![old.clone()]);
+    let mut done = 0;
+    for id in &ids {
+        let keys = keys_of(id);
+        assert_eq!(keys[0], old, "{id} lost the old key mid-rotation");
+        done += usize::from(keys.contains(&new));
+        assert!(
+            restores_with(&ws, id, "backup.key"),
+            "{id} lost the old key"
+        );
+    }
+
+    // The same rotation again finishes the job.
+    ws.write_config("keys = [{ file = \"backup.key\" }]");
+    let run = ws.run(&[
+        "key",
+        "rotate",
+        "--new-key-file",
+        "new.key",
+        "--remove",
+        &old,
+    ]);
+    run.ok();
+    let expected = format!("added to {} backups ({done} had it)", 3 - done);
+    assert!(
+        run.stdout_text().contains(&expected),
+        "{}",
+        run.stdout_text()
+    );
+    for id in &ids {
+        assert_eq!(keys_of(id), vec![new.clone()]);
+        assert!(restores_with(&ws, id, "new.key"));
+        assert!(!restores_with(&ws, id, "backup.key"));
+    }
+}
+
+#[test]
+fn removing_the_last_key_of_a_backup_is_refused() {
+    let (ws, ids) = three_backups();
+    let old = key_id(&ws, "backup.key");
+    let run = ws.run(&["key", "remove", &old]);
+    run.expect_code(CONFIG);
+    assert!(run.stderr.contains("only key"), "{}", run.stderr);
+    assert!(restores_with(&ws, &ids[0], "backup.key"));
+}
+
+#[test]
+fn a_passphrase_can_be_added_and_removed() {
+    let (ws, ids) = three_backups();
+    let env = [("NEW_PASSPHRASE", "correct horse battery staple")];
+    ws.write_config("keys = [{ file = \"backup.key\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }");
+    ws.run_env(
+        &["key", "add", "--new-passphrase-env", "NEW_PASSPHRASE"],
+        &env,
+    )
+    .ok();
+    // Running it again finds the passphrase already there.
+    let again = ws.run_env(
+        &["key", "add", "--new-passphrase-env", "NEW_PASSPHRASE"],
+        &env,
+    );
+    again.ok();
+    assert!(
+        again
+            .stdout_text()
+            .contains("added to 0 backups (3 had it already)"),
+        "{}",
+        again.stdout_text()
+    );
+    ws.write_config(
+        "keys = [{ passphrase_env = \"NEW_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
+    );
+    let run = ws.run_env(&["restore", &ids[2], "--to", "-"], &env);
+    run.ok();
+    assert_eq!(run.stdout, b"ward 7 admissions");
+    ws.run_env(
+        &["key", "remove", "--passphrase-env", "NEW_PASSPHRASE"],
+        &env,
+    )
+    .ok();
+    ws.run_env(&["restore", &ids[2], "--to", "-"], &env)
+        .expect_code(AUTH);
+}
+
+#[test]
+fn write_only_backups_need_the_identity_to_restore() {
+    let ws = Workspace::new();
+    let generated = ws.run_raw(&["key", "generate", "--x25519", "restore.identity"], &[]);
+    generated.ok();
+    let recipient = generated.stdout_text().trim().to_string();
+    assert!(recipient.starts_with("coffre-x25519-v1:"), "{recipient}");
+    let identity = std::fs::read_to_string(ws.path("restore.identity")).unwrap();
+    assert!(!generated.stdout_text().contains(identity.trim()));
+
+    ws.write_config(&format!("keys = [{{ recipient = \"{recipient}\" }}]"));
+    ws.write("input.bin", "lab results");
+    ws.file_job("files", "input.bin", 16);
+    let id = ws.backup("files");
+    let run = ws.run(&["restore", &id, "--to", "-"]);
+    run.expect_code(AUTH);
+    assert!(run.stdout.is_empty());
+    let run = ws.run(&[
+        "restore",
+        &id,
+        "--to",
+        "-",
+        "--identity-file",
+        "restore.identity",
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, b"lab results");
+    // The identity's id is the recipient's id in the manifest.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["keys"][0]["type"], "x25519");
+    assert_eq!(
+        manifest["keys"][0]["key_id"].as_str().unwrap(),
+        key_id(&ws, "restore.identity")
+    );
+}
+
+#[test]
+fn verify_all_checks_every_backup_and_summarises_in_one_line() {
+    let (ws, ids) = three_backups();
+    let run = ws.run(&["verify", "--all"]);
+    run.ok();
+    assert!(
+        run.stdout_text().contains("verified 3 of 3 backups"),
+        "{}",
+        run.stdout_text()
+    );
+    let data = ws.backup_dir("files", &ids[1]).join("data.cfr");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&data, bytes).unwrap();
+    let run = ws.run(&["verify", "--all"]);
+    run.expect_code(7);
+    assert!(
+        run.stdout_text()
+            .contains("verified 2 of 3 backups: 1 failed"),
+        "{}",
+        run.stdout_text()
+    );
+    assert!(run.stderr.contains(&ids[1]), "{}", run.stderr);
+}
