@@ -360,64 +360,45 @@ fn no_secret_appears_in_any_output_log_or_stored_object() {
     }
 }
 
+/// A config error: exit code 3 and one line on stderr naming every one of `needles`.
+fn assert_config_error(run: &support::Run, needles: &[&str]) {
+    run.expect_code(CONFIG);
+    let line = run.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    for needle in needles {
+        assert!(line.contains(needle), "'{needle}' missing from: {line}");
+    }
+}
+
 #[test]
 fn bad_config_names_the_file_the_key_and_the_fix() {
     let ws = Workspace::new();
     ws.write("input.bin", "x");
     ws.file_job("files", "input.bin", 16);
+    let check = || ws.run(&["config", "check"]);
+    let job = |text: &str| ws.write("jobs/files.toml", text);
 
-    // Unknown key in the config.
     ws.write_config("keys = [{ file = \"backup.key\" }]\nkdf = \"argon2\"");
-    let run = ws.run(&["config", "check"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("coffre.toml") && run.stderr.contains("kdf"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert_config_error(&check(), &["coffre.toml", "unknown field `kdf`"]);
 
-    // Bad value in a job.
     ws.write_config("keys = [{ file = \"backup.key\" }]");
-    ws.write(
-        "jobs/files.toml",
-        "chunk_log2 = 30\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
-    );
-    let run = ws.run(&["config", "check"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("files.toml") && run.stderr.contains("chunk_log2"),
-        "{}",
-        run.stderr
-    );
+    job("chunk_log2 = 30\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n");
+    assert_config_error(&check(), &["files.toml", "chunk_log2 = 30", "16..=24"]);
 
-    // Missing field.
-    ws.write("jobs/files.toml", "[source]\nkind = \"file\"\n");
-    let run = ws.run(&["config", "check"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("source") && run.stderr.contains("path"),
-        "{}",
-        run.stderr
-    );
+    job("[source]\nkind = \"file\"\n");
+    assert_config_error(&check(), &["files.toml", "source", "missing field `path`"]);
 
-    // Unknown source kind.
-    ws.write("jobs/files.toml", "[source]\nkind = \"oracle\"\n");
-    let run = ws.run(&["config", "check"]);
-    run.expect_code(CONFIG);
-    assert!(run.stderr.contains("oracle"), "{}", run.stderr);
+    job("[source]\nkind = \"oracle\"\n");
+    assert_config_error(&check(), &["files.toml", "oracle"]);
 
-    // Unset environment variable.
-    ws.write(
-        "jobs/files.toml",
-        "[source]\nkind = \"file\"\npath = \"${COFFRE_TEST_NOT_SET}\"\n",
-    );
-    let run = ws.run(&["config", "check"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("COFFRE_TEST_NOT_SET") && run.stderr.contains("source.path"),
-        "{}",
-        run.stderr
+    job("[source]\nkind = \"file\"\npath = \"${COFFRE_TEST_NOT_SET}\"\n");
+    assert_config_error(
+        &check(),
+        &[
+            "files.toml",
+            "source.path",
+            "COFFRE_TEST_NOT_SET is not set",
+        ],
     );
     // ...which is fine once set.
     ws.run_env(
@@ -426,33 +407,28 @@ fn bad_config_names_the_file_the_key_and_the_fix() {
     )
     .ok();
 
-    // Missing key file.
-    ws.write(
-        "jobs/files.toml",
-        "[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
-    );
+    job("[source]\nkind = \"postgres\"\nhost = \"db\"\n");
+    assert_config_error(&check(), &["files.toml", "all_databases = true"]);
+
+    job("[source]\nkind = \"file\"\npath = \"../input.bin\"\n");
     ws.write_config("keys = [{ file = \"nope.key\" }]");
-    let run = ws.run(&["backup", "files"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("nope.key") && run.stderr.contains("coffre key generate"),
-        "{}",
-        run.stderr
+    assert_config_error(
+        &ws.run(&["backup", "files"]),
+        &["nope.key", "coffre key generate"],
     );
 
-    // No config file at all.
-    let run = ws.run_raw(&["--config", "missing.toml", "list"], &[]);
-    run.expect_code(CONFIG);
-    assert!(run.stderr.contains("missing.toml"), "{}", run.stderr);
+    ws.write_config("keys = [{ file = \"backup.key\", env = \"X\" }]");
+    assert_config_error(&check(), &["encryption.keys[0]", "exactly one"]);
 
-    // Unknown job.
+    assert_config_error(
+        &ws.run_raw(&["--config", "missing.toml", "list"], &[]),
+        &["missing.toml"],
+    );
+
     ws.write_config("keys = [{ file = \"backup.key\" }]");
-    let run = ws.run(&["backup", "nosuchjob"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("nosuchjob") && run.stderr.contains("files"),
-        "{}",
-        run.stderr
+    assert_config_error(
+        &ws.run(&["backup", "nosuchjob"]),
+        &["nosuchjob", "jobs: files"],
     );
 }
 

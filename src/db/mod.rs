@@ -96,6 +96,28 @@ pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Resu
     )))
 }
 
+/// A client tool's batch output: one row a line, fields separated by tabs.
+pub(crate) fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+/// The first field of the first row, or an error naming the query.
+pub(crate) fn first_cell(rows: Vec<Vec<String>>, server: &str, sql: &str) -> Result<String> {
+    rows.into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .ok_or_else(|| Error::source(format!("{server}: '{sql}' returned no row")))
+}
+
+pub(crate) fn parse_count(text: &str) -> Result<u64> {
+    text.trim()
+        .parse()
+        .map_err(|_| Error::source(format!("expected a number from the server, got '{text}'")))
+}
+
 /// The last few non-empty lines of a tool's stderr, on one line.
 pub(crate) fn stderr_summary(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);

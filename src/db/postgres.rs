@@ -4,7 +4,7 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{ServerConfig, TableCounts, run_tool};
+use super::{ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
 use crate::error::{Error, Result};
 
 /// A connection to one database of a PostgreSQL server.
@@ -124,20 +124,11 @@ impl PgConn {
             sql,
         ]);
         let out = run_tool(cmd, &format!("querying {}", self.describe())).await?;
-        Ok(out
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect())
+        Ok(rows(&out))
     }
 
     async fn scalar(&self, sql: &str) -> Result<String> {
-        self.query(sql)
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next())
-            .ok_or_else(|| Error::source(format!("{}: '{sql}' returned no row", self.describe())))
+        first_cell(self.query(sql).await?, &self.describe(), sql)
     }
 
     pub async fn server_version(&self) -> Result<String> {
@@ -209,12 +200,6 @@ impl PgConn {
             )),
         }
     }
-}
-
-fn parse_count(text: &str) -> Result<u64> {
-    text.trim()
-        .parse()
-        .map_err(|_| Error::source(format!("expected a number from the server, got '{text}'")))
 }
 
 /// `"name"` with embedded quotes doubled.
