@@ -105,6 +105,8 @@ svc_start_moto() {
   export COFFRE_TEST_S3="http://127.0.0.1:$port"
   # The tests' bucket (moto checks no signatures); each test writes under its own prefix.
   curl -sf -X PUT "$COFFRE_TEST_S3/coffre-test" >/dev/null
+  # A bucket with Object Lock (and so versioning) enabled, which moto enforces.
+  curl -sf -X PUT -H "x-amz-bucket-object-lock-enabled: True" "$COFFRE_TEST_S3/coffre-lock" >/dev/null
   svc_log "moto_server on $port"
 }
 

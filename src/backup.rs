@@ -109,6 +109,9 @@ async fn run_one(
         (sealed, staged) => return Err(abort(sealed, staged).await),
     };
 
+    let retain_until = job
+        .object_lock
+        .map(|lock| Utc::now() + chrono::Duration::days(i64::from(lock.days)));
     let manifest = Manifest {
         format: FORMAT.into(),
         backup_id,
@@ -123,12 +126,18 @@ async fn run_one(
         stored_bytes,
         chunks: stats.chunks,
         data_sha256,
-        retain_until: None,
+        retain_until,
         keys: stanzas,
         mac: String::new(),
     };
     let bytes = manifest.clone().seal(&dek, &header.salt)?;
     store.put_manifest(&location, bytes).await?;
+    if let (Some(lock), Some(until)) = (job.object_lock, retain_until) {
+        store
+            .lock_backup(&location, lock.mode, until)
+            .await
+            .map_err(|e| e.context(format!("backup {backup_id} is complete but not locked")))?;
+    }
     tracing::info!(job = %job.name, backup = %backup_id, "backup complete");
     Ok(BackupSummary { location, manifest })
 }

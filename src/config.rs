@@ -14,6 +14,7 @@ use crate::crypto::keys::{Argon2Params, Identity, Passphrase, Recipient, Secret,
 use crate::db::ServerConfig;
 use crate::error::{Error, Result};
 use crate::retention::Policy;
+use crate::store::LockConfig;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
 
@@ -105,6 +106,15 @@ fn default_region() -> String {
 }
 
 impl StoreConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Local { .. } => "local",
+            StoreConfig::S3 { .. } => "s3",
+            StoreConfig::Azure { .. } => "azure",
+            StoreConfig::Gcs { .. } => "gcs",
+        }
+    }
+
     pub fn prefix(&self) -> &str {
         match self {
             StoreConfig::Local { prefix, .. }
@@ -322,6 +332,8 @@ pub struct Job {
     pub chunk_log2: u8,
     #[serde(default)]
     pub retention: Policy,
+    /// S3 Object Lock on every object of every backup of this job.
+    pub object_lock: Option<LockConfig>,
     /// The file this job was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -393,6 +405,13 @@ impl Config {
                         job_path.display(),
                         job.name,
                         other.file.display()
+                    )));
+                }
+                if job.object_lock.is_some() && !matches!(config.store, StoreConfig::S3 { .. }) {
+                    return Err(Error::config(format!(
+                        "{}: object_lock needs an S3 store (with Object Lock enabled on the bucket); this config's store is {}",
+                        job_path.display(),
+                        config.store.kind()
                     )));
                 }
                 config.jobs.insert(job.name.clone(), job);
@@ -509,6 +528,11 @@ fn load_job(path: &Path) -> Result<Job> {
         return Err(Error::config(format!(
             "{file}: chunk_log2 = {}: must be {MIN_CHUNK_LOG2}..={MAX_CHUNK_LOG2} (default {DEFAULT_CHUNK_LOG2}: 1 MiB chunks)",
             job.chunk_log2
+        )));
+    }
+    if job.object_lock.is_some_and(|lock| lock.days == 0) {
+        return Err(Error::config(format!(
+            "{file}: object_lock.days must be at least 1 (30 for the usual retention)"
         )));
     }
     if !(1..=19).contains(&job.zstd_level) {

@@ -8,14 +8,19 @@ use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lock::ObjectLocker;
 use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 
-/// The backend and a description of it for messages (never with credentials).
-pub fn build(
-    config: &StoreConfig,
-    upload: &UploadConfig,
-) -> Result<(Arc<dyn ObjectStore>, String)> {
+/// A built backend: the store, a description for messages (never with credentials), and for
+/// S3 the means to set object locks.
+pub struct Backend {
+    pub store: Arc<dyn ObjectStore>,
+    pub description: String,
+    pub locker: Option<ObjectLocker>,
+}
+
+pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
     let retry = RetryConfig {
         backoff: BackoffConfig::default(),
         max_retries: upload.retries,
@@ -32,7 +37,11 @@ pub fn build(
             let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
                 Error::store(format!("cannot open local store {}: {e}", path.display()))
             })?;
-            Ok((Arc::new(fs), format!("local:{}", path.display())))
+            Ok(Backend {
+                store: Arc::new(fs),
+                description: format!("local:{}", path.display()),
+                locker: None,
+            })
         }
         StoreConfig::S3 {
             bucket,
@@ -59,10 +68,24 @@ pub fn build(
             if let Some(var) = secret_access_key_env {
                 builder = builder.with_secret_access_key(env_credential(var)?);
             }
-            let store = builder
-                .build()
-                .map_err(|e| Error::config(format!("store (s3): {e}")))?;
-            Ok((Arc::new(store), format!("s3://{bucket}")))
+            let store = Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| Error::config(format!("store (s3): {e}")))?,
+            );
+            let locker = ObjectLocker::new(
+                Arc::clone(&store),
+                bucket,
+                region,
+                endpoint.as_deref(),
+                *path_style,
+                *allow_http,
+            )?;
+            Ok(Backend {
+                store,
+                description: format!("s3://{bucket}"),
+                locker: Some(locker),
+            })
         }
         StoreConfig::Azure {
             account,
@@ -88,7 +111,11 @@ pub fn build(
             let store = builder
                 .build()
                 .map_err(|e| Error::config(format!("store (azure): {e}")))?;
-            Ok((Arc::new(store), format!("azure://{account}/{container}")))
+            Ok(Backend {
+                store: Arc::new(store),
+                description: format!("azure://{account}/{container}"),
+                locker: None,
+            })
         }
         StoreConfig::Gcs {
             bucket,
@@ -104,7 +131,11 @@ pub fn build(
             let store = builder
                 .build()
                 .map_err(|e| Error::config(format!("store (gcs): {e}")))?;
-            Ok((Arc::new(store), format!("gs://{bucket}")))
+            Ok(Backend {
+                store: Arc::new(store),
+                description: format!("gs://{bucket}"),
+                locker: None,
+            })
         }
     }
 }

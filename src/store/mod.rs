@@ -7,6 +7,7 @@
 //! A backup exists only once its manifest does. Paths are built here and nowhere else.
 
 mod backend;
+mod lock;
 mod upload;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -23,6 +24,7 @@ use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 use crate::manifest::StoredManifest;
 
+pub use lock::{LockConfig, LockMode};
 pub use upload::{PartSizing, StagedUpload};
 
 const DATA_FILE: &str = "data.cfr";
@@ -81,12 +83,14 @@ pub struct Store {
     prefix: ObjectPath,
     description: String,
     sizing: PartSizing,
+    locker: Option<lock::ObjectLocker>,
 }
 
 impl Store {
     pub fn open(config: &StoreConfig, upload: &UploadConfig) -> Result<Self> {
-        let (inner, description) = backend::build(config, upload)?;
-        let mut store = Self::new(inner, config.prefix(), description);
+        let backend = backend::build(config, upload)?;
+        let mut store = Self::new(backend.store, config.prefix(), backend.description);
+        store.locker = backend.locker;
         store.sizing = PartSizing {
             initial: upload.part_size_mib << 20,
             concurrency: upload.concurrency,
@@ -101,7 +105,25 @@ impl Store {
             prefix: ObjectPath::from(prefix),
             description,
             sizing: PartSizing::default(),
+            locker: None,
         }
+    }
+
+    /// Lock both objects of a backup until `until` (S3 Object Lock).
+    pub async fn lock_backup(
+        &self,
+        r: &BackupRef,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        let locker = self.locker.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "{}: object_lock needs an S3 store with Object Lock enabled on the bucket",
+                self.description
+            ))
+        })?;
+        locker.retain(&self.data_path(r), mode, until).await?;
+        locker.retain(&self.manifest_path(r), mode, until).await
     }
 
     pub fn description(&self) -> &str {
