@@ -277,3 +277,26 @@ fn verify_all_checks_every_backup_and_summarises_in_one_line() {
     );
     assert!(run.stderr.contains(&ids[1]), "{}", run.stderr);
 }
+
+#[test]
+fn an_x25519_recipient_added_later_opens_old_backups_with_its_identity() {
+    let (ws, ids) = three_backups();
+    let generated = ws.run_raw(&["key", "generate", "--x25519", "offline.identity"], &[]);
+    generated.ok();
+    let recipient = generated.stdout_text().trim().to_string();
+    ws.run(&["key", "add", "--new-recipient", &recipient]).ok();
+    ws.run_raw(&["key", "generate", "unrelated.key"], &[]).ok();
+    ws.write_config("keys = [{ file = \"unrelated.key\" }]");
+    for id in &ids {
+        let run = ws.run(&[
+            "restore",
+            id,
+            "--to",
+            "-",
+            "--identity-file",
+            "offline.identity",
+        ]);
+        run.ok();
+        assert_eq!(run.stdout, b"ward 7 admissions");
+    }
+}

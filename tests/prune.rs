@@ -187,3 +187,30 @@ fn dry_run_prints_the_plan_with_the_rule_that_keeps_each_backup_and_deletes_noth
     expected.sort();
     assert_eq!(left, expected);
 }
+
+#[test]
+fn a_job_can_prune_itself_after_each_backup() {
+    let ws = Workspace::new();
+    ws.write("input.bin", "x");
+    ws.write(
+        "jobs/files.toml",
+        "[retention]\nkeep_within_days = 0\nmin_keep = 2\nprune_after_backup = true\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let ids: Vec<String> = (0..4)
+        .map(|_| {
+            let run = ws.run(&["backup", "files", "--json"]);
+            run.ok();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // The first line is the backup; the prune plan follows.
+            let text = run.stdout_text();
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            first["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut left = remaining(&ws);
+    left.sort();
+    let mut newest: Vec<String> = ids[2..].to_vec();
+    newest.sort();
+    assert_eq!(left, newest);
+}
