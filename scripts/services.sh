@@ -12,12 +12,20 @@ svc_dir=$(mktemp -d /tmp/coffre-services.XXXXXX)
 chmod 755 "$svc_dir"
 svc_pids=()
 svc_cleanup() {
+  # TERM first; whatever has not exited a few seconds later (azurite can hang on open
+  # connections) gets KILL, so the caller never waits on a server.
   for pid in "${svc_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local alive=0
+    for pid in "${svc_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.3
+  done
+  for pid in "${svc_pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   if [ -n "${svc_pg_ctl:-}" ]; then
     runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -m immediate stop >/dev/null 2>&1 || true
   fi
   if [ -n "${svc_mariadb_pid:-}" ]; then kill "$svc_mariadb_pid" 2>/dev/null || true; fi
-  wait 2>/dev/null || true
   rm -rf "$svc_dir"
 }
 trap svc_cleanup EXIT
@@ -101,6 +109,7 @@ svc_start_moto() {
   local port; port=$(free_port)
   "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$svc_dir/moto.log" 2>&1 &
   svc_pids+=($!)
+  disown $!
   wait_port "$port" moto_server
   export COFFRE_TEST_S3="http://127.0.0.1:$port"
   # The tests' bucket (moto checks no signatures); each test writes under its own prefix.
@@ -122,6 +131,7 @@ svc_start_azurite() {
   "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$svc_dir/azurite" \
     --skipApiVersionCheck --loose --silent >"$svc_dir/azurite.log" 2>&1 &
   svc_pids+=($!)
+  disown $!
   wait_port "$port" azurite
   export COFFRE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
   if ! "$venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
