@@ -127,6 +127,7 @@ async fn run_one(
         chunks: stats.chunks,
         data_sha256,
         retain_until,
+        lock_mode: job.object_lock.map(|lock| lock.mode),
         keys: stanzas,
         mac: String::new(),
     };

@@ -54,7 +54,7 @@ pub async fn add(
         let mut stanzas = m.keys.clone();
         stanzas.push(keys::wrap(new, &dek, m.backup_id)?);
         store
-            .rewrite_manifest(&backup.location, backup.manifest.with_keys(stanzas)?)
+            .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
             .await?;
         change.changed += 1;
     }
@@ -110,7 +110,7 @@ pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Res
             continue;
         }
         store
-            .rewrite_manifest(&backup.location, backup.manifest.with_keys(stanzas)?)
+            .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
             .await?;
         change.changed += 1;
     }

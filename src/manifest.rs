@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::crypto::keys::Stanza;
 use crate::crypto::{Dek, hkdf_sha256};
 use crate::error::{Error, Result};
+use crate::store::LockMode;
 
 pub const FORMAT: &str = "coffre-manifest/1";
 const INFO_MANIFEST: &[u8] = b"coffre/v1/manifest";
@@ -53,6 +54,9 @@ pub struct Manifest {
         with = "rfc3339::option"
     )]
     pub retain_until: Option<DateTime<Utc>>,
+    /// The object lock mode that goes with `retain_until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<LockMode>,
     pub keys: Vec<Stanza>,
     pub mac: String,
 }

@@ -181,27 +181,16 @@ fn lock_store(prefix: &str) -> String {
     s3_store(prefix).replace("bucket = \"coffre-test\"", "bucket = \"coffre-lock\"")
 }
 
-#[test]
-fn object_lock_protects_every_object_of_a_backup() {
-    let prefix = unique("lock");
-    let ws = workspace_with_store(&lock_store(&prefix));
-    ws.write("input.bin", "discharge summaries");
-    ws.write(
-        "jobs/files.toml",
-        "[object_lock]\nmode = \"governance\"\ndays = 2\n\n[retention]\nkeep_within_days = 0\nmin_keep = 0\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
-    );
-    let first = ws.run_env(&["backup", "files", "--json"], &S3_ENV);
-    first.ok();
-    ws.run_env(&["backup", "files"], &S3_ENV).ok();
-
-    // Checked through the S3 API with boto3, not through coffre.
+/// Checked through the S3 API with boto3, not through coffre: `count` object versions under
+/// `prefix`, each in governance mode for about two days, and none deletable.
+fn assert_all_locked(prefix: &str, count: usize) {
     let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = std::process::Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/interop/s3_lock_check.py"
         ))
-        .args([&env("COFFRE_TEST_S3"), "coffre-lock", &prefix])
+        .args([&env("COFFRE_TEST_S3"), "coffre-lock", prefix])
         .output()
         .unwrap();
     assert!(
@@ -215,7 +204,7 @@ fn object_lock_protects_every_object_of_a_backup() {
         "an unlocked version must be deletable"
     );
     let versions = report["versions"].as_array().unwrap();
-    assert_eq!(versions.len(), 4, "{report}");
+    assert_eq!(versions.len(), count, "{report}");
     for v in versions {
         assert_eq!(v["mode"], "GOVERNANCE", "{v}");
         assert_eq!(v["delete"], "AccessDenied", "{v}");
@@ -226,6 +215,27 @@ fn object_lock_protects_every_object_of_a_backup() {
             "{v}: locked for {hours} hours, not 2 days"
         );
     }
+}
+
+#[test]
+fn object_lock_protects_every_object_of_a_backup() {
+    let prefix = unique("lock");
+    let ws = workspace_with_store(&lock_store(&prefix));
+    ws.write("input.bin", "discharge summaries");
+    ws.write(
+        "jobs/files.toml",
+        "[object_lock]\nmode = \"governance\"\ndays = 2\n\n[retention]\nkeep_within_days = 0\nmin_keep = 0\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let first = ws.run_env(&["backup", "files", "--json"], &S3_ENV);
+    first.ok();
+    ws.run_env(&["backup", "files"], &S3_ENV).ok();
+
+    assert_all_locked(&prefix, 4);
+    // A key change rewrites the manifests: their new versions are locked too.
+    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
+    ws.run_env(&["key", "add", "--new-key-file", "new.key"], &S3_ENV)
+        .ok();
+    assert_all_locked(&prefix, 6);
 
     // The manifest records the lock, and prune keeps a locked backup it would otherwise drop.
     let id = serde_json::from_slice::<serde_json::Value>(&first.stdout).unwrap()["id"]

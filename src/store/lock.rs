@@ -28,7 +28,7 @@ pub struct LockConfig {
     pub days: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockMode {
     /// Users with s3:BypassGovernanceRetention can still delete.

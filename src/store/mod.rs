@@ -170,13 +170,26 @@ impl Store {
     }
 
     /// Replace an existing manifest whole (key changes). Every store replaces an object
-    /// atomically: readers see the old manifest or the new one, never a mix.
-    pub async fn rewrite_manifest(&self, r: &BackupRef, bytes: Vec<u8>) -> Result<()> {
+    /// atomically: readers see the old manifest or the new one, never a mix. Under an object
+    /// lock the new version is locked like the first one (the old version stays, locked).
+    pub async fn rewrite_manifest(&self, backup: &Backup, bytes: Vec<u8>) -> Result<()> {
+        let r = &backup.location;
         let path = self.manifest_path(r);
         self.inner
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| store_error("rewriting", &path, e))?;
+        let m = &backup.manifest.manifest;
+        if let (Some(until), Some(mode)) = (m.retain_until, m.lock_mode)
+            && until > Utc::now()
+        {
+            let locker = self.locker.as_ref().ok_or_else(|| {
+                Error::config(format!(
+                    "{path} is under an object lock, but this store cannot set one"
+                ))
+            })?;
+            locker.retain(&path, mode, until).await?;
+        }
         Ok(())
     }
 
