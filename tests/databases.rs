@@ -431,3 +431,58 @@ fn command_backups_cannot_be_restored_into_a_database() {
         run.stderr
     );
 }
+
+#[test]
+fn dump_tools_never_see_coffres_other_secrets() {
+    let _shared = DATABASES.read().unwrap();
+    let ws = Workspace::new();
+    let passphrase = "passphrase-that-must-stay-in-coffre";
+    ws.write_config(
+        "keys = [{ file = \"backup.key\" }, { passphrase_env = \"BACKUP_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
+    );
+    pg_job(&ws, "app", "database = \"postgres\"");
+    // A pg_dump first on PATH that records its environment, then runs the real one.
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v pg_dump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    ws.write(
+        "bin/pg_dump",
+        &format!(
+            "#!/bin/sh\nenv > \"$(dirname \"$0\")/../pg_dump.env\"\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        ws.path("bin/pg_dump"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        ws.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let pg_password = pg_password();
+    let run = ws.run_env(
+        &["backup", "app"],
+        &[
+            ("PATH", path.as_str()),
+            ("BACKUP_PASSPHRASE", passphrase),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-that-must-stay"),
+            ("TEST_PG_PASSWORD", pg_password.as_str()),
+        ],
+    );
+    run.ok();
+    let env = std::fs::read_to_string(ws.path("pg_dump.env")).unwrap();
+    assert!(env.contains("PGHOST="), "the wrapper did not run: {env}");
+    assert!(!env.contains(passphrase), "{env}");
+    assert!(!env.contains("aws-secret-that-must-stay"), "{env}");
+    // Its own password is the one secret it gets, through its environment.
+    assert!(env.contains(&format!("PGPASSWORD={pg_password}")));
+}

@@ -100,7 +100,7 @@ impl MariaConn {
 
     /// A command for a client tool with connection options; the database is not added.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = super::tool_command(program);
         cmd.arg("--protocol=TCP")
             .arg(format!("--host={}", self.host))
             .arg(format!("--port={}", self.port))

@@ -70,6 +70,27 @@ impl ServerConfig {
     }
 }
 
+/// A command for a database client tool with a scrubbed environment: only what the tools
+/// read (locale, PATH, HOME, and their own PG* / MYSQL* / MARIADB* settings such as
+/// PGSSLROOTCERT), so coffre's other secrets (key passphrases, store credentials) never
+/// reach a dump tool's environment.
+pub(crate) fn tool_command(program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let keep = name.to_str().is_some_and(|n| {
+            matches!(n, "PATH" | "HOME" | "USER" | "LANG" | "TZ" | "TMPDIR")
+                || ["LC_", "PG", "MYSQL", "MARIADB"]
+                    .iter()
+                    .any(|prefix| n.starts_with(prefix))
+        });
+        if keep {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
+
 /// Run a client tool to completion and return its standard output.
 /// A failure is a `Source` error quoting the end of the tool's stderr.
 pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Result<String> {
@@ -136,7 +157,7 @@ pub(crate) fn stderr_summary(stderr: &[u8]) -> String {
 
 /// First line of `TOOL --version`, e.g. "pg_dump (PostgreSQL) 15.19".
 pub(crate) async fn tool_version(program: &str) -> Result<String> {
-    let mut cmd = std::process::Command::new(program);
+    let mut cmd = tool_command(program);
     cmd.arg("--version");
     let out = run_tool(cmd, "checking the dump tool").await?;
     Ok(out.lines().next().unwrap_or("").trim().to_string())

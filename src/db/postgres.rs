@@ -91,7 +91,7 @@ impl PgConn {
 
     /// A command for a libpq tool, connected through the environment.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = super::tool_command(program);
         cmd.env("PGHOST", &self.host)
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", &self.user)
