@@ -13,12 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::{Config, SourceConfig};
 use crate::crypto::format::{self, FormatError, Header};
 use crate::crypto::keys::{self, Secret};
-use crate::db::mariadb::{self, MariaConn};
+use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
-use crate::db::{TableCounts, scratch_name, stderr_summary};
+use crate::db::{Server, TableCounts, scratch_name, stderr_summary};
 use crate::error::{Class, Error, Result};
 use crate::metered::Metered;
-use crate::source::{KIND_MARIADB, KIND_POSTGRES, KIND_POSTGRES_GLOBALS, describe_status};
+use crate::source::{KIND_MARIADB, KIND_POSTGRES, describe_status};
 use crate::store::{Backup, Store};
 
 /// Where restored data goes.
@@ -101,8 +101,8 @@ pub async fn restore(
             partial.commit().await?;
             Ok(summary)
         }
-        Target::Postgres(conn) => restore_postgres(&source, conn, options).await,
-        Target::Mariadb(conn) => restore_mariadb(&source, conn, options).await,
+        Target::Postgres(conn) => restore_into(&source, conn, options).await,
+        Target::Mariadb(conn) => restore_into(&source, conn, options).await,
     }
 }
 
@@ -192,50 +192,10 @@ pub async fn drill(
         progress,
         ..RestoreOptions::default()
     };
-    // Restore, count, and drop the scratch database whatever happened.
-    let (restored, counts, dropped, address) = match server {
-        DrillServer::Postgres(conn) => {
-            let target = conn.with_database(&scratch);
-            let maintenance = conn.with_database("postgres");
-            maintenance
-                .drop_database(&scratch)
-                .await
-                .map_err(as_target)?;
-            let restored = restore_postgres(&source, &target, options).await;
-            let counts = match &restored {
-                Ok(_) => Some(target.table_counts().await),
-                Err(_) => None,
-            };
-            let dropped = maintenance.drop_database(&scratch).await;
-            (
-                restored,
-                counts,
-                dropped,
-                format!("{}:{}", conn.host, conn.port),
-            )
-        }
-        DrillServer::Mariadb(conn) => {
-            let target = conn.with_database(&scratch);
-            conn.drop_database(&scratch).await.map_err(as_target)?;
-            let restored = restore_mariadb(&source, &target, options).await;
-            let counts = match &restored {
-                Ok(_) => Some(target.table_counts().await),
-                Err(_) => None,
-            };
-            let dropped = conn.drop_database(&scratch).await;
-            (
-                restored,
-                counts,
-                dropped,
-                format!("{}:{}", conn.host, conn.port),
-            )
-        }
+    let (summary, counts, address) = match server {
+        DrillServer::Postgres(conn) => drill_on(&source, conn, &scratch, options).await?,
+        DrillServer::Mariadb(conn) => drill_on(&source, conn, &scratch, options).await?,
     };
-    let summary = restored?;
-    let counts = counts
-        .expect("counted after a restore")
-        .map_err(as_target)?;
-    dropped.map_err(as_target)?;
     Ok((
         summary,
         DrillReport {
@@ -246,122 +206,83 @@ pub async fn drill(
     ))
 }
 
+/// Restore into `scratch` on `server`, count, and drop `scratch` whatever happened.
+async fn drill_on<S: Server>(
+    source: &Source<'_>,
+    server: &S,
+    scratch: &str,
+    options: RestoreOptions,
+) -> Result<(OpenSummary, TableCounts, String)> {
+    let target = server.with_database(scratch);
+    let maintenance = server.maintenance();
+    maintenance
+        .drop_database(scratch)
+        .await
+        .map_err(as_target)?;
+    let restored = restore_into(source, &target, options).await;
+    let counts = match &restored {
+        Ok(_) => Some(target.table_counts().await),
+        Err(_) => None,
+    };
+    let dropped = maintenance.drop_database(scratch).await;
+    let summary = restored?;
+    let counts = counts
+        .expect("counted after a restore")
+        .map_err(as_target)?;
+    dropped.map_err(as_target)?;
+    Ok((summary, counts, server.address()))
+}
+
 /// Failures talking to a restore target's server are target errors.
 fn as_target(e: Error) -> Error {
     Error::new(Class::Target, e.message().to_string())
 }
 
-async fn restore_postgres(
+/// Load the backup into `conn`'s database with the server's own loader.
+async fn restore_into<S: Server>(
     source: &Source<'_>,
-    conn: &PgConn,
+    conn: &S,
     options: RestoreOptions,
 ) -> Result<OpenSummary> {
     let kind = source.kind();
-    let maintenance = conn.with_database("postgres");
-    let created = prepare_database(
-        kind == KIND_POSTGRES,
-        &conn.database,
-        &conn.describe(),
-        options,
-        || maintenance.database_exists(&conn.database),
-        || maintenance.create_database(&conn.database),
-        || conn.user_object_count(),
-    )
-    .await?;
-    let cmd = match kind {
-        KIND_POSTGRES => {
-            let mut cmd = conn.command("pg_restore");
-            cmd.args(["--no-password", "--exit-on-error", "--single-transaction"]);
-            if options.clean {
-                cmd.args(["--clean", "--if-exists"]);
-            }
-            if options.no_owner {
-                cmd.args(["--no-owner", "--no-privileges"]);
-            }
-            cmd.arg(format!("--dbname={}", conn.database));
-            cmd
-        }
-        KIND_POSTGRES_GLOBALS => {
-            let mut cmd = conn.command("psql");
-            cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
-            cmd
-        }
-        other => return Err(unsupported(other, "PostgreSQL")),
+    let (loader, whole_server) = conn.loader(kind, options.clean, options.no_owner).ok_or_else(|| {
+        Error::config(format!(
+            "a backup of kind '{kind}' cannot be restored into {}: restore it to a file or to stdout ('--to -') and load it with the matching tool",
+            S::PRODUCT
+        ))
+    })?;
+    let created = if whole_server {
+        false
+    } else {
+        prepare_database(conn, options).await?
     };
-    let result = source.feed_process(cmd).await;
+    let result = source.feed_process(loader).await;
     if result.is_err() && created {
-        let _ = maintenance.drop_database(&conn.database).await;
+        let _ = conn.maintenance().drop_database(conn.database()).await;
     }
     result
-}
-
-async fn restore_mariadb(
-    source: &Source<'_>,
-    conn: &MariaConn,
-    options: RestoreOptions,
-) -> Result<OpenSummary> {
-    let kind = source.kind();
-    if kind != KIND_MARIADB {
-        return Err(unsupported(kind, "MariaDB"));
-    }
-    let created = prepare_database(
-        true,
-        &conn.database,
-        &conn.describe(),
-        options,
-        || conn.database_exists(&conn.database),
-        || conn.create_database(&conn.database),
-        || conn.user_object_count(),
-    )
-    .await?;
-    let mut cmd = conn.command(mariadb::client_tool());
-    cmd.args(["--default-character-set=utf8mb4", "--batch"])
-        .arg(format!("--database={}", conn.database));
-    let result = source.feed_process(cmd).await;
-    if result.is_err() && created {
-        let _ = conn.drop_database(&conn.database).await;
-    }
-    result
-}
-
-fn unsupported(kind: &str, server: &str) -> Error {
-    Error::config(format!(
-        "a backup of kind '{kind}' cannot be restored into {server}: restore it to a file or to stdout ('--to -') and load it with the matching tool"
-    ))
 }
 
 /// Make sure the target database exists and is empty (unless `clean`); returns whether it was
-/// created here. `check_empty` is false for targets that are a whole server (globals).
-async fn prepare_database<E, C, N>(
-    check_empty: bool,
-    name: &str,
-    describe: &str,
-    options: RestoreOptions,
-    exists: impl FnOnce() -> E,
-    create: impl FnOnce() -> C,
-    objects: impl FnOnce() -> N,
-) -> Result<bool>
-where
-    E: Future<Output = Result<bool>>,
-    C: Future<Output = Result<()>>,
-    N: Future<Output = Result<u64>>,
-{
-    if !check_empty {
-        return Ok(false);
-    }
-    if !exists().await.map_err(as_target)? {
+/// created here.
+async fn prepare_database<S: Server>(conn: &S, options: RestoreOptions) -> Result<bool> {
+    let name = conn.database();
+    let maintenance = conn.maintenance();
+    if !maintenance.database_exists(name).await.map_err(as_target)? {
         if !options.create {
             return Err(Error::target(format!(
-                "database '{name}' does not exist ({describe}): create it, or pass --create"
+                "database '{name}' does not exist ({}): create it, or pass --create",
+                conn.describe()
             )));
         }
-        create().await.map_err(as_target)?;
+        maintenance.create_database(name).await.map_err(as_target)?;
         return Ok(true);
     }
-    let count = objects().await.map_err(as_target)?;
+    let count = conn.user_object_count().await.map_err(as_target)?;
     if count > 0 && !options.clean {
         return Err(Error::target(format!(
-            "database '{name}' is not empty ({count} objects, {describe}): restore into a fresh database, or pass --clean to replace what the backup holds"
+            "database '{name}' is not empty ({count} objects, {}): restore into a fresh database, or pass --clean to replace what the backup holds",
+            conn.describe()
         )));
     }
     Ok(false)

@@ -3,8 +3,9 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Server, ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
 use crate::error::{Error, Result};
+use crate::source::KIND_MARIADB;
 
 /// A connection to one database of a MariaDB server.
 #[derive(Clone)]
@@ -147,8 +148,32 @@ impl MariaConn {
             .filter_map(|row| row.into_iter().next())
             .collect())
     }
+}
 
-    pub async fn database_exists(&self, name: &str) -> Result<bool> {
+impl Server for MariaConn {
+    const PRODUCT: &'static str = "MariaDB";
+
+    fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn with_database(&self, name: &str) -> Self {
+        MariaConn::with_database(self, name)
+    }
+
+    fn maintenance(&self) -> Self {
+        MariaConn::with_database(self, "")
+    }
+
+    fn describe(&self) -> String {
+        MariaConn::describe(self)
+    }
+
+    fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn database_exists(&self, name: &str) -> Result<bool> {
         let sql = format!(
             "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {}",
             quote_literal(name)
@@ -157,7 +182,7 @@ impl MariaConn {
     }
 
     /// Tables, views and routines in this connection's database: zero for a fresh one.
-    pub async fn user_object_count(&self) -> Result<u64> {
+    async fn user_object_count(&self) -> Result<u64> {
         let db = quote_literal(&self.database);
         let sql = format!(
             "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {db}) + \
@@ -166,7 +191,7 @@ impl MariaConn {
         parse_count(&self.scalar(&sql).await?)
     }
 
-    pub async fn create_database(&self, name: &str) -> Result<()> {
+    async fn create_database(&self, name: &str) -> Result<()> {
         self.query(&format!(
             "CREATE DATABASE {} CHARACTER SET utf8mb4",
             quote_ident(name)
@@ -175,14 +200,14 @@ impl MariaConn {
         .map(drop)
     }
 
-    pub async fn drop_database(&self, name: &str) -> Result<()> {
+    async fn drop_database(&self, name: &str) -> Result<()> {
         self.query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
             .await
             .map(drop)
     }
 
     /// Base tables of this connection's database and their exact row counts.
-    pub async fn table_counts(&self) -> Result<TableCounts> {
+    async fn table_counts(&self) -> Result<TableCounts> {
         let tables: Vec<String> = self
             .query(&format!(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = {} \
@@ -208,6 +233,16 @@ impl MariaConn {
         Ok(TableCounts {
             tables: tables.len() as u64,
             rows: parse_count(&rows)?,
+        })
+    }
+
+    fn loader(&self, kind: &str, _clean: bool, _no_owner: bool) -> Option<(Command, bool)> {
+        // mariadb-dump output drops and recreates each table itself: nothing to add for --clean.
+        (kind == KIND_MARIADB).then(|| {
+            let mut cmd = self.command(client_tool());
+            cmd.args(["--default-character-set=utf8mb4", "--batch"])
+                .arg(format!("--database={}", self.database));
+            (cmd, false)
         })
     }
 }

@@ -163,6 +163,36 @@ pub(crate) async fn tool_version(program: &str) -> Result<String> {
     Ok(out.lines().next().unwrap_or("").trim().to_string())
 }
 
+/// What restores and drills need from a database server, whatever its kind. Connections are
+/// cheap descriptions (each call runs a client tool), so they are cloned freely.
+pub(crate) trait Server: Clone {
+    /// "PostgreSQL" or "MariaDB", for messages.
+    const PRODUCT: &'static str;
+    fn database(&self) -> &str;
+    fn with_database(&self, name: &str) -> Self;
+    /// The connection to create and drop other databases from.
+    fn maintenance(&self) -> Self;
+    /// "user@host:port/database", never with the password.
+    fn describe(&self) -> String;
+    /// "host:port".
+    fn address(&self) -> String;
+    async fn database_exists(&self, name: &str) -> Result<bool>;
+    async fn create_database(&self, name: &str) -> Result<()>;
+    async fn drop_database(&self, name: &str) -> Result<()>;
+    /// Objects in this connection's database: zero for a fresh one.
+    async fn user_object_count(&self) -> Result<u64>;
+    async fn table_counts(&self) -> Result<TableCounts>;
+    /// The command that loads a backup of source `kind` into this connection's database
+    /// (reading it on stdin), and whether it loads into the whole server rather than this
+    /// one database. None when this server cannot load that kind.
+    fn loader(
+        &self,
+        kind: &str,
+        clean: bool,
+        no_owner: bool,
+    ) -> Option<(std::process::Command, bool)>;
+}
+
 /// Name of a scratch database for a restore drill.
 pub fn scratch_name(backup_id: uuid::Uuid) -> String {
     format!("coffre_verify_{}", &backup_id.simple().to_string()[..12])

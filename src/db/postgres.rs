@@ -4,8 +4,9 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Server, ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
 use crate::error::{Error, Result};
+use crate::source::{KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
 
 /// A connection to one database of a PostgreSQL server.
 #[derive(Clone)]
@@ -144,9 +145,33 @@ impl PgConn {
             .filter_map(|row| row.into_iter().next())
             .collect())
     }
+}
+
+impl Server for PgConn {
+    const PRODUCT: &'static str = "PostgreSQL";
+
+    fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn with_database(&self, name: &str) -> Self {
+        PgConn::with_database(self, name)
+    }
+
+    fn maintenance(&self) -> Self {
+        PgConn::with_database(self, "postgres")
+    }
+
+    fn describe(&self) -> String {
+        PgConn::describe(self)
+    }
+
+    fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 
     /// Whether `name` exists (asked on this connection's database).
-    pub async fn database_exists(&self, name: &str) -> Result<bool> {
+    async fn database_exists(&self, name: &str) -> Result<bool> {
         let sql = format!(
             "SELECT count(*) FROM pg_database WHERE datname = {}",
             quote_literal(name)
@@ -155,7 +180,7 @@ impl PgConn {
     }
 
     /// Relations, functions and types outside the system schemas: zero for a fresh database.
-    pub async fn user_object_count(&self) -> Result<u64> {
+    async fn user_object_count(&self) -> Result<u64> {
         let sql = "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%') \
                    + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
@@ -163,13 +188,13 @@ impl PgConn {
         parse_count(&self.scalar(sql).await?)
     }
 
-    pub async fn create_database(&self, name: &str) -> Result<()> {
+    async fn create_database(&self, name: &str) -> Result<()> {
         self.query(&format!("CREATE DATABASE {}", quote_ident(name)))
             .await
             .map(drop)
     }
 
-    pub async fn drop_database(&self, name: &str) -> Result<()> {
+    async fn drop_database(&self, name: &str) -> Result<()> {
         self.query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(name)
@@ -179,7 +204,7 @@ impl PgConn {
     }
 
     /// Tables in user schemas and their exact row counts.
-    pub async fn table_counts(&self) -> Result<TableCounts> {
+    async fn table_counts(&self) -> Result<TableCounts> {
         let sql = "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(\
                    format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text::bigint), 0) \
                    FROM information_schema.tables WHERE table_type = 'BASE TABLE' \
@@ -198,6 +223,29 @@ impl PgConn {
             _ => Err(Error::source(
                 "counting tables returned an unexpected result",
             )),
+        }
+    }
+
+    fn loader(&self, kind: &str, clean: bool, no_owner: bool) -> Option<(Command, bool)> {
+        match kind {
+            KIND_POSTGRES => {
+                let mut cmd = self.command("pg_restore");
+                cmd.args(["--no-password", "--exit-on-error", "--single-transaction"]);
+                if clean {
+                    cmd.args(["--clean", "--if-exists"]);
+                }
+                if no_owner {
+                    cmd.args(["--no-owner", "--no-privileges"]);
+                }
+                cmd.arg(format!("--dbname={}", self.database));
+                Some((cmd, false))
+            }
+            KIND_POSTGRES_GLOBALS => {
+                let mut cmd = self.command("psql");
+                cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
+                Some((cmd, true))
+            }
+            _ => None,
         }
     }
 }
