@@ -140,11 +140,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create key files and show key ids.
-    #[command(subcommand)]
+    /// Create keys and manage the keys of stored backups.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffre key generate /etc/coffre/backup.key\n  coffre key list\n  coffre key rotate --new-key-file new.key --remove 3a1f9c0e5b7d2a44"
+    )]
     Key(KeyCommand),
     /// Check the configuration.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  coffre config check")]
     Config(ConfigCommand),
 }
 

@@ -473,3 +473,39 @@ fn an_independent_decoder_reads_what_coffre_writes() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let ws = Workspace::new();
+    for command in [
+        "",
+        "backup",
+        "restore",
+        "verify",
+        "list",
+        "prune",
+        "key",
+        "key generate",
+        "key id",
+        "key list",
+        "key add",
+        "key remove",
+        "key rotate",
+        "config",
+        "config check",
+    ] {
+        let mut args: Vec<&str> = command.split_whitespace().collect();
+        args.push("--help");
+        let run = ws.run_raw(&args, &[]);
+        run.ok();
+        let text = run.stdout_text();
+        assert!(
+            text.contains("Example"),
+            "'coffre {command} --help' has no example:\n{text}"
+        );
+        assert!(
+            text.contains("coffre "),
+            "'coffre {command} --help' example runs nothing:\n{text}"
+        );
+    }
+}
