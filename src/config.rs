@@ -559,7 +559,10 @@ fn load_job(path: &Path) -> Result<Job> {
         SourceConfig::File { path } => *path = resolve(&base, path),
         SourceConfig::Postgres(server) | SourceConfig::Mariadb(server) => {
             check_server(&file.to_string(), postgres, server)?;
-            if let Some(p) = &mut server.password_file {
+            for p in [&mut server.password_file, &mut server.sslrootcert]
+                .into_iter()
+                .flatten()
+            {
                 *p = resolve(&base, p);
             }
         }
@@ -588,8 +591,13 @@ fn check_server(file: &str, postgres: bool, server: &ServerConfig) -> Result<()>
     if !postgres && server.globals {
         return fail("globals is for PostgreSQL sources only");
     }
-    if !postgres && server.sslmode.is_some() {
-        return fail("sslmode is for PostgreSQL sources only");
+    if !postgres
+        && let Some(mode) = &server.sslmode
+        && !["disable", "prefer", "verify-full"].contains(&mode.as_str())
+    {
+        return fail(
+            "sslmode for MariaDB is disable, prefer or verify-full (the client enforces TLS only when it verifies the server)",
+        );
     }
     Ok(())
 }

@@ -486,3 +486,33 @@ fn dump_tools_never_see_coffres_other_secrets() {
     // Its own password is the one secret it gets, through its environment.
     assert!(env.contains(&format!("PGPASSWORD={pg_password}")));
 }
+
+#[test]
+fn required_tls_fails_closed_against_servers_without_it() {
+    let _shared = DATABASES.read().unwrap();
+    // Neither test server offers TLS: a job that demands it must fail, never fall back.
+    let ws = Workspace::new();
+    pg_job(&ws, "pg", "database = \"postgres\"\nsslmode = \"require\"");
+    let run = run_pg(&ws, &["backup", "pg"]);
+    run.expect_code(SOURCE);
+    assert!(run.stderr.to_lowercase().contains("ssl"), "{}", run.stderr);
+
+    let (host, port) = mariadb_addr();
+    ws.write(
+        "jobs/shop.toml",
+        &format!("[source]\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\nuser = \"root\"\ndatabase = \"mysql\"\nsslmode = \"verify-full\"\n"),
+    );
+    let run = ws.run(&["backup", "shop"]);
+    run.expect_code(SOURCE);
+    assert!(run.stderr.contains("SSL"), "{}", run.stderr);
+    assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
+
+    // A MariaDB sslmode the client cannot enforce is a config error, not a silent downgrade.
+    ws.write(
+        "jobs/shop.toml",
+        &format!("[source]\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\ndatabase = \"mysql\"\nsslmode = \"require\"\n"),
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("verify-full"), "{}", run.stderr);
+}

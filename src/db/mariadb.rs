@@ -15,6 +15,49 @@ pub struct MariaConn {
     pub user: String,
     pub database: String,
     password: Option<Zeroizing<String>>,
+    tls: Tls,
+}
+
+/// TLS settings as the mariadb client tools take them.
+#[derive(Clone, Debug, Default)]
+struct Tls {
+    /// Some(false): --skip-ssl; Some(true): verify the server (fails without TLS).
+    verify: Option<bool>,
+    ca: Option<std::path::PathBuf>,
+}
+
+impl Tls {
+    fn from_config(server: &ServerConfig) -> Result<Self> {
+        let verify = match server.sslmode.as_deref() {
+            None | Some("prefer") => None,
+            Some("disable") => Some(false),
+            Some("verify-full") => Some(true),
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "sslmode '{other}' for MariaDB: use disable, prefer or verify-full (the MariaDB client enforces TLS only when it verifies the server)"
+                )));
+            }
+        };
+        Ok(Self {
+            verify,
+            ca: server.sslrootcert.clone(),
+        })
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        match self.verify {
+            Some(false) => args.push("--skip-ssl".to_string()),
+            Some(true) => {
+                args.extend(["--ssl".to_string(), "--ssl-verify-server-cert".to_string()])
+            }
+            None => {}
+        }
+        if let Some(ca) = &self.ca {
+            args.push(format!("--ssl-ca={}", ca.display()));
+        }
+        args
+    }
 }
 
 impl std::fmt::Debug for MariaConn {
@@ -52,6 +95,7 @@ impl MariaConn {
             user: server.user.clone().unwrap_or_else(|| "root".into()),
             database: database.to_string(),
             password: server.load_password()?,
+            tls: Tls::from_config(server)?,
         })
     }
 
@@ -82,6 +126,7 @@ impl MariaConn {
             },
             database: database.to_string(),
             password: url.password().map(|p| Zeroizing::new(p.to_string())),
+            tls: Tls::default(),
         })
     }
 
@@ -105,7 +150,8 @@ impl MariaConn {
         cmd.arg("--protocol=TCP")
             .arg(format!("--host={}", self.host))
             .arg(format!("--port={}", self.port))
-            .arg(format!("--user={}", self.user));
+            .arg(format!("--user={}", self.user))
+            .args(self.tls.args());
         match &self.password {
             Some(password) => cmd.env("MYSQL_PWD", password.as_str()),
             None => cmd.env_remove("MYSQL_PWD"),

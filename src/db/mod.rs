@@ -25,8 +25,12 @@ pub struct ServerConfig {
     pub password_env: Option<String>,
     /// File holding the password (first line), e.g. a mounted Kubernetes Secret.
     pub password_file: Option<PathBuf>,
-    /// PostgreSQL `sslmode` (disable, allow, prefer, require, verify-ca, verify-full).
+    /// TLS to the server. PostgreSQL: any libpq sslmode (disable, allow, prefer, require,
+    /// verify-ca, verify-full). MariaDB: disable, prefer, or verify-full (the client enforces
+    /// TLS only when it verifies the server certificate).
     pub sslmode: Option<String>,
+    /// CA certificate (PEM) to verify the server with.
+    pub sslrootcert: Option<PathBuf>,
     /// The database to dump.
     pub database: Option<String>,
     /// Dump every database of the server instead, one backup each.

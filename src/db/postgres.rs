@@ -17,6 +17,7 @@ pub struct PgConn {
     pub database: String,
     password: Option<Zeroizing<String>>,
     sslmode: Option<String>,
+    sslrootcert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -34,6 +35,7 @@ impl PgConn {
             database: database.to_string(),
             password: server.load_password()?,
             sslmode: server.sslmode.clone(),
+            sslrootcert: server.sslrootcert.clone(),
         })
     }
 
@@ -71,6 +73,7 @@ impl PgConn {
             database: percent_decode(database),
             password,
             sslmode,
+            sslrootcert: None,
         })
     }
 
@@ -104,6 +107,9 @@ impl PgConn {
         }
         if let Some(mode) = &self.sslmode {
             cmd.env("PGSSLMODE", mode);
+        }
+        if let Some(ca) = &self.sslrootcert {
+            cmd.env("PGSSLROOTCERT", ca);
         }
         cmd
     }
