@@ -316,6 +316,24 @@ impl EncryptionConfig {
     }
 }
 
+/// A configured value that may be a secret (a password in a dump command's environment):
+/// zeroized on drop, never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(Zeroizing<String>);
+
+impl SecretValue {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(..)")
+    }
+}
+
 /// One backup job.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,7 +389,8 @@ pub enum SourceConfig {
     Command {
         command: Vec<String>,
         #[serde(default)]
-        env: BTreeMap<String, String>,
+        /// Added to the command's environment: where its secrets go (never in argv).
+        env: BTreeMap<String, SecretValue>,
         workdir: Option<PathBuf>,
     },
     /// A file read as it is.
@@ -791,6 +810,19 @@ mod tests {
         assert_eq!(
             resolve(Path::new("config"), Path::new("../..")),
             PathBuf::from("..")
+        );
+    }
+
+    #[test]
+    fn command_environment_values_never_show_in_debug_output() {
+        let source: SourceConfig = toml::from_str(
+            "kind = \"command\"\ncommand = [\"pg_dump\"]\nenv = { PGPASSWORD = \"hunter2-secret\" }",
+        )
+        .unwrap();
+        let shown = format!("{source:?}");
+        assert!(
+            shown.contains("PGPASSWORD") && !shown.contains("hunter2-secret"),
+            "{shown}"
         );
     }
 

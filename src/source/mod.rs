@@ -12,7 +12,7 @@ mod database;
 use std::process::ExitStatus;
 use tokio::io::AsyncRead;
 
-use crate::config::SourceConfig;
+use crate::config::{SecretValue, SourceConfig};
 use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
 use crate::error::{Error, Result};
@@ -37,7 +37,7 @@ pub struct DumpPlan {
 enum DumpSpec {
     Command {
         argv: Vec<String>,
-        env: std::collections::BTreeMap<String, String>,
+        env: std::collections::BTreeMap<String, SecretValue>,
         workdir: Option<std::path::PathBuf>,
     },
     File(std::path::PathBuf),
@@ -114,7 +114,8 @@ impl DumpPlan {
             }
             DumpSpec::Command { argv, env, workdir } => {
                 let mut cmd = std::process::Command::new(&argv[0]);
-                cmd.args(&argv[1..]).envs(env);
+                cmd.args(&argv[1..])
+                    .envs(env.iter().map(|(k, v)| (k, v.as_str())));
                 if let Some(dir) = workdir {
                     cmd.current_dir(dir);
                 }
