@@ -56,6 +56,7 @@ svc_need_tools() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
   command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
+  command -v curl >/dev/null || missing+=(curl)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

@@ -44,10 +44,6 @@ impl<T> Metered<T> {
             .unwrap_or_default()
     }
 
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
     fn record(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         if let Some(h) = &mut self.sha256 {

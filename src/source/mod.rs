@@ -18,7 +18,7 @@ use crate::db::postgres::PgConn;
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
 
-pub use command::ChildDump;
+use command::ChildDump;
 pub use database::plan_database;
 
 /// The kinds recorded in manifests' `source.kind`.
