@@ -97,10 +97,19 @@ async fn run_one(
         let staged = store.stage_data(&location, &mut uploaded).await;
         (staged, uploaded.bytes(), uploaded.sha256_hex())
     };
-    let (sealed, (staged, stored_bytes, data_sha256)) = tokio::join!(
-        seal_stage(job, &dek, &header, dump, pipe_writer),
-        upload_stage,
-    );
+    // A failed seal closes the pipe, and the upload then ends and is aborted below. A failed
+    // upload must not wait for the dump: dropping the sealing stage kills the dump tool.
+    let (sealed, (staged, stored_bytes, data_sha256)) = {
+        let seal = seal_stage(job, &dek, &header, dump, pipe_writer);
+        tokio::pin!(seal, upload_stage);
+        tokio::select! {
+            sealed = &mut seal => (sealed, upload_stage.await),
+            uploaded = &mut upload_stage => match &uploaded.0 {
+                Ok(_) => (seal.await, uploaded),
+                Err(_) => (Err(Error::store("the upload stopped")), uploaded),
+            },
+        }
+    };
     let (plaintext_bytes, stats) = match (sealed, staged) {
         (Ok(sealed), Ok(staged)) => {
             staged.complete().await?;

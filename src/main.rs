@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 use coffre::config::{Config, DEFAULT_CONFIG_PATH, Job, KeyRef};
 use coffre::crypto::keys::{self, Identity, Secret, SymmetricKey};
@@ -291,11 +292,26 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::internal(format!("cannot start the runtime: {e}"))),
     };
+    let stop = CancellationToken::new();
     let result = runtime.block_on(async {
+        let work = dispatch(&cli, &stop);
+        tokio::pin!(work);
         tokio::select! {
-            result = dispatch(&cli) => result,
-            // Dropping the command's future runs its cleanup (partial files, aborted uploads).
-            signal = shutdown_signal() => Err(Error::internal(format!("interrupted by {signal}"))),
+            result = &mut work => result,
+            signal = shutdown_signal() => {
+                // A backup aborts its upload and returns; other commands clean up as their
+                // futures drop (partial restore files are removed).
+                if !matches!(cli.command, Command::Backup { .. }) {
+                    return Err(Error::internal(format!("interrupted by {signal}")));
+                }
+                stop.cancel();
+                match tokio::time::timeout(STOP_GRACE, work).await {
+                    Ok(result) => result.map_err(|e| e.context(format!("interrupted by {signal}"))),
+                    Err(_) => Err(Error::internal(format!(
+                        "interrupted by {signal}; cleanup did not finish within {STOP_GRACE:?}"
+                    ))),
+                }
+            }
         }
     });
     match result {
@@ -336,7 +352,10 @@ fn init_logging(format: LogFormat, quiet: bool) {
     }
 }
 
-async fn dispatch(cli: &Cli) -> Result<()> {
+/// How long a stopping backup may take to abort its upload.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
     match &cli.command {
         Command::Key(KeyCommand::Generate {
             path,
@@ -448,11 +467,14 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::Backup { jobs, all, json } => {
             let config = Config::load(&cli.config)?;
-            let store = Store::open(&config.store, &config.upload)?;
+            let store = Store::open(&config.store, &config.upload)?.stop_uploads_on(stop.clone());
             let recipients = config.encryption.load_secrets()?;
             let jobs = pick_jobs(&config, jobs, *all)?;
             let mut failures = Vec::new();
             for job in jobs {
+                if stop.is_cancelled() {
+                    break;
+                }
                 let outcome = match backup::run(&store, job, &recipients).await {
                     Ok(outcome) => outcome,
                     Err(e) => {

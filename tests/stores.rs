@@ -288,3 +288,50 @@ fn object_lock_needs_an_s3_store() {
         run.stderr
     );
 }
+
+#[test]
+fn sigterm_during_a_backup_aborts_the_multipart_upload_and_exits_promptly() {
+    let prefix = unique("sigterm");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    // Two 5 MiB parts reach the store, then the dump stalls like a slow database.
+    ws.shell_job("slow", "head -c 12000000 /dev/urandom; sleep 60");
+    let mut child = std::process::Command::new(support::coffre_bin())
+        .args(["--config", "coffre.toml", "backup", "slow"])
+        .current_dir(ws.dir.path())
+        .envs(S3_ENV)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while s3_open_uploads(&prefix).is_empty() {
+        assert!(started.elapsed().as_secs() < 30, "the upload never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let signalled = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed().as_secs() < 10,
+            "coffre did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(
+        s3_open_uploads(&prefix).is_empty(),
+        "{:?}",
+        s3_open_uploads(&prefix)
+    );
+    assert!(s3_keys(&prefix).is_empty(), "{:?}", s3_keys(&prefix));
+}

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{StoreConfig, UploadConfig};
@@ -84,6 +85,7 @@ pub struct Store {
     description: String,
     sizing: PartSizing,
     locker: Option<lock::ObjectLocker>,
+    cancel: CancellationToken,
 }
 
 impl Store {
@@ -106,7 +108,15 @@ impl Store {
             description,
             sizing: PartSizing::default(),
             locker: None,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stop uploads in progress when `token` is cancelled (on SIGTERM): each is aborted and
+    /// its backup fails, instead of the process dying with a multipart upload left open.
+    pub fn stop_uploads_on(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
     }
 
     /// Lock both objects of a backup until `until` (S3 Object Lock).
@@ -152,7 +162,14 @@ impl Store {
         r: &BackupRef,
         reader: R,
     ) -> Result<StagedUpload> {
-        upload::stage(&self.inner, &self.data_path(r), reader, self.sizing).await
+        upload::stage(
+            &self.inner,
+            &self.data_path(r),
+            reader,
+            self.sizing,
+            &self.cancel,
+        )
+        .await
     }
 
     /// Write the manifest; refuses to replace one that exists.

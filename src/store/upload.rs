@@ -11,6 +11,7 @@ use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::store_error;
 use crate::error::{Error, Result};
@@ -92,12 +93,13 @@ pub async fn stage<R: AsyncRead + Unpin>(
     path: &ObjectPath,
     mut reader: R,
     sizing: PartSizing,
+    cancel: &CancellationToken,
 ) -> Result<StagedUpload> {
     let mut upload = store
         .put_multipart(path)
         .await
         .map_err(|e| store_error("starting upload of", path, e))?;
-    match upload_parts(upload.as_mut(), path, &mut reader, sizing).await {
+    match upload_parts(upload.as_mut(), path, &mut reader, sizing, cancel).await {
         Ok((bytes, parts)) => Ok(StagedUpload {
             upload,
             path: path.clone(),
@@ -118,6 +120,7 @@ async fn upload_parts<R: AsyncRead + Unpin>(
     path: &ObjectPath,
     reader: &mut R,
     sizing: PartSizing,
+    cancel: &CancellationToken,
 ) -> Result<(u64, u64)> {
     let mut in_flight = JoinSet::new();
     let mut bytes = 0u64;
@@ -126,11 +129,15 @@ async fn upload_parts<R: AsyncRead + Unpin>(
         let size = sizing.part_size(parts);
         let mut part = BytesMut::with_capacity(size);
         while part.len() < size {
-            let n = reader.read_buf(&mut part).await.map_err(|e| {
-                Error::store(format!(
-                    "upload of {path}: the stream to upload failed: {e}"
-                ))
-            })?;
+            // A stop request ends the upload here, so the caller aborts it cleanly.
+            let n = tokio::select! {
+                read = reader.read_buf(&mut part) => read.map_err(|e| {
+                    Error::store(format!("upload of {path}: the stream to upload failed: {e}"))
+                })?,
+                () = cancel.cancelled() => {
+                    return Err(Error::internal(format!("upload of {path} stopped on request")));
+                }
+            };
             if n == 0 {
                 break;
             }
