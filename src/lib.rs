@@ -4,6 +4,7 @@
 //! and back: `store` -> `restore` (`crypto::format::open`, decompress) -> target.
 
 pub mod backup;
+mod blocking;
 pub mod config;
 pub mod crypto;
 pub mod db;

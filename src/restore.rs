@@ -351,8 +351,7 @@ impl Source<'_> {
         let (store, backup, secrets) = (self.store, self.backup, self.secrets);
         let m = &backup.manifest.manifest;
         let dek = keys::unwrap(&m.keys, secrets, m.backup_id)?;
-        let raw: Box<dyn AsyncRead + Send + Unpin> =
-            Box::new(store.read_data(&backup.location).await?);
+        let raw = store.read_data(&backup.location).await?;
         let raw = if self.progress {
             let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(
                 indicatif::ProgressStyle::with_template(

@@ -241,6 +241,26 @@ fn write_only_backups_need_the_identity_to_restore() {
     ]);
     run.ok();
     assert_eq!(run.stdout, b"lab results");
+    // An independent implementation of the x25519 stanza opens it too.
+    let dir = ws.backup_dir("files", &id);
+    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/coffre_decrypt.py"
+        ))
+        .arg(dir.join("manifest.json"))
+        .arg(dir.join("data.cfr"))
+        .arg("--identity-file")
+        .arg(ws.path("restore.identity"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"lab results");
     // The identity's id is the recipient's id in the manifest.
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),

@@ -5,8 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use tokio::io::AsyncRead;
 
-use super::blocking::spawn_reader;
 use super::describe_status;
+use crate::blocking::spawn_reader;
 use crate::error::{Error, Result};
 
 /// How much of the child's stderr is kept to explain a failure.

@@ -5,7 +5,6 @@
 //! *and* its producer exited cleanly: a dump tool that dies midway closes its stdout just like
 //! one that finished.
 
-mod blocking;
 mod command;
 mod database;
 
@@ -105,7 +104,7 @@ impl DumpPlan {
             DumpSpec::File(path) => {
                 let file = std::fs::File::open(path)
                     .map_err(|e| Error::source(format!("cannot open {}: {e}", path.display())))?;
-                let reader = blocking::spawn_reader("file", file)
+                let reader = crate::blocking::spawn_reader("file", file)
                     .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
                 return Ok(Dump {
                     reader: Box::new(reader),

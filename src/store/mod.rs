@@ -13,7 +13,9 @@ mod upload;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::AsyncRead;
@@ -231,15 +233,24 @@ impl Store {
     }
 
     /// Stream the data object of `r`.
-    pub async fn read_data(&self, r: &BackupRef) -> Result<impl AsyncRead + Send + Unpin + use<>> {
+    pub async fn read_data(&self, r: &BackupRef) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
         let path = self.data_path(r);
         let result = self
             .inner
             .get(&path)
             .await
             .map_err(|e| store_error("reading", &path, e))?;
-        let stream = result.into_stream().map_err(std::io::Error::other);
-        Ok(StreamReader::new(stream))
+        match result.payload {
+            // A local file: read it in large blocks (object_store's stream reads 8 KiB at a time).
+            GetResultPayload::File(file, _) => {
+                let reader = crate::blocking::spawn_reader("data object", file)
+                    .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
+                Ok(Box::new(reader))
+            }
+            GetResultPayload::Stream(stream) => Ok(Box::new(StreamReader::new(
+                stream.map_err(std::io::Error::other),
+            ))),
+        }
     }
 
     /// Delete every object of a backup directory, manifest first: an interrupted delete leaves

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent decoder of coffre's data-object format v1, written from docs/FORMAT.md only.
 
-Usage: coffre_decrypt.py MANIFEST DATA (--key-file FILE | --passphrase-env VAR) > plaintext
+Usage: coffre_decrypt.py MANIFEST DATA (--key-file FILE | --passphrase-env VAR | --identity-file FILE) > plaintext
 
 It checks everything FORMAT.md says a reader must check and exits 1 on any failure.
 Needs: cryptography, zstandard, argon2-cffi.
@@ -38,9 +38,30 @@ def unwrap(stanza, kek, backup_id):
     return AESGCM(kek).decrypt(base64.b64decode(stanza["nonce"]), base64.b64decode(stanza["wrapped"]), aad)
 
 
+def x25519_kek(identity_file, stanza):
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives import serialization
+    text = open(identity_file).read().strip()
+    assert text.startswith("coffre-x25519-identity-v1:")
+    secret = X25519PrivateKey.from_private_bytes(base64.b64decode(text[len("coffre-x25519-identity-v1:"):]))
+    recipient = secret.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if stanza["key_id"] != key_id(recipient):
+        return None
+    epk = base64.b64decode(stanza["epk"])
+    shared = secret.exchange(X25519PublicKey.from_public_bytes(epk))
+    if shared == bytes(32):
+        sys.exit("low-order point")
+    return hkdf(shared, epk + recipient, b"coffre/v1/x25519", 32)
+
+
 def find_dek(manifest, args):
     backup_id = uuid.UUID(manifest["backup_id"])
     for stanza in manifest["keys"]:
+        if stanza["type"] == "x25519" and args.identity_file:
+            kek = x25519_kek(args.identity_file, stanza)
+            if kek:
+                aad = b"coffre/v1/wrap" + backup_id.bytes
+                return AESGCM(kek).decrypt(bytes(12), base64.b64decode(stanza["wrapped"]), aad)
         if stanza["type"] == "key" and args.key_file:
             kek = parse_key(open(args.key_file, "rb").read())
             if stanza["key_id"] == key_id(kek):
@@ -70,6 +91,7 @@ def main():
     p.add_argument("data")
     p.add_argument("--key-file")
     p.add_argument("--passphrase-env")
+    p.add_argument("--identity-file")
     args = p.parse_args()
 
     manifest = json.load(open(args.manifest, "rb"))

@@ -1,9 +1,10 @@
-//! Reading a dump on a dedicated thread with blocking reads.
+//! Reading a blocking `Read` (a dump tool's pipe, a file) on a dedicated thread.
 //!
-//! Dump tools write their output in small pieces (4-8 KiB). Read through the async reactor,
-//! every piece costs an epoll wake-up and a cross-thread hand-off; a blocking thread that fills
-//! large buffers turns a gigabyte of dump into a few thousand messages instead of a few hundred
-//! thousand. The channel is bounded, so memory stays at `DEPTH` buffers.
+//! Dump tools write their output in small pieces (4-8 KiB), and object_store reads local files
+//! 8 KiB per blocking task. Through the async runtime every piece costs a wake-up and a
+//! cross-thread hand-off; a thread that fills large buffers turns a gigabyte into a few
+//! thousand messages instead of a few hundred thousand. The channel is bounded, so memory stays
+//! at `DEPTH` buffers.
 
 use bytes::{Bytes, BytesMut};
 use futures::stream;
