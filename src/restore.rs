@@ -8,7 +8,7 @@
 use async_compression::tokio::write::ZstdDecoder;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::config::{Config, SourceConfig};
 use crate::crypto::format::{self, FormatError, Header};
@@ -379,18 +379,19 @@ impl Source<'_> {
             ));
         }
 
-        let mut plaintext = Metered::counting(out);
+        // The decoder writes small pieces; hand the target large ones (stdout, a pipe into
+        // pg_restore and a file all cost a system call or a thread hand-off per write).
+        let mut plaintext = Metered::counting(BufWriter::with_capacity(1 << 20, out));
         let stats = match m.compression.as_str() {
             "zstd" => {
                 let mut decoder = ZstdDecoder::new(&mut plaintext);
                 let stats = format::open(&dek, &header, &mut data, &mut decoder)
                     .await
                     .map_err(open_error)?;
-                decoder.shutdown().await.map_err(|e| {
-                    Error::integrity(format!(
-                        "the decrypted payload is not a complete zstd stream: {e}"
-                    ))
-                })?;
+                decoder
+                    .shutdown()
+                    .await
+                    .map_err(|e| open_error(FormatError::Write(e)))?;
                 stats
             }
             "none" => {
