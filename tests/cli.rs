@@ -434,21 +434,20 @@ fn bad_config_names_the_file_the_key_and_the_fix() {
 
 #[test]
 fn an_independent_decoder_reads_what_coffre_writes() {
-    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let (ws, data, id) = with_backup();
     let dir = ws.backup_dir("files", &id);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/coffre_decrypt.py"
-    );
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(dir.join("manifest.json"))
-        .arg(dir.join("data.cfr"))
-        .arg("--key-file")
-        .arg(ws.path("backup.key"))
-        .output()
-        .expect("python3 runs (scripts/test installs cryptography and zstandard)");
+    let decode = || {
+        support::interop(
+            "coffre_decrypt.py",
+            [
+                dir.join("manifest.json"),
+                dir.join("data.cfr"),
+                "--key-file".into(),
+                ws.path("backup.key"),
+            ],
+        )
+    };
+    let out = decode();
     assert!(
         out.status.success(),
         "reference decoder failed: {}",
@@ -463,15 +462,13 @@ fn an_independent_decoder_reads_what_coffre_writes() {
             .replace("\"files\"", "\"filez\"");
         *b = text.into_bytes();
     });
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(dir.join("manifest.json"))
-        .arg(dir.join("data.cfr"))
-        .arg("--key-file")
-        .arg(ws.path("backup.key"))
-        .output()
-        .unwrap();
+    let out = decode();
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("manifest mac mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

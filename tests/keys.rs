@@ -243,18 +243,15 @@ fn write_only_backups_need_the_identity_to_restore() {
     assert_eq!(run.stdout, b"lab results");
     // An independent implementation of the x25519 stanza opens it too.
     let dir = ws.backup_dir("files", &id);
-    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/coffre_decrypt.py"
-        ))
-        .arg(dir.join("manifest.json"))
-        .arg(dir.join("data.cfr"))
-        .arg("--identity-file")
-        .arg(ws.path("restore.identity"))
-        .output()
-        .unwrap();
+    let out = support::interop(
+        "coffre_decrypt.py",
+        [
+            dir.join("manifest.json"),
+            dir.join("data.cfr"),
+            "--identity-file".into(),
+            ws.path("restore.identity"),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -184,15 +184,10 @@ fn lock_store(prefix: &str) -> String {
 /// Checked through the S3 API with boto3, not through coffre: `count` object versions under
 /// `prefix`, each in governance mode for about two days, and none deletable.
 fn assert_all_locked(prefix: &str, count: usize) {
-    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/s3_lock_check.py"
-        ))
-        .args([&env("COFFRE_TEST_S3"), "coffre-lock", prefix])
-        .output()
-        .unwrap();
+    let out = support::interop(
+        "s3_lock_check.py",
+        [env("COFFRE_TEST_S3").as_str(), "coffre-lock", prefix],
+    );
     assert!(
         out.status.success(),
         "{}",

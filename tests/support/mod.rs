@@ -177,6 +177,25 @@ fn toml_string(s: &str) -> String {
     format!("'''{s}'''")
 }
 
+/// Run one of the independent Python checkers in tests/interop with the test venv's Python
+/// (scripts/test installs cryptography, zstandard and boto3 there).
+pub fn interop<I, S>(script: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let python = std::env::var("COFFRE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/interop")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .expect("python runs (scripts/test sets COFFRE_TEST_PYTHON)")
+}
+
 /// Deterministic pseudo-random bytes (incompressible, unlike a pattern).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
