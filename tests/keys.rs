@@ -302,6 +302,16 @@ fn an_x25519_recipient_added_later_opens_old_backups_with_its_identity() {
     generated.ok();
     let recipient = generated.stdout_text().trim().to_string();
     ws.run(&["key", "add", "--new-recipient", &recipient]).ok();
+    // Adding it again finds it in every backup: no second stanza.
+    let again = ws.run(&["key", "add", "--new-recipient", &recipient]);
+    again.ok();
+    assert!(
+        again
+            .stdout_text()
+            .contains("added to 0 backups (3 had it already)"),
+        "{}",
+        again.stdout_text()
+    );
     ws.run_raw(&["key", "generate", "unrelated.key"], &[]).ok();
     ws.write_config("keys = [{ file = \"unrelated.key\" }]");
     for id in &ids {

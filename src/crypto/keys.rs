@@ -400,6 +400,28 @@ pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result
     )))
 }
 
+/// Whether `stanzas` already hold a stanza for `secret`. Keys, identities and recipients are
+/// matched by key id (a recipient can write a stanza but never open one); a passphrase has a
+/// different key id in every backup, so it is tried on each argon2id stanza.
+pub fn holds(stanzas: &[Stanza], secret: &Secret, backup_id: Uuid) -> bool {
+    let id = match secret {
+        Secret::Key(key) => key.key_id(),
+        Secret::Identity(identity) => identity.recipient().key_id(),
+        Secret::Recipient(recipient) => recipient.key_id(),
+        Secret::Passphrase(..) => {
+            return stanzas
+                .iter()
+                .any(|s| matches!(try_unwrap(s, secret, backup_id), Ok(Some(_))));
+        }
+    };
+    let kind = if matches!(secret, Secret::Key(_)) {
+        "key"
+    } else {
+        "x25519"
+    };
+    stanzas.iter().any(|s| s.kind() == kind && s.key_id() == id)
+}
+
 fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Option<Dek>> {
     match (stanza, secret) {
         (
