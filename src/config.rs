@@ -240,23 +240,17 @@ impl KeyRef {
             return Ok(Secret::Key(SymmetricKey::read_file(path)?));
         }
         if let Some(var) = &self.env {
-            let text = Zeroizing::new(env_secret(var, "key")?);
+            let text = env_secret(var, "the key")?;
             let key = SymmetricKey::parse(text.as_bytes())
                 .map_err(|why| Error::config(format!("${var}: {why}")))?;
             return Ok(Secret::Key(key));
         }
         if let Some(var) = &self.passphrase_env {
-            let text = Zeroizing::new(env_secret(var, "passphrase")?);
+            let text = env_secret(var, "the passphrase")?;
             return Ok(Secret::Passphrase(Passphrase::new(text)?, argon2));
         }
         if let Some(path) = &self.passphrase_file {
-            let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                Error::config(format!(
-                    "cannot read passphrase file {}: {e}",
-                    path.display()
-                ))
-            })?);
-            let line = Zeroizing::new(raw.lines().next().unwrap_or("").to_string());
+            let line = file_secret(path, "passphrase file")?;
             return Ok(Secret::Passphrase(Passphrase::new(line)?, argon2));
         }
         if let Some(text) = &self.recipient {
@@ -273,12 +267,22 @@ impl KeyRef {
     }
 }
 
-fn env_secret(var: &str, what: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| {
+/// A secret from an environment variable; `what` names it in the error.
+pub(crate) fn env_secret(var: &str, what: &str) -> Result<Zeroizing<String>> {
+    std::env::var(var).map(Zeroizing::new).map_err(|_| {
         Error::config(format!(
-            "environment variable {var} (the {what}) is not set: export it or change [encryption] keys"
+            "environment variable {var} ({what}) is not set: export it or change the config"
         ))
     })
+}
+
+/// A secret from the first line of a file (a mounted Kubernetes Secret, say).
+pub(crate) fn file_secret(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    let raw = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))?,
+    );
+    Ok(Zeroizing::new(raw.lines().next().unwrap_or("").to_string()))
 }
 
 impl EncryptionConfig {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use zeroize::Zeroizing;
 
+use crate::config::{env_secret, file_secret};
 use crate::error::{Error, Result};
 use crate::source::describe_status;
 
@@ -55,20 +56,10 @@ impl ServerConfig {
     /// Read the password from where the config says, if anywhere.
     pub fn load_password(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(var) = &self.password_env {
-            let value = std::env::var(var).map_err(|_| {
-                Error::config(format!(
-                    "environment variable {var} (the database password) is not set"
-                ))
-            })?;
-            return Ok(Some(Zeroizing::new(value)));
+            return env_secret(var, "the database password").map(Some);
         }
         if let Some(path) = &self.password_file {
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                Error::config(format!("cannot read password file {}: {e}", path.display()))
-            })?);
-            return Ok(Some(Zeroizing::new(
-                text.lines().next().unwrap_or("").to_string(),
-            )));
+            return file_secret(path, "password file").map(Some);
         }
         Ok(None)
     }
