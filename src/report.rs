@@ -8,7 +8,7 @@ use crate::crypto::keys::Secret;
 use crate::manifest::rfc3339;
 use crate::prune::{JobPlan, PruneReport};
 use crate::restore::{DrillReport, OpenSummary};
-use crate::store::{Backup, Listing};
+use crate::store::{Backup, BackupRef, Listing};
 
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(bytes: u64) -> String {
@@ -162,6 +162,13 @@ pub fn restore_text(backup: &Backup, s: &OpenSummary) -> String {
 
 /// The prune plan: every backup with its verdict and the rules that keep it.
 pub fn prune_plan_text(plans: &[JobPlan]) -> String {
+    let row = |job: &str, series: &str, r: &BackupRef, verdict: &str| {
+        format!(
+            "{job:<16}  {series:<16}  {:<36}  {:<19}  {verdict}\n",
+            r.id.to_string(),
+            r.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
     let mut out = format!(
         "{:<16}  {:<16}  {:<36}  {:<19}  VERDICT\n",
         "JOB", "DATABASE", "ID", "STARTED (UTC)"
@@ -175,31 +182,23 @@ pub fn prune_plan_text(plans: &[JobPlan]) -> String {
                 } else {
                     "delete".to_string()
                 };
-                out.push_str(&format!(
-                    "{:<16}  {:<16}  {:<36}  {:<19}  {verdict}\n",
-                    plan.job,
-                    series,
-                    backup.location.id,
-                    backup.location.time.format("%Y-%m-%d %H:%M:%S"),
-                ));
+                out.push_str(&row(&plan.job, series, &backup.location, &verdict));
             }
         }
         for r in &plan.stale_incomplete {
-            out.push_str(&format!(
-                "{:<16}  {:<16}  {:<36}  {:<19}  delete (incomplete, over 24 h old)\n",
-                plan.job,
+            out.push_str(&row(
+                &plan.job,
                 "-",
-                r.id,
-                r.time.format("%Y-%m-%d %H:%M:%S")
+                r,
+                "delete (incomplete, over 24 h old)",
             ));
         }
         for r in &plan.fresh_incomplete {
-            out.push_str(&format!(
-                "{:<16}  {:<16}  {:<36}  {:<19}  keep (incomplete, may still be running)\n",
-                plan.job,
+            out.push_str(&row(
+                &plan.job,
                 "-",
-                r.id,
-                r.time.format("%Y-%m-%d %H:%M:%S")
+                r,
+                "keep (incomplete, may still be running)",
             ));
         }
     }

@@ -162,11 +162,10 @@ impl DrillServer {
 }
 
 /// What a restore drill restored.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct DrillReport {
     pub scratch_database: String,
     pub server: String,
-    #[serde(flatten)]
     pub counts: TableCounts,
 }
 

@@ -194,7 +194,7 @@ pub fn scratch_name(backup_id: uuid::Uuid) -> String {
 }
 
 /// What a restore drill found in the scratch database.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableCounts {
     pub tables: u64,
     pub rows: u64,
