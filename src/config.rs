@@ -14,6 +14,7 @@ use crate::crypto::keys::{Argon2Params, Identity, Passphrase, Recipient, Secret,
 use crate::db::ServerConfig;
 use crate::error::{Error, Result};
 use crate::retention::Policy;
+use crate::secret_file::{self, FileAccess};
 use crate::store::LockConfig;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
@@ -26,6 +27,8 @@ pub struct Config {
     pub upload: UploadConfig,
     pub encryption: EncryptionConfig,
     pub jobs: BTreeMap<String, Job>,
+    /// `jobs` patterns that matched no file, as resolved (a typo, or a missing mount).
+    pub unmatched_job_patterns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +178,16 @@ pub struct EncryptionConfig {
     pub keys: Vec<KeyRef>,
     #[serde(default)]
     pub argon2: Argon2Params,
+    /// Who besides the owner may read key, identity and passphrase files.
+    #[serde(default)]
+    pub key_file_access: FileAccess,
+}
+
+/// How keys are read and derived: what a `KeyRef` needs besides itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeySettings {
+    pub argon2: Argon2Params,
+    pub file_access: FileAccess,
 }
 
 /// Where one key comes from. Exactly one field is set.
@@ -235,9 +248,13 @@ impl KeyRef {
     }
 
     /// Read the secret this entry points to.
-    pub fn load(&self, argon2: Argon2Params) -> Result<Secret> {
+    pub fn load(&self, settings: KeySettings) -> Result<Secret> {
+        let KeySettings {
+            argon2,
+            file_access,
+        } = settings;
         if let Some(path) = &self.file {
-            return Ok(Secret::Key(SymmetricKey::read_file(path)?));
+            return Ok(Secret::Key(SymmetricKey::read_file(path, file_access)?));
         }
         if let Some(var) = &self.env {
             let text = env_secret(var, "the key")?;
@@ -250,7 +267,7 @@ impl KeyRef {
             return Ok(Secret::Passphrase(Passphrase::new(text)?, argon2));
         }
         if let Some(path) = &self.passphrase_file {
-            let line = file_secret(path, "passphrase file")?;
+            let line = secret_file::read_first_line(path, "passphrase file", file_access)?;
             return Ok(Secret::Passphrase(Passphrase::new(line)?, argon2));
         }
         if let Some(text) = &self.recipient {
@@ -259,7 +276,7 @@ impl KeyRef {
             return Ok(Secret::Recipient(recipient));
         }
         if let Some(path) = &self.identity_file {
-            return Ok(Secret::Identity(Identity::read_file(path)?));
+            return Ok(Secret::Identity(Identity::read_file(path, file_access)?));
         }
         Err(Error::config(
             "a key entry sets none of file, env, passphrase_env, passphrase_file, recipient, identity_file",
@@ -269,39 +286,34 @@ impl KeyRef {
 
 /// A secret from an environment variable; `what` names it in the error.
 pub(crate) fn env_secret(var: &str, what: &str) -> Result<Zeroizing<String>> {
-    std::env::var(var).map(Zeroizing::new).map_err(|_| {
-        Error::config(format!(
-            "environment variable {var} ({what}) is not set: export it or change the config"
-        ))
-    })
-}
-
-/// A secret from the first line of a file (a mounted Kubernetes Secret, say).
-pub(crate) fn file_secret(path: &Path, what: &str) -> Result<Zeroizing<String>> {
-    let raw = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))?,
-    );
-    Ok(Zeroizing::new(raw.lines().next().unwrap_or("").to_string()))
+    std::env::var(var)
+        .map(Zeroizing::new)
+        .map_err(|_| Error::config(format!("environment variable {var} ({what}) is not set")))
 }
 
 impl EncryptionConfig {
+    pub fn settings(&self) -> KeySettings {
+        KeySettings {
+            argon2: self.argon2,
+            file_access: self.key_file_access,
+        }
+    }
+
     /// Read every configured key; fails on the first that cannot be read.
     pub fn load_secrets(&self) -> Result<Vec<Secret>> {
         self.load_secrets_each().into_iter().collect()
     }
 
-    /// Keys to open backups with: `extra` (from the command line) first, then the configured
-    /// ones. A configured key that cannot be read is only an error when `extra` is empty.
-    pub fn secrets_with(&self, extra: &[KeyRef]) -> Result<Vec<Secret>> {
-        let mut secrets = extra
-            .iter()
-            .map(|k| k.load(self.argon2))
-            .collect::<Result<Vec<_>>>()?;
+    /// Keys to open backups with: `extra` (given on the command line, already read) first,
+    /// then the configured ones. A configured key that cannot be read is only an error when
+    /// there is no extra key.
+    pub fn secrets_with(&self, extra: Vec<Secret>) -> Result<Vec<Secret>> {
+        let had_extra = !extra.is_empty();
+        let mut secrets = extra;
         for key in self.load_secrets_each() {
             match key {
                 Ok(secret) => secrets.push(secret),
-                Err(e) if extra.is_empty() => return Err(e),
+                Err(e) if !had_extra => return Err(e),
                 Err(e) => tracing::warn!("{e}"),
             }
         }
@@ -313,7 +325,7 @@ impl EncryptionConfig {
         self.keys
             .iter()
             .map(|k| {
-                k.load(self.argon2)
+                k.load(self.settings())
                     .map_err(|e| e.context(format!("[encryption] {}", k.describe())))
             })
             .collect()
@@ -395,6 +407,10 @@ pub enum SourceConfig {
         #[serde(default)]
         /// Added to the command's environment: where its secrets go (never in argv).
         env: BTreeMap<String, SecretValue>,
+        /// Variables of coffre's own environment the command also gets; it has PATH, HOME,
+        /// LANG, LC_* and TZ in any case, and nothing else.
+        #[serde(default)]
+        inherit_env: Vec<String>,
         workdir: Option<PathBuf>,
     },
     /// A file read as it is.
@@ -416,11 +432,24 @@ impl Config {
             upload: file.upload,
             encryption: file.encryption,
             jobs: BTreeMap::new(),
+            unmatched_job_patterns: Vec::new(),
         };
         config.resolve_paths(&base);
         config.validate()?;
         for pattern in &file.jobs {
-            for job_path in expand_glob(&base, pattern, path)? {
+            let job_paths = expand_glob(&base, pattern, path)?;
+            if job_paths.is_empty() {
+                let full = resolve(&base, Path::new(pattern));
+                tracing::warn!(
+                    "{}: jobs: '{}' matches no file",
+                    path.display(),
+                    full.display()
+                );
+                config
+                    .unmatched_job_patterns
+                    .push(full.display().to_string());
+            }
+            for job_path in job_paths {
                 let job = load_job(&job_path)?;
                 if let Some(other) = config.jobs.get(&job.name) {
                     return Err(Error::config(format!(
@@ -441,6 +470,25 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Every job, for commands that act on all of them: an error when a `jobs` pattern matched
+    /// nothing or no job is configured, so that a scheduled `backup --all` can never succeed
+    /// while backing up nothing.
+    pub fn all_jobs(&self) -> Result<Vec<&Job>> {
+        if let Some(pattern) = self.unmatched_job_patterns.first() {
+            return Err(Error::config(format!(
+                "{}: jobs: '{pattern}' matches no file: fix the pattern, or add the job files it should find",
+                self.path.display()
+            )));
+        }
+        if self.jobs.is_empty() {
+            return Err(Error::config(format!(
+                "{}: no job is configured: list job files in 'jobs' (for example jobs = [\"../jobs/*.toml\"])",
+                self.path.display()
+            )));
+        }
+        Ok(self.jobs.values().collect())
     }
 
     pub fn job(&self, name: &str) -> Result<&Job> {
@@ -486,14 +534,9 @@ impl Config {
                 )));
             }
         }
-        let a = self.encryption.argon2;
-        if a.m_kib < 8 * a.p
-            || a.m_kib > crate::crypto::keys::MAX_ARGON2_M_KIB
-            || a.t == 0
-            || a.p == 0
-        {
+        if let Err(why) = self.encryption.argon2.check() {
             return Err(Error::config(format!(
-                "{file}: encryption.argon2: m_kib must be 8*p..=1048576, t and p at least 1 (default m_kib = 65536, t = 3, p = 1)"
+                "{file}: encryption.argon2: {why} (default m_kib = 65536, t = 3, p = 1)"
             )));
         }
         let u = self.upload;

@@ -54,6 +54,8 @@ impl Class {
 pub struct Error {
     class: Class,
     message: String,
+    /// The store answered that the object does not exist (a backup pruned meanwhile, say).
+    not_found: bool,
 }
 
 impl Error {
@@ -61,6 +63,14 @@ impl Error {
         Self {
             class,
             message: message.into(),
+            not_found: false,
+        }
+    }
+    /// A store error for an object that does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            not_found: true,
+            ..Self::store(message)
         }
     }
     pub fn config(message: impl Into<String>) -> Self {
@@ -91,12 +101,23 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+    pub fn is_not_found(&self) -> bool {
+        self.not_found
+    }
+
+    /// Append what the user can do about it, keeping the class.
+    pub fn with_hint(self, hint: impl fmt::Display) -> Self {
+        Self {
+            message: format!("{}; {hint}", self.message),
+            ..self
+        }
+    }
 
     /// Prefix the message with what was being done, keeping the class.
     pub fn context(self, what: impl fmt::Display) -> Self {
         Self {
-            class: self.class,
             message: format!("{what}: {}", self.message),
+            ..self
         }
     }
 }

@@ -44,11 +44,16 @@ pub async fn add(
     let mut change = KeyChange::default();
     for backup in &backups {
         let m = &backup.manifest.manifest;
-        if keys::holds(&m.keys, new, m.backup_id) {
+        let (stanzas, secret, id) = (m.keys.clone(), new.clone(), m.backup_id);
+        let held = tokio::task::spawn_blocking(move || keys::holds(&stanzas, &secret, id))
+            .await
+            .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?;
+        if held {
             change.already_done += 1;
             continue;
         }
-        let dek = keys::unwrap(&m.keys, unlock, m.backup_id)
+        let dek = keys::unwrap_blocking(&m.keys, unlock, m.backup_id)
+            .await
             .map_err(|e| e.context(format!("backup {}", m.backup_id)))?;
         let mut stanzas = m.keys.clone();
         stanzas.push(keys::wrap(new, &dek, m.backup_id)?);
@@ -69,14 +74,15 @@ pub enum Removal<'a> {
 }
 
 impl Removal<'_> {
-    fn matches(&self, stanza: &Stanza, backup: &Backup) -> bool {
+    async fn matches(&self, stanza: &Stanza, backup: &Backup) -> bool {
         match self {
             Removal::KeyId(id) => stanza.key_id() == *id,
-            Removal::OpenedBy(secret) => keys::unwrap(
+            Removal::OpenedBy(secret) => keys::unwrap_blocking(
                 std::slice::from_ref(stanza),
                 std::slice::from_ref(secret),
                 backup.location.id,
             )
+            .await
             .is_ok(),
         }
     }
@@ -88,12 +94,12 @@ pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Res
     let backups = store.list(job).await?.complete;
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
     for backup in &backups {
-        let stanzas = &backup.manifest.manifest.keys;
-        let left: Vec<Stanza> = stanzas
-            .iter()
-            .filter(|s| !which.matches(s, backup))
-            .cloned()
-            .collect();
+        let mut left: Vec<Stanza> = Vec::new();
+        for stanza in &backup.manifest.manifest.keys {
+            if !which.matches(stanza, backup).await {
+                left.push(stanza.clone());
+            }
+        }
         if left.is_empty() {
             return Err(Error::config(format!(
                 "that key is the only key of backup {}: add another key first ('coffre key add'); nothing was removed",

@@ -314,6 +314,9 @@ fn main() -> ExitCode {
             }
         }
     });
+    // Do not wait for blocking work still running (a key derivation of an interrupted
+    // restore): the process is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
@@ -390,6 +393,9 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }
         Command::Key(KeyCommand::List { job, json }) => {
             let config = Config::load(&cli.config)?;
+            if let Some(job) = job {
+                config.job(job)?;
+            }
             let store = Store::open(&config.store, &config.upload)?;
             let backups = store.list(job.as_deref()).await?.complete;
             match json {
@@ -401,7 +407,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         Command::Key(KeyCommand::Add { new, job, keys }) => {
             let config = Config::load(&cli.config)?;
             let unlock = unlock_secrets(&config, keys)?;
-            let new = new.key_ref().load(config.encryption.argon2)?;
+            let new = new.key_ref().load(config.encryption.settings())?;
             let store = Store::open(&config.store, &config.upload)?;
             let change = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
             println!(
@@ -426,7 +432,8 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
                         passphrase_env: Some(var.clone()),
                         ..KeyRef::default()
                     }
-                    .load(config.encryption.argon2)?;
+                    .load(config.encryption.settings())
+                    .map_err(|e| e.context(format!("--passphrase-env {var}")))?;
                     keyring::remove(&store, job.as_deref(), Removal::OpenedBy(&secret)).await?
                 }
                 (None, None) => unreachable!("clap requires one"),
@@ -445,7 +452,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }) => {
             let config = Config::load(&cli.config)?;
             let unlock = unlock_secrets(&config, keys)?;
-            let new = new.key_ref().load(config.encryption.argon2)?;
+            let new = new.key_ref().load(config.encryption.settings())?;
             let store = Store::open(&config.store, &config.upload)?;
             let added = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
             let removed = keyring::remove(&store, job.as_deref(), Removal::KeyId(remove)).await?;
@@ -457,6 +464,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }
         Command::Config(ConfigCommand::Check) => {
             let config = Config::load(&cli.config)?;
+            config.all_jobs()?;
             let secrets = config.encryption.load_secrets()?;
             let store = Store::open(&config.store, &config.upload)?;
             print!(
@@ -595,6 +603,9 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }
         Command::List { job, json } => {
             let config = Config::load(&cli.config)?;
+            if let Some(job) = job {
+                config.job(job)?;
+            }
             let store = Store::open(&config.store, &config.upload)?;
             let listing = store.list(job.as_deref()).await?;
             if *json {
@@ -663,7 +674,7 @@ async fn verify_all(
 
 fn pick_jobs<'a>(config: &'a Config, names: &[String], all: bool) -> Result<Vec<&'a Job>> {
     if all {
-        return Ok(config.jobs.values().collect());
+        return config.all_jobs();
     }
     names.iter().map(|n| config.job(n)).collect()
 }
@@ -721,27 +732,50 @@ async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Back
     }
 }
 
-/// The configured keys plus any given on the command line.
+/// What restore and verify add to a key error: a new key never opens an old backup.
+const OPEN_KEY_HINT: &str = "to open backups with another key pass --key-file FILE, --passphrase-env VAR, --passphrase-file FILE or --identity-file FILE";
+
+/// The configured keys plus any given on the command line; errors name the flag.
 fn unlock_secrets(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
-    let refs: Vec<KeyRef> = extra
+    let flag = |name: &str, value: String, key: KeyRef| (format!("--{name} {value}"), key);
+    let refs = extra
         .key_file
         .iter()
-        .map(|p| KeyRef {
-            file: Some(p.clone()),
-            ..KeyRef::default()
+        .map(|p| {
+            let key = KeyRef {
+                file: Some(p.clone()),
+                ..KeyRef::default()
+            };
+            flag("key-file", p.display().to_string(), key)
         })
-        .chain(extra.passphrase_env.iter().map(|v| KeyRef {
-            passphrase_env: Some(v.clone()),
-            ..KeyRef::default()
+        .chain(extra.passphrase_env.iter().map(|v| {
+            let key = KeyRef {
+                passphrase_env: Some(v.clone()),
+                ..KeyRef::default()
+            };
+            flag("passphrase-env", v.clone(), key)
         }))
-        .chain(extra.passphrase_file.iter().map(|p| KeyRef {
-            passphrase_file: Some(p.clone()),
-            ..KeyRef::default()
+        .chain(extra.passphrase_file.iter().map(|p| {
+            let key = KeyRef {
+                passphrase_file: Some(p.clone()),
+                ..KeyRef::default()
+            };
+            flag("passphrase-file", p.display().to_string(), key)
         }))
-        .chain(extra.identity_file.iter().map(|p| KeyRef {
-            identity_file: Some(p.clone()),
-            ..KeyRef::default()
-        }))
-        .collect();
-    config.encryption.secrets_with(&refs)
+        .chain(extra.identity_file.iter().map(|p| {
+            let key = KeyRef {
+                identity_file: Some(p.clone()),
+                ..KeyRef::default()
+            };
+            flag("identity-file", p.display().to_string(), key)
+        }));
+    let settings = config.encryption.settings();
+    let mut loaded = Vec::new();
+    for (flag, key) in refs {
+        loaded.push(key.load(settings).map_err(|e| e.context(flag))?);
+    }
+    config
+        .encryption
+        .secrets_with(loaded)
+        .map_err(|e| e.with_hint(OPEN_KEY_HINT))
 }

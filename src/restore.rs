@@ -6,7 +6,7 @@
 //! tampered or truncated backup never leaves plaintext at the path the user asked for.
 
 use async_compression::tokio::write::ZstdDecoder;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
@@ -18,7 +18,9 @@ use crate::db::postgres::PgConn;
 use crate::db::{Server, TableCounts, scratch_name, stderr_summary};
 use crate::error::{Class, Error, Result};
 use crate::metered::Metered;
-use crate::source::{KIND_MARIADB, KIND_POSTGRES, describe_status};
+use crate::partial_file::PartialFile;
+use crate::process::describe_status;
+use crate::source::{KIND_MARIADB, KIND_POSTGRES};
 use crate::store::{Backup, Store};
 
 /// Where restored data goes.
@@ -349,7 +351,7 @@ impl Source<'_> {
     async fn open_into<W: AsyncWrite + Unpin>(&self, out: &mut W) -> Result<OpenSummary> {
         let (store, backup, secrets) = (self.store, self.backup, self.secrets);
         let m = &backup.manifest.manifest;
-        let dek = keys::unwrap(&m.keys, secrets, m.backup_id)?;
+        let dek = keys::unwrap_blocking(&m.keys, secrets, m.backup_id).await?;
         let raw = store.read_data(&backup.location).await?;
         let raw = if self.progress {
             let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(
@@ -450,65 +452,5 @@ fn open_error(e: FormatError) -> Error {
             }
         }
         integrity => Error::integrity(integrity.to_string()),
-    }
-}
-
-/// A file written under a temporary name beside its final path, renamed there on `commit`
-/// and removed if dropped before.
-struct PartialFile {
-    file: tokio::fs::File,
-    temp: PathBuf,
-    path: PathBuf,
-    committed: bool,
-}
-
-impl PartialFile {
-    async fn create(path: &Path, overwrite: bool) -> Result<Self> {
-        if !overwrite && tokio::fs::try_exists(path).await.unwrap_or(false) {
-            return Err(Error::target(format!(
-                "{} exists: choose another path or pass --force to replace it",
-                path.display()
-            )));
-        }
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::target(format!("{} is not a file path", path.display())))?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".coffre-partial-{}", uuid::Uuid::new_v4().simple()));
-        let temp = path.with_file_name(temp_name);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .await
-            .map_err(|e| Error::target(format!("cannot create {}: {e}", temp.display())))?;
-        Ok(Self {
-            file,
-            temp,
-            path: path.to_path_buf(),
-            committed: false,
-        })
-    }
-
-    async fn commit(mut self) -> Result<()> {
-        let fail =
-            |e: std::io::Error| Error::target(format!("finishing {}: {e}", self.path.display()));
-        self.file.flush().await.map_err(fail)?;
-        self.file.sync_all().await.map_err(fail)?;
-        tokio::fs::rename(&self.temp, &self.path)
-            .await
-            .map_err(fail)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
-        }
     }
 }

@@ -16,11 +16,23 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{Dek, fill_random, random_array};
 use crate::error::{Error, Result};
+use crate::secret_file::{self, FileAccess};
 
 const WRAP_AAD_PREFIX: &[u8] = b"coffre/v1/wrap";
 const KEY_ID_PREFIX: &[u8] = b"coffre/v1/key-id";
-/// Largest argon2id memory cost accepted from a manifest: a hostile manifest must not exhaust memory.
+/// Limits on argon2id parameters, read from manifests where they are not under the mac: a
+/// hostile or damaged stanza must not exhaust memory or run for years. Configs are held to the
+/// same limits, so coffre never writes a stanza it would refuse to read.
 pub const MAX_ARGON2_M_KIB: u32 = 1024 * 1024;
+pub const MAX_ARGON2_P: u32 = 16;
+/// Work of one derivation, in KiB of memory times passes: 4 GiB-passes (1 GiB with t = 4,
+/// 64 MiB with t = 64), a few seconds. The default (64 MiB, t = 3) is 192 MiB-passes.
+pub const MAX_ARGON2_WORK: u64 = 4 * 1024 * 1024;
+/// Key derivation one attempt to open a backup may spend, in all: passphrases are tried on the
+/// cheapest stanzas first, and the attempt stops here.
+pub const MAX_UNLOCK_WORK: u64 = MAX_ARGON2_WORK;
+/// Passphrase derivations one attempt to open a backup may run.
+pub const MAX_UNLOCK_DERIVATIONS: usize = 16;
 const WRAPPED_LEN: usize = 48;
 /// Prefix of the text form of a key, so a key file is recognisable and never mistaken for another secret.
 const KEY_TEXT_PREFIX: &str = "coffre-key-v1:";
@@ -84,18 +96,12 @@ impl SymmetricKey {
     /// Write this key to a new file readable by its owner only. Refuses to replace an existing
     /// file unless `overwrite`: losing a key loses every backup made with it.
     pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_secret_file(path, &self.to_text(), overwrite)
+        secret_file::write_private(path, &self.to_text(), overwrite)
     }
 
     /// Read a key file, naming the file in any error.
-    pub fn read_file(path: &Path) -> Result<Self> {
-        let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            Error::config(format!(
-                "cannot read key file {}: {e} (create one with 'coffre key generate {}')",
-                path.display(),
-                path.display()
-            ))
-        })?);
+    pub fn read_file(path: &Path, access: FileAccess) -> Result<Self> {
+        let raw = secret_file::read(path, "key file", access)?;
         Self::parse(&raw)
             .map_err(|why| Error::config(format!("key file {}: {why}", path.display())))
     }
@@ -187,19 +193,17 @@ impl Identity {
         Ok(Self(x25519_dalek::StaticSecret::from(array)))
     }
 
-    pub fn read_file(path: &Path) -> Result<Self> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read identity file {}: {e}", path.display()))
-        })?);
-        Self::parse(&text)
+    pub fn read_file(path: &Path, access: FileAccess) -> Result<Self> {
+        let raw = secret_file::read(path, "identity file", access)?;
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Error::config(format!("identity file {} is not text", path.display())))?;
+        Self::parse(text)
             .map_err(|why| Error::config(format!("identity file {}: {why}", path.display())))
     }
-}
 
-impl Identity {
     /// Write this identity to a new file readable by its owner only.
     pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_secret_file(path, &self.to_text(), overwrite)
+        secret_file::write_private(path, &self.to_text(), overwrite)
     }
 }
 
@@ -269,6 +273,31 @@ pub struct Argon2Params {
     pub p: u32,
 }
 
+impl Argon2Params {
+    /// KiB of memory times passes.
+    pub fn work(&self) -> u64 {
+        u64::from(self.m_kib) * u64::from(self.t)
+    }
+
+    /// Why these parameters are outside what coffre reads and writes, if they are.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let Argon2Params { m_kib, t, p } = *self;
+        if t == 0 || p == 0 || p > MAX_ARGON2_P {
+            return Err(format!("t must be at least 1 and p 1..={MAX_ARGON2_P}"));
+        }
+        if m_kib < 8 * p || m_kib > MAX_ARGON2_M_KIB {
+            return Err(format!("m_kib must be 8*p..={MAX_ARGON2_M_KIB} (1 GiB)"));
+        }
+        if self.work() > MAX_ARGON2_WORK {
+            return Err(format!(
+                "m_kib * t is {}, over {MAX_ARGON2_WORK} (1 GiB with t = 4, 64 MiB with t = 64)",
+                self.work()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Argon2Params {
     fn default() -> Self {
         Self {
@@ -321,6 +350,18 @@ impl Stanza {
             Stanza::Argon2id { key_id, .. }
             | Stanza::Key { key_id, .. }
             | Stanza::X25519 { key_id, .. } => key_id,
+        }
+    }
+
+    /// The argon2id parameters of a passphrase stanza.
+    pub fn argon2_params(&self) -> Option<Argon2Params> {
+        match self {
+            Stanza::Argon2id { m_kib, t, p, .. } => Some(Argon2Params {
+                m_kib: *m_kib,
+                t: *t,
+                p: *p,
+            }),
+            _ => None,
         }
     }
 
@@ -379,39 +420,110 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
 
 /// Find a stanza that one of `secrets` opens and return the DEK.
 ///
-/// Stanzas of type `key` are matched by key id; passphrases are tried on every argon2id stanza.
+/// Keys and identities are matched by key id first; then passphrases are tried on the argon2id
+/// stanzas, cheapest first, within `MAX_UNLOCK_WORK` and `MAX_UNLOCK_DERIVATIONS`. Stanzas with
+/// parameters beyond the limits are never derived. Key derivation blocks: call this from a
+/// blocking thread (`unwrap_blocking`) in async code, so that signals are still handled.
 pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result<Dek> {
     if !secrets.iter().any(|s| !matches!(s, Secret::Recipient(_))) {
         return Err(Error::auth(
-            "no key that can open backups is configured (an x25519 recipient only writes them): pass --key-file, --passphrase-env or --identity-file",
+            "no key that can open backups is configured (an x25519 recipient only writes them)",
         ));
     }
-    for secret in secrets {
+    for secret in secrets
+        .iter()
+        .filter(|s| !matches!(s, Secret::Passphrase(..)))
+    {
         for stanza in stanzas {
-            if let Some(dek) = try_unwrap(stanza, secret, backup_id)? {
+            if let Some(dek) = try_unwrap(stanza, secret, backup_id) {
+                return Ok(dek);
+            }
+        }
+    }
+    let mut budget = UnlockBudget::default();
+    let mut argon_stanzas: Vec<(&Stanza, Argon2Params)> = stanzas
+        .iter()
+        .filter_map(|s| s.argon2_params().map(|params| (s, params)))
+        .collect();
+    argon_stanzas.sort_by_key(|(_, params)| params.work());
+    for secret in secrets
+        .iter()
+        .filter(|s| matches!(s, Secret::Passphrase(..)))
+    {
+        for (stanza, params) in &argon_stanzas {
+            if let Err(why) = params.check() {
+                budget.refused = Some(why);
+                continue;
+            }
+            if !budget.spend(params) {
+                return Err(Error::auth(format!(
+                    "stopped trying passphrases on backup {backup_id} after {} key derivations: the manifest has {} passphrase stanzas, more than coffre tries; open it with a key file or identity",
+                    budget.derivations,
+                    argon_stanzas.len()
+                )));
+            }
+            if let Some(dek) = try_unwrap(stanza, secret, backup_id) {
                 return Ok(dek);
             }
         }
     }
     let ids: Vec<&str> = stanzas.iter().map(Stanza::key_id).collect();
+    let refused = budget
+        .refused
+        .map(|why| format!(" (a passphrase stanza was skipped: its argon2id parameters are outside the limits: {why})"))
+        .unwrap_or_default();
     Err(Error::auth(format!(
-        "no key in this backup's manifest opens it: the backup has keys [{}]; check the key file or passphrase ('coffre key id FILE' shows a key's id)",
+        "no key in this backup's manifest opens it: the backup has keys [{}]{refused}; check the key file or passphrase ('coffre key id FILE' shows a key's id)",
         ids.join(", ")
     )))
 }
 
+/// `unwrap` on a blocking thread: key derivation takes seconds, and the runtime must stay free
+/// to handle SIGTERM meanwhile.
+pub async fn unwrap_blocking(
+    stanzas: &[Stanza],
+    secrets: &[Secret],
+    backup_id: Uuid,
+) -> Result<Dek> {
+    let (stanzas, secrets) = (stanzas.to_vec(), secrets.to_vec());
+    tokio::task::spawn_blocking(move || unwrap(&stanzas, &secrets, backup_id))
+        .await
+        .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?
+}
+
+/// What one attempt to open a backup has spent on key derivation.
+#[derive(Default)]
+struct UnlockBudget {
+    work: u64,
+    derivations: usize,
+    /// Why a stanza was skipped, for the final error.
+    refused: Option<String>,
+}
+
+impl UnlockBudget {
+    /// Whether a derivation with `params` still fits; if so it is counted.
+    fn spend(&mut self, params: &Argon2Params) -> bool {
+        if self.derivations >= MAX_UNLOCK_DERIVATIONS || self.work + params.work() > MAX_UNLOCK_WORK
+        {
+            return false;
+        }
+        self.derivations += 1;
+        self.work += params.work();
+        true
+    }
+}
+
 /// Whether `stanzas` already hold a stanza for `secret`. Keys, identities and recipients are
 /// matched by key id (a recipient can write a stanza but never open one); a passphrase has a
-/// different key id in every backup, so it is tried on each argon2id stanza.
+/// different key id in every backup, so it is tried on the argon2id stanzas (blocking: see
+/// `unwrap`).
 pub fn holds(stanzas: &[Stanza], secret: &Secret, backup_id: Uuid) -> bool {
     let id = match secret {
         Secret::Key(key) => key.key_id(),
         Secret::Identity(identity) => identity.recipient().key_id(),
         Secret::Recipient(recipient) => recipient.key_id(),
         Secret::Passphrase(..) => {
-            return stanzas
-                .iter()
-                .any(|s| matches!(try_unwrap(s, secret, backup_id), Ok(Some(_))));
+            return unwrap(stanzas, std::slice::from_ref(secret), backup_id).is_ok();
         }
     };
     let kind = if matches!(secret, Secret::Key(_)) {
@@ -422,7 +534,9 @@ pub fn holds(stanzas: &[Stanza], secret: &Secret, backup_id: Uuid) -> bool {
     stanzas.iter().any(|s| s.kind() == kind && s.key_id() == id)
 }
 
-fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Option<Dek>> {
+/// The DEK, if `secret` opens `stanza`. Passphrase stanzas are derived as they are: check
+/// their parameters first.
+fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Option<Dek> {
     match (stanza, secret) {
         (
             Stanza::Key {
@@ -431,7 +545,7 @@ fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Optio
                 wrapped,
             },
             Secret::Key(key),
-        ) if *key_id == key.key_id() => Ok(open_dek(key, nonce, wrapped, backup_id)),
+        ) if *key_id == key.key_id() => open_dek(key, nonce, wrapped, backup_id),
         (
             Stanza::Argon2id {
                 salt,
@@ -444,21 +558,14 @@ fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Optio
             },
             Secret::Passphrase(passphrase, _),
         ) => {
-            if *m_kib > MAX_ARGON2_M_KIB {
-                return Err(Error::integrity(format!(
-                    "an argon2id stanza asks for {m_kib} KiB of memory, over the 1 GiB limit: refusing it"
-                )));
-            }
-            let Ok(salt) = B64.decode(salt) else {
-                return Ok(None);
-            };
+            let salt = B64.decode(salt).ok()?;
             let params = Argon2Params {
                 m_kib: *m_kib,
                 t: *t,
                 p: *p,
             };
-            let kek = passphrase.derive(&salt, params)?;
-            Ok(open_dek(&kek, nonce, wrapped, backup_id))
+            let kek = passphrase.derive(&salt, params).ok()?;
+            open_dek(&kek, nonce, wrapped, backup_id)
         }
         (
             Stanza::X25519 {
@@ -468,23 +575,17 @@ fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Result<Optio
             },
             Secret::Identity(identity),
         ) if *key_id == identity.recipient().key_id() => {
-            let Some(epk) = B64
-                .decode(epk)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            else {
-                return Ok(None);
-            };
+            let epk = <[u8; 32]>::try_from(B64.decode(epk).ok()?).ok()?;
             let recipient = identity.recipient();
             let kek = x25519_kek(
                 &identity.0,
                 &x25519_dalek::PublicKey::from(epk),
                 &epk,
                 recipient.0.as_bytes(),
-            );
-            Ok(kek.and_then(|kek| open_dek_with_nonce(&kek, &[0u8; 12], wrapped, backup_id)))
+            )?;
+            open_dek_with_nonce(&kek, &[0u8; 12], wrapped, backup_id)
         }
-        _ => Ok(None),
+        _ => None,
     }
 }
 
@@ -534,43 +635,20 @@ fn open_dek_with_nonce(
     Some(Dek::from_bytes(dek))
 }
 
-/// Create a file readable by its owner only and write `text` to it. Refuses to replace an
-/// existing file unless `overwrite`: losing a key loses every backup made with it.
-fn write_secret_file(path: &Path, text: &str, overwrite: bool) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::config(format!(
-                "{} exists: keep it (backups need it) or pass --force to replace it",
-                path.display()
-            ))
-        } else {
-            Error::config(format!("cannot create {}: {e}", path.display()))
-        }
-    })?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::config(format!("writing {}: {e}", path.display())))
-}
-
 /// The key id of a key file or an x25519 identity file (its recipient's id).
+/// Only the id is shown, so the file's mode is not checked.
 pub fn key_id_of_file(path: &Path) -> Result<String> {
-    let text = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?,
-    );
-    if text.starts_with(IDENTITY_TEXT_PREFIX.as_bytes()) {
-        return Ok(Identity::read_file(path)?.recipient().key_id());
+    let raw = secret_file::read(path, "key file", FileAccess::Any)?;
+    if raw.starts_with(IDENTITY_TEXT_PREFIX.as_bytes()) {
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Error::config(format!("{} is not text", path.display())))?;
+        let identity = Identity::parse(text)
+            .map_err(|why| Error::config(format!("identity file {}: {why}", path.display())))?;
+        return Ok(identity.recipient().key_id());
     }
-    Ok(SymmetricKey::read_file(path)?.key_id())
+    let key = SymmetricKey::parse(&raw)
+        .map_err(|why| Error::config(format!("key file {}: {why}", path.display())))?;
+    Ok(key.key_id())
 }
 
 fn key_id_of(kek: &[u8]) -> String {
@@ -667,23 +745,85 @@ mod tests {
         assert!(!format!("{identity:?}").contains(text.trim()));
     }
 
-    #[test]
-    fn huge_argon2_memory_cost_is_refused() {
-        let stanza = Stanza::Argon2id {
+    fn passphrase(text: &str) -> Secret {
+        Secret::Passphrase(
+            Passphrase::new(Zeroizing::new(text.into())).unwrap(),
+            fast_params(),
+        )
+    }
+
+    fn argon2_stanza(m_kib: u32, t: u32, p: u32) -> Stanza {
+        Stanza::Argon2id {
             key_id: "00".into(),
             salt: B64.encode([0u8; 16]),
-            m_kib: MAX_ARGON2_M_KIB + 1,
-            t: 1,
-            p: 1,
+            m_kib,
+            t,
+            p,
             nonce: B64.encode([0u8; 12]),
             wrapped: B64.encode([0u8; 48]),
-        };
-        let secret = Secret::Passphrase(
-            Passphrase::new(Zeroizing::new("x".into())).unwrap(),
-            fast_params(),
+        }
+    }
+
+    #[test]
+    fn stanzas_beyond_the_argon2_limits_are_never_derived() {
+        let dek = Dek::generate();
+        let id = Uuid::new_v4();
+        let good = wrap(&passphrase("p"), &dek, id).unwrap();
+        // Each of these would take minutes to years or gigabytes; a good stanza after them
+        // still opens at once.
+        let hostile = [
+            argon2_stanza(MAX_ARGON2_M_KIB + 1, 1, 1),
+            argon2_stanza(256, u32::MAX, 1),
+            argon2_stanza(65536, 1, u32::MAX),
+            argon2_stanza(MAX_ARGON2_M_KIB, 5, 1),
+        ];
+        let started = std::time::Instant::now();
+        let mut stanzas = hostile.to_vec();
+        stanzas.push(good);
+        let opened = unwrap(&stanzas, &[passphrase("p")], id).unwrap();
+        assert_eq!(opened.as_bytes(), dek.as_bytes());
+        let err = unwrap(&hostile, &[passphrase("p")], id).unwrap_err();
+        assert_eq!(err.class(), crate::error::Class::Auth);
+        assert!(err.message().contains("outside the limits"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn passphrase_attempts_stop_at_the_budget() {
+        let id = Uuid::new_v4();
+        let many = vec![argon2_stanza(256, 1, 1); MAX_UNLOCK_DERIVATIONS + 5];
+        let err = unwrap(&many, &[passphrase("p")], id).unwrap_err();
+        assert!(
+            err.message().contains("stopped trying passphrases"),
+            "{err}"
         );
-        let err = unwrap(&[stanza], &[secret], Uuid::nil()).unwrap_err();
-        assert_eq!(err.class(), crate::error::Class::Integrity);
+        let mut budget = UnlockBudget::default();
+        let big = Argon2Params {
+            m_kib: MAX_ARGON2_M_KIB,
+            t: 4,
+            p: 1,
+        };
+        assert!(budget.spend(&big));
+        assert!(!budget.spend(&fast_params()), "the work budget is spent");
+    }
+
+    #[test]
+    fn parameter_limits_accept_the_default_and_refuse_excess() {
+        assert!(Argon2Params::default().check().is_ok());
+        for bad in [
+            (0, 1, 1),
+            (65536, 0, 1),
+            (65536, 3, 17),
+            (65536, 65, 1),
+            (MAX_ARGON2_M_KIB * 2, 1, 1),
+        ] {
+            let params = Argon2Params {
+                m_kib: bad.0,
+                t: bad.1,
+                p: bad.2,
+            };
+            assert!(params.check().is_err(), "{params:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct MariaConn {
     pub database: String,
     password: Option<Zeroizing<String>>,
     tls: Tls,
+    /// Variables of coffre's environment the tools also get.
+    inherit_env: Vec<String>,
 }
 
 /// TLS settings as the mariadb client tools take them.
@@ -96,6 +98,7 @@ impl MariaConn {
             database: database.to_string(),
             password: server.load_password()?,
             tls: Tls::from_config(server)?,
+            inherit_env: server.inherit_env.clone(),
         })
     }
 
@@ -125,8 +128,14 @@ impl MariaConn {
                 url.username().to_string()
             },
             database: database.to_string(),
-            password: url.password().map(|p| Zeroizing::new(p.to_string())),
+            // Without a password in the URL, coffre's MYSQL_PWD (the tools see no other
+            // variable of coffre's), else ~/.my.cnf.
+            password: match url.password() {
+                Some(p) => Some(Zeroizing::new(p.to_string())),
+                None => std::env::var("MYSQL_PWD").ok().map(Zeroizing::new),
+            },
             tls: Tls::default(),
+            inherit_env: Vec::new(),
         })
     }
 
@@ -146,16 +155,15 @@ impl MariaConn {
 
     /// A command for a client tool with connection options; the database is not added.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = super::tool_command(program);
+        let mut cmd = crate::process::clean_command(program, &self.inherit_env);
         cmd.arg("--protocol=TCP")
             .arg(format!("--host={}", self.host))
             .arg(format!("--port={}", self.port))
             .arg(format!("--user={}", self.user))
             .args(self.tls.args());
-        match &self.password {
-            Some(password) => cmd.env("MYSQL_PWD", password.as_str()),
-            None => cmd.env_remove("MYSQL_PWD"),
-        };
+        if let Some(password) = &self.password {
+            cmd.env("MYSQL_PWD", password.as_str());
+        }
         cmd
     }
 

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use zeroize::Zeroizing;
 
-use crate::config::{env_secret, file_secret};
+use crate::config::env_secret;
 use crate::error::{Error, Result};
-use crate::source::describe_status;
+use crate::process::describe_status;
+use crate::secret_file::{self, FileAccess};
 
 /// A database source, as written in a job's `[source]` (kind = "postgres" or "mariadb").
 #[derive(Clone, Debug, Deserialize)]
@@ -46,6 +47,11 @@ pub struct ServerConfig {
     /// Extra arguments for the dump tool (never put secrets here).
     #[serde(default)]
     pub dump_args: Vec<String>,
+    /// Variables of coffre's own environment the client tools also get (PGSSLCERT,
+    /// PGSERVICEFILE...); they have PATH, HOME, LANG, LC_* and TZ and their connection
+    /// settings, and nothing else.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
 }
 
 fn default_host() -> String {
@@ -59,31 +65,10 @@ impl ServerConfig {
             return env_secret(var, "the database password").map(Some);
         }
         if let Some(path) = &self.password_file {
-            return file_secret(path, "password file").map(Some);
+            return secret_file::read_first_line(path, "password file", FileAccess::Any).map(Some);
         }
         Ok(None)
     }
-}
-
-/// A command for a database client tool with a scrubbed environment: only what the tools
-/// read (locale, PATH, HOME, and their own PG* / MYSQL* / MARIADB* settings such as
-/// PGSSLROOTCERT), so coffre's other secrets (key passphrases, store credentials) never
-/// reach a dump tool's environment.
-pub(crate) fn tool_command(program: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
-    cmd.env_clear();
-    for (name, value) in std::env::vars_os() {
-        let keep = name.to_str().is_some_and(|n| {
-            matches!(n, "PATH" | "HOME" | "USER" | "LANG" | "TZ" | "TMPDIR")
-                || ["LC_", "PG", "MYSQL", "MARIADB"]
-                    .iter()
-                    .any(|prefix| n.starts_with(prefix))
-        });
-        if keep {
-            cmd.env(name, value);
-        }
-    }
-    cmd
 }
 
 /// Run a client tool to completion and return its standard output.
@@ -152,7 +137,7 @@ pub(crate) fn stderr_summary(stderr: &[u8]) -> String {
 
 /// First line of `TOOL --version`, e.g. "pg_dump (PostgreSQL) 15.19".
 pub(crate) async fn tool_version(program: &str) -> Result<String> {
-    let mut cmd = tool_command(program);
+    let mut cmd = crate::process::clean_command(program, &[]);
     cmd.arg("--version");
     let out = run_tool(cmd, "checking the dump tool").await?;
     Ok(out.lines().next().unwrap_or("").trim().to_string())

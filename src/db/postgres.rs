@@ -18,6 +18,8 @@ pub struct PgConn {
     password: Option<Zeroizing<String>>,
     sslmode: Option<String>,
     sslrootcert: Option<std::path::PathBuf>,
+    /// Variables of coffre's environment the tools also get.
+    inherit_env: Vec<String>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -36,6 +38,7 @@ impl PgConn {
             password: server.load_password()?,
             sslmode: server.sslmode.clone(),
             sslrootcert: server.sslrootcert.clone(),
+            inherit_env: server.inherit_env.clone(),
         })
     }
 
@@ -56,8 +59,12 @@ impl PgConn {
                 "the PostgreSQL URL names no database: use postgres://user@host:port/database",
             ));
         }
-        // Without a password in the URL, libpq's own PGPASSWORD or ~/.pgpass applies.
-        let password = url.password().map(|p| Zeroizing::new(percent_decode(p)));
+        // Without a password in the URL, coffre's PGPASSWORD (the tools see no other PG*
+        // variable of coffre's), else ~/.pgpass.
+        let password = match url.password() {
+            Some(p) => Some(Zeroizing::new(percent_decode(p))),
+            None => std::env::var("PGPASSWORD").ok().map(Zeroizing::new),
+        };
         let sslmode = url
             .query_pairs()
             .find(|(k, _)| k == "sslmode")
@@ -74,6 +81,7 @@ impl PgConn {
             password,
             sslmode,
             sslrootcert: None,
+            inherit_env: Vec::new(),
         })
     }
 
@@ -95,7 +103,7 @@ impl PgConn {
 
     /// A command for a libpq tool, connected through the environment.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = super::tool_command(program);
+        let mut cmd = crate::process::clean_command(program, &self.inherit_env);
         cmd.env("PGHOST", &self.host)
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", &self.user)

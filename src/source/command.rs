@@ -5,9 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use tokio::io::AsyncRead;
 
-use super::describe_status;
 use crate::blocking::spawn_reader;
 use crate::error::{Error, Result};
+use crate::process::{describe_status, kill_group};
 
 /// How much of the child's stderr is kept to explain a failure.
 const STDERR_TAIL_LINES: usize = 5;
@@ -81,8 +81,10 @@ impl ChildDump {
 
 impl Drop for ChildDump {
     fn drop(&mut self) {
-        // A dump abandoned midway (the upload failed, the job was cancelled) must not run on.
+        // A dump abandoned midway (the upload failed, the job was cancelled) must not run on,
+        // nor anything it started: the whole group goes, while the leader is not yet reaped.
         if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }

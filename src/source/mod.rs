@@ -8,7 +8,6 @@
 mod command;
 mod database;
 
-use std::process::ExitStatus;
 use tokio::io::AsyncRead;
 
 use crate::config::{SecretValue, SourceConfig};
@@ -37,6 +36,7 @@ enum DumpSpec {
     Command {
         argv: Vec<String>,
         env: std::collections::BTreeMap<String, SecretValue>,
+        inherit_env: Vec<String>,
         workdir: Option<std::path::PathBuf>,
     },
     File(std::path::PathBuf),
@@ -72,6 +72,7 @@ pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
         SourceConfig::Command {
             command,
             env,
+            inherit_env,
             workdir,
         } => Ok(vec![DumpPlan {
             info: SourceInfo {
@@ -82,6 +83,7 @@ pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
             spec: DumpSpec::Command {
                 argv: command.clone(),
                 env: env.clone(),
+                inherit_env: inherit_env.clone(),
                 workdir: workdir.clone(),
             },
         }]),
@@ -111,8 +113,13 @@ impl DumpPlan {
                     exit: DumpExit(None),
                 });
             }
-            DumpSpec::Command { argv, env, workdir } => {
-                let mut cmd = std::process::Command::new(&argv[0]);
+            DumpSpec::Command {
+                argv,
+                env,
+                inherit_env,
+                workdir,
+            } => {
+                let mut cmd = crate::process::clean_command(&argv[0], inherit_env);
                 cmd.args(&argv[1..])
                     .envs(env.iter().map(|(k, v)| (k, v.as_str())));
                 if let Some(dir) = workdir {
@@ -130,15 +137,5 @@ impl DumpPlan {
             reader: Box::new(reader),
             exit: DumpExit(Some(child)),
         })
-    }
-}
-
-/// "exit code 3" or "killed by signal 9".
-pub fn describe_status(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => "unknown exit status".into(),
     }
 }

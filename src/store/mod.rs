@@ -371,7 +371,14 @@ impl Store {
 
 fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error {
     match e {
-        object_store::Error::NotFound { .. } => Error::store(format!("{action} {path}: not found")),
+        object_store::Error::NotFound { .. } => {
+            Error::not_found(format!("{action} {path}: not found"))
+        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => Error::auth(format!(
+            "{action} {path}: the store refused the credentials: {} (check the store's access key and secret, and their permissions)",
+            one_line(&e.to_string())
+        )),
         object_store::Error::AlreadyExists { .. } => {
             Error::store(format!("{action} {path}: it already exists"))
         }
