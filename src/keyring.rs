@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::crypto::keys::{self, Secret, Stanza};
 use crate::error::{Error, Result};
-use crate::store::{Backup, Store};
+use crate::store::{Backup, Damaged, Store};
 
 /// How many backups each key opens, by (type, key id).
 pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
@@ -26,10 +26,12 @@ pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
 }
 
 /// What a change did.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct KeyChange {
     pub changed: usize,
     pub already_done: usize,
+    /// Backups whose manifest could not be read: left unchanged, and the caller must say so.
+    pub damaged: Vec<Damaged>,
 }
 
 /// Add `new` to every backup of `job` (or of all jobs) that it does not open yet, unwrapping
@@ -40,9 +42,12 @@ pub async fn add(
     unlock: &[Secret],
     new: &Secret,
 ) -> Result<KeyChange> {
-    let backups = store.list(job).await?.complete;
-    let mut change = KeyChange::default();
-    for backup in &backups {
+    let listing = store.list(job).await?;
+    let mut change = KeyChange {
+        damaged: listing.damaged,
+        ..KeyChange::default()
+    };
+    for backup in &listing.complete {
         let m = &backup.manifest.manifest;
         let (stanzas, secret, id) = (m.keys.clone(), new.clone(), m.backup_id);
         let held = tokio::task::spawn_blocking(move || keys::holds(&stanzas, &secret, id))
@@ -91,7 +96,8 @@ impl Removal<'_> {
 /// Remove stanzas from every backup of `job` (or of all jobs). Refuses, before changing
 /// anything, if any backup would be left without a stanza.
 pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Result<KeyChange> {
-    let backups = store.list(job).await?.complete;
+    let listing = store.list(job).await?;
+    let backups = listing.complete;
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
     for backup in &backups {
         let mut left: Vec<Stanza> = Vec::new();
@@ -108,7 +114,10 @@ pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Res
         }
         kept.push(left);
     }
-    let mut change = KeyChange::default();
+    let mut change = KeyChange {
+        damaged: listing.damaged,
+        ..KeyChange::default()
+    };
     for (backup, stanzas) in backups.iter().zip(kept) {
         if stanzas.len() == backup.manifest.manifest.keys.len() {
             change.already_done += 1;

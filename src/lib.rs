@@ -12,6 +12,7 @@ pub mod error;
 pub mod keyring;
 pub mod manifest;
 pub mod metered;
+pub mod ops;
 mod partial_file;
 pub mod process;
 pub mod prune;

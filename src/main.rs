@@ -9,6 +9,7 @@ use coffre::config::{Config, DEFAULT_CONFIG_PATH, Job, KeyRef};
 use coffre::crypto::keys::{self, Identity, Secret, SymmetricKey};
 use coffre::error::{Error, Result};
 use coffre::keyring::{self, Removal};
+use coffre::ops::{self, verify::Outcome};
 use coffre::report;
 use coffre::restore::{DrillServer, RestoreOptions, Target};
 use coffre::store::{Backup, Store};
@@ -393,14 +394,12 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }
         Command::Key(KeyCommand::List { job, json }) => {
             let config = Config::load(&cli.config)?;
-            if let Some(job) = job {
-                config.job(job)?;
-            }
+            check_job(&config, job)?;
             let store = Store::open(&config.store, &config.upload)?;
-            let backups = store.list(job.as_deref()).await?.complete;
+            let listing = store.list(job.as_deref()).await?;
             match json {
-                true => println!("{}", report::key_list_json(&backups)),
-                false => print!("{}", report::key_list_text(&backups)),
+                true => println!("{}", report::key_list_json(&listing)),
+                false => print!("{}", report::key_list_text(&listing)),
             }
             Ok(())
         }
@@ -409,12 +408,13 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
             let unlock = unlock_secrets(&config, keys)?;
             let new = new.key_ref().load(config.encryption.settings())?;
             let store = Store::open(&config.store, &config.upload)?;
+            check_job(&config, job)?;
             let change = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
             println!(
                 "key added to {} backups ({} had it already)",
                 change.changed, change.already_done
             );
-            Ok(())
+            unchanged_damaged(&change)
         }
         Command::Key(KeyCommand::Remove {
             key_id,
@@ -422,6 +422,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
             job,
         }) => {
             let config = Config::load(&cli.config)?;
+            check_job(&config, job)?;
             let store = Store::open(&config.store, &config.upload)?;
             let change = match (key_id, passphrase_env) {
                 (Some(id), _) => {
@@ -442,7 +443,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
                 "key removed from {} backups ({} did not have it)",
                 change.changed, change.already_done
             );
-            Ok(())
+            unchanged_damaged(&change)
         }
         Command::Key(KeyCommand::Rotate {
             new,
@@ -454,18 +455,22 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
             let unlock = unlock_secrets(&config, keys)?;
             let new = new.key_ref().load(config.encryption.settings())?;
             let store = Store::open(&config.store, &config.upload)?;
+            check_job(&config, job)?;
             let added = keyring::add(&store, job.as_deref(), &unlock, &new).await?;
             let removed = keyring::remove(&store, job.as_deref(), Removal::KeyId(remove)).await?;
             println!(
                 "rotated: new key added to {} backups ({} had it), key {remove} removed from {}",
                 added.changed, added.already_done, removed.changed
             );
-            Ok(())
+            unchanged_damaged(&removed)
         }
         Command::Config(ConfigCommand::Check) => {
             let config = Config::load(&cli.config)?;
             config.all_jobs()?;
-            let secrets = config.encryption.load_secrets()?;
+            let secrets = config
+                .encryption
+                .load_secrets()
+                .map_err(|e| e.with_hint(NEW_KEY_HINT))?;
             let store = Store::open(&config.store, &config.upload)?;
             print!(
                 "{}",
@@ -476,7 +481,10 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         Command::Backup { jobs, all, json } => {
             let config = Config::load(&cli.config)?;
             let store = Store::open(&config.store, &config.upload)?.stop_uploads_on(stop.clone());
-            let recipients = config.encryption.load_secrets()?;
+            let recipients = config
+                .encryption
+                .load_secrets()
+                .map_err(|e| e.with_hint(NEW_KEY_HINT))?;
             let jobs = pick_jobs(&config, jobs, *all)?;
             let mut failures = Vec::new();
             for job in jobs {
@@ -603,9 +611,7 @@ async fn dispatch(cli: &Cli, stop: &CancellationToken) -> Result<()> {
         }
         Command::List { job, json } => {
             let config = Config::load(&cli.config)?;
-            if let Some(job) = job {
-                config.job(job)?;
-            }
+            check_job(&config, job)?;
             let store = Store::open(&config.store, &config.upload)?;
             let listing = store.list(job.as_deref()).await?;
             if *json {
@@ -633,42 +639,50 @@ async fn verify_all(
     drill: bool,
     json: bool,
 ) -> Result<()> {
-    if let Some(job) = job {
-        config.job(job)?;
-    }
-    let backups = store.list(job).await?.complete;
-    let mut failures = Vec::new();
-    for backup in &backups {
-        let result = if drill {
-            match DrillServer::for_backup(config, backup, None) {
-                Ok(server) => restore::drill(store, backup, secrets, &server, false)
-                    .await
-                    .map(|(_, d)| report::drill_text(backup, &d)),
-                Err(e) => Err(e),
+    let report = ops::verify::verify_all(config, store, secrets, job, drill).await?;
+    for checked in &report.checked {
+        match (&checked.outcome, &checked.backup) {
+            (Outcome::Failed(e), _) => eprintln!("coffre: backup {}: {e}", checked.location.id),
+            (_, _) if json => {}
+            (Outcome::Verified(summary), Some(backup)) => {
+                println!("{}", report::verify_text(backup, summary))
             }
-        } else {
-            restore::verify(store, backup, secrets, false)
-                .await
-                .map(|s| report::verify_text(backup, &s))
-        };
-        match result {
-            Ok(line) if !json => println!("{line}"),
-            Ok(_) => {}
-            Err(e) => {
-                let e = e.context(format!("backup {}", backup.location.id));
-                eprintln!("coffre: {e}");
-                failures.push(e);
+            (Outcome::Drilled(_, drill), Some(backup)) => {
+                println!("{}", report::drill_text(backup, drill))
             }
+            (outcome, _) => println!("{}", report::verify_line(&checked.location, outcome)),
         }
     }
-    let summary = report::verify_all_summary(backups.len(), &failures);
+    let summary = report::verify_all_summary(&report);
     match json {
-        true => println!("{}", report::verify_all_json(backups.len(), &failures)),
+        true => println!("{}", report::verify_all_json(&report)),
         false => println!("{summary}"),
     }
-    match failures.first() {
+    match report.failure_class() {
         None => Ok(()),
-        Some(first) => Err(Error::new(first.class(), summary)),
+        Some(class) => Err(Error::new(class, summary)),
+    }
+}
+
+/// A `--job` given must be a configured job.
+fn check_job(config: &Config, job: &Option<String>) -> Result<()> {
+    match job {
+        Some(job) => config.job(job).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// A key change leaves backups with an unreadable manifest as they were: an integrity error
+/// naming each, after the others were changed.
+fn unchanged_damaged(change: &keyring::KeyChange) -> Result<()> {
+    for d in &change.damaged {
+        eprintln!("coffre: not changed: {}", report::damaged_text(d));
+    }
+    match change.damaged.len() {
+        0 => Ok(()),
+        n => Err(Error::integrity(format!(
+            "{n} backups have a damaged manifest and were not changed (listed above); every other backup was"
+        ))),
     }
 }
 
@@ -731,6 +745,10 @@ async fn pick_backup(config: &Config, store: &Store, pick: &Pick) -> Result<Back
         }
     }
 }
+
+/// What backup and config check add to a key error.
+const NEW_KEY_HINT: &str =
+    "'coffre key generate FILE' makes a new key for new backups (it opens no existing backup)";
 
 /// What restore and verify add to a key error: a new key never opens an old backup.
 const OPEN_KEY_HINT: &str = "to open backups with another key pass --key-file FILE, --passphrase-env VAR, --passphrase-file FILE or --identity-file FILE";

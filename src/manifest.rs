@@ -69,8 +69,16 @@ pub struct StoredManifest {
     raw: Value,
 }
 
+/// How deeply a manifest's JSON may nest; real ones nest 3 levels.
+pub const MAX_JSON_DEPTH: usize = 16;
+
 impl StoredManifest {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if json_depth_exceeds(bytes, MAX_JSON_DEPTH) {
+            return Err(Error::integrity(format!(
+                "manifest nests deeper than {MAX_JSON_DEPTH} levels, which no manifest does"
+            )));
+        }
         let raw: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::integrity(format!("manifest is not valid JSON: {e}")))?;
         let manifest: Manifest = serde_json::from_value(raw.clone())
@@ -126,6 +134,35 @@ impl Manifest {
         serde_json::to_vec_pretty(&self)
             .map_err(|e| Error::internal(format!("manifest serialization: {e}")))
     }
+}
+
+/// Whether JSON text nests arrays and objects deeper than `max`, by a scan that needs no
+/// parsing (and so no recursion) of its own.
+fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn manifest_mac(dek: &Dek, salt: &[u8; 32]) -> Hmac<Sha256> {
@@ -259,6 +296,19 @@ mod tests {
             text,
             r#"{"A":true,"a":{"y":null,"z":[1,2,"x\n\u0001é"]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        let err = StoredManifest::parse(deep.as_bytes()).unwrap_err();
+        assert!(err.message().contains("nests deeper"), "{err}");
+        // Brackets inside strings do not count.
+        assert!(!json_depth_exceeds(
+            br#"{"a":"[[[[[[[[[[[[[[[[[[[[\"[["}"#,
+            3
+        ));
+        assert!(json_depth_exceeds(b"[[[[", 3));
     }
 
     #[test]

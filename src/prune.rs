@@ -1,7 +1,8 @@
 //! Pruning: list, decide with `retention`, then delete; in that order and never mixed.
 //!
 //! Safety rules: a plan is only made from a listing in which every object listed and every
-//! manifest read; a plan over several jobs is only carried out when every job's listing
+//! manifest could be read (a manifest read and found damaged is kept, reported, and never
+//! counted towards what the policy keeps); a plan over several jobs is only carried out when every job's listing
 //! succeeded; a complete backup loses its manifest before its data (an interrupted delete
 //! leaves an incomplete backup, cleaned later, never a manifest without data); a directory
 //! without a manifest is removed only once it is more than 24 hours old.
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::retention::{self, Decision, Entry};
-use crate::store::{Backup, BackupRef, Store};
+use crate::store::{Backup, BackupRef, Damaged, Store};
 
 /// What pruning one job will do.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct JobPlan {
     pub stale_incomplete: Vec<BackupRef>,
     /// Directories without a manifest that may still be being written.
     pub fresh_incomplete: Vec<BackupRef>,
+    /// Backups whose manifest is damaged: never deleted by a prune, left for a person.
+    pub damaged: Vec<Damaged>,
 }
 
 impl JobPlan {
@@ -48,12 +51,22 @@ pub struct PruneReport {
 /// Plan the prune of `job` at `now`. Fails, deciding nothing, if the listing or any manifest
 /// read fails.
 pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPlan> {
-    let listing = store.list(Some(&job.name)).await.map_err(|e| {
+    let stopped = |e: Error| {
         e.context(format!(
             "prune of job '{}' stopped, nothing deleted",
             job.name
         ))
-    })?;
+    };
+    let mut listing = store.list(Some(&job.name)).await.map_err(stopped)?;
+    // A manifest that could not be read may be a backup the policy needs to count.
+    if let Some(i) = listing.damaged.iter().position(|d| !d.is_content()) {
+        let unread = listing.damaged.swap_remove(i);
+        return Err(stopped(
+            unread
+                .error
+                .context(format!("backup {}", unread.location.id)),
+        ));
+    }
     let mut by_series: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
     for backup in listing.complete {
         by_series
@@ -93,6 +106,7 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
         series,
         stale_incomplete,
         fresh_incomplete,
+        damaged: listing.damaged,
     })
 }
 

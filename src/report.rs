@@ -6,9 +6,10 @@ use crate::backup::BackupSummary;
 use crate::config::Config;
 use crate::crypto::keys::Secret;
 use crate::manifest::rfc3339;
+use crate::ops::verify::{Outcome, VerifyReport};
 use crate::prune::{JobPlan, PruneReport};
 use crate::restore::{DrillReport, OpenSummary};
-use crate::store::{Backup, BackupRef, Listing};
+use crate::store::{Backup, BackupRef, Damaged, Listing};
 
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(bytes: u64) -> String {
@@ -62,11 +63,45 @@ pub fn listing_text(listing: &Listing) -> String {
     if listing.complete.is_empty() {
         out.push_str("(no complete backups)\n");
     }
+    for d in &listing.damaged {
+        out.push_str(&format!("{}\n", damaged_text(d)));
+    }
     out
 }
 
+/// A backup whose manifest cannot be used, in one line.
+pub fn damaged_text(d: &Damaged) -> String {
+    format!(
+        "damaged: backup {} of job '{}' (started {} UTC): {}",
+        d.location.id,
+        d.location.job,
+        d.location.time.format("%Y-%m-%d %H:%M:%S"),
+        d.error
+    )
+}
+
+fn damaged_json(d: &Damaged) -> Value {
+    json!({
+        "id": d.location.id,
+        "job": d.location.job,
+        "started_at": rfc3339::format(&d.location.time),
+        "status": "damaged",
+        "error": d.error.to_string(),
+    })
+}
+
+/// Complete backups (`"status": "complete"`), then damaged ones (`"status": "damaged"`).
 pub fn listing_json(listing: &Listing) -> Value {
-    Value::Array(listing.complete.iter().map(backup_json).collect())
+    let complete = listing.complete.iter().map(|b| {
+        let mut item = backup_json(b);
+        item["status"] = json!("complete");
+        item
+    });
+    Value::Array(
+        complete
+            .chain(listing.damaged.iter().map(damaged_json))
+            .collect(),
+    )
 }
 
 pub fn backup_text(s: &BackupSummary) -> String {
@@ -201,6 +236,10 @@ pub fn prune_plan_text(plans: &[JobPlan]) -> String {
                 "keep (incomplete, may still be running)",
             ));
         }
+        for d in &plan.damaged {
+            let verdict = format!("keep (damaged manifest, needs a person: {})", d.error);
+            out.push_str(&row(&plan.job, "-", &d.location, &verdict));
+        }
     }
     out
 }
@@ -226,6 +265,9 @@ pub fn prune_plan_json(plans: &[JobPlan], dry_run: bool) -> Value {
         for r in &plan.fresh_incomplete {
             items.push(json!({"job": plan.job, "id": r.id, "incomplete": true, "keep": true}));
         }
+        for d in &plan.damaged {
+            items.push(json!({"job": plan.job, "id": d.location.id, "damaged": true, "keep": true, "error": d.error.to_string()}));
+        }
     }
     json!({"dry_run": dry_run, "backups": items})
 }
@@ -241,7 +283,8 @@ pub fn prune_report_text(done: &PruneReport) -> String {
 }
 
 /// Keys and the backups they open.
-pub fn key_list_text(backups: &[Backup]) -> String {
+pub fn key_list_text(listing: &Listing) -> String {
+    let backups = &listing.complete;
     let mut out = format!("{:<10}  {:<16}  BACKUPS\n", "TYPE", "KEY ID");
     for ((kind, id), count) in crate::keyring::usage(backups) {
         out.push_str(&format!(
@@ -249,34 +292,64 @@ pub fn key_list_text(backups: &[Backup]) -> String {
             backups.len()
         ));
     }
+    for d in &listing.damaged {
+        out.push_str(&format!("{}\n", damaged_text(d)));
+    }
     out
 }
 
-pub fn key_list_json(backups: &[Backup]) -> Value {
-    let keys: Vec<Value> = crate::keyring::usage(backups)
+pub fn key_list_json(listing: &Listing) -> Value {
+    let keys: Vec<Value> = crate::keyring::usage(&listing.complete)
         .into_iter()
         .map(|((kind, id), count)| json!({"type": kind, "key_id": id, "backups": count}))
         .collect();
-    json!({"backups": backups.len(), "keys": keys})
+    let damaged: Vec<Value> = listing.damaged.iter().map(damaged_json).collect();
+    json!({"backups": listing.complete.len(), "keys": keys, "damaged": damaged})
 }
 
-pub fn verify_all_summary(total: usize, failures: &[crate::error::Error]) -> String {
-    if failures.is_empty() {
-        format!("verified {total} of {total} backups: every check holds")
+/// A backup `verify --all` did not verify, in one line.
+pub fn verify_line(r: &BackupRef, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::PrunedMeanwhile => format!(
+            "backup {} of job '{}': pruned meanwhile (deleted by a prune while this ran)",
+            r.id, r.job
+        ),
+        Outcome::Failed(e) => format!("backup {} of job '{}': {e}", r.id, r.job),
+        Outcome::Verified(_) | Outcome::Drilled(..) => {
+            format!("verified backup {} of job '{}'", r.id, r.job)
+        }
+    }
+}
+
+pub fn verify_all_summary(report: &VerifyReport) -> String {
+    let pruned = report.count(|o| matches!(o, Outcome::PrunedMeanwhile));
+    let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
+    let total = report.checked.len() - pruned;
+    let meanwhile = match pruned {
+        0 => String::new(),
+        n => format!(" ({n} more pruned meanwhile)"),
+    };
+    if failed == 0 {
+        format!("verified {total} of {total} backups: every check holds{meanwhile}")
     } else {
         format!(
-            "verified {} of {total} backups: {} failed (listed above)",
-            total - failures.len(),
-            failures.len()
+            "verified {} of {total} backups: {failed} failed (listed above){meanwhile}",
+            total - failed,
         )
     }
 }
 
-pub fn verify_all_json(total: usize, failures: &[crate::error::Error]) -> Value {
+pub fn verify_all_json(report: &VerifyReport) -> Value {
+    let pruned = report.count(|o| matches!(o, Outcome::PrunedMeanwhile));
+    let failures: Vec<Value> = report
+        .failures()
+        .map(|(r, e)| json!({"id": r.id, "job": r.job, "class": e.class().label(), "error": e.message()}))
+        .collect();
     json!({
-        "backups": total,
-        "verified": total - failures.len(),
-        "failed": failures.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        "backups": report.checked.len() - pruned,
+        "verified": report.checked.len() - pruned - failures.len(),
+        "pruned_meanwhile": pruned,
+        "failed": failures,
     })
 }
 

@@ -5,6 +5,7 @@ mod support;
 use coffre::config::Config;
 use coffre::crypto::keys::{Secret, SymmetricKey};
 use coffre::keyring;
+use coffre::secret_file::FileAccess;
 use sha2::{Digest, Sha256};
 use support::Workspace;
 use support::faulty::faulty_store;
@@ -108,7 +109,8 @@ async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
     let new = key_id(&ws, "new.key");
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
     let unlock = config.encryption.load_secrets().unwrap();
-    let new_key = Secret::Key(SymmetricKey::read_file(&ws.path("new.key")).unwrap());
+    let new_key =
+        Secret::Key(SymmetricKey::read_file(&ws.path("new.key"), FileAccess::Owner).unwrap());
 
     // The store fails to rewrite the second manifest: the add phase stops there.
     let store = faulty_store(&ws, |f| {

@@ -18,6 +18,8 @@ pub struct Backend {
     pub store: Arc<dyn ObjectStore>,
     pub description: String,
     pub locker: Option<ObjectLocker>,
+    /// The directory of a local store.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
@@ -34,13 +36,18 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                     path.display()
                 ))
             })?;
-            let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
-                Error::store(format!("cannot open local store {}: {e}", path.display()))
-            })?;
+            // fsync every written file and directory entry: a power cut must not leave a
+            // manifest pointing at data that never reached the disk.
+            let fs = LocalFileSystem::new_with_prefix(path)
+                .map_err(|e| {
+                    Error::store(format!("cannot open local store {}: {e}", path.display()))
+                })?
+                .with_fsync(true);
             Ok(Backend {
                 store: Arc::new(fs),
                 description: format!("local:{}", path.display()),
                 locker: None,
+                local_root: Some(path.clone()),
             })
         }
         StoreConfig::S3 {
@@ -85,6 +92,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                 store,
                 description: format!("s3://{bucket}"),
                 locker: Some(locker),
+                local_root: None,
             })
         }
         StoreConfig::Azure {
@@ -115,6 +123,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                 store: Arc::new(store),
                 description: format!("azure://{account}/{container}"),
                 locker: None,
+                local_root: None,
             })
         }
         StoreConfig::Gcs {
@@ -135,6 +144,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                 store: Arc::new(store),
                 description: format!("gs://{bucket}"),
                 locker: None,
+                local_root: None,
             })
         }
     }

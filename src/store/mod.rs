@@ -33,6 +33,8 @@ pub use upload::{PartSizing, StagedUpload};
 const DATA_FILE: &str = "data.cfr";
 const MANIFEST_FILE: &str = "manifest.json";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// The largest manifest coffre reads: real ones are a few KiB.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Where one backup lives: job, start time (to the second) and id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,16 +75,45 @@ pub struct Backup {
     pub manifest: StoredManifest,
 }
 
-/// What a listing found.
+/// What a listing found. One bad manifest never hides the others: it is reported in
+/// `damaged` and the listing goes on.
 #[derive(Debug, Default)]
 pub struct Listing {
     pub complete: Vec<Backup>,
     /// Backup directories without a manifest: in progress, or failed and not yet cleaned.
     pub incomplete: Vec<BackupRef>,
+    /// Backups whose manifest could not be read or is not a valid manifest.
+    pub damaged: Vec<Damaged>,
+    /// Backups whose manifest was listed but was gone when read: deleted meanwhile (by a
+    /// concurrent prune), not damaged.
+    pub vanished: Vec<BackupRef>,
+}
+
+/// A backup whose manifest could not be used, and why.
+#[derive(Debug)]
+pub struct Damaged {
+    pub location: BackupRef,
+    pub error: Error,
+}
+
+impl Damaged {
+    /// Whether the manifest was read and found bad (rather than not read at all: a store
+    /// outage, a permission): only then is the damage known to stay.
+    pub fn is_content(&self) -> bool {
+        self.error.class() == crate::error::Class::Integrity
+    }
+}
+
+/// The backup directories a listing of object names found, before any manifest is read.
+struct Scan {
+    /// directory -> size of its manifest, if it has one
+    dirs: BTreeMap<BackupRef, Option<u64>>,
 }
 
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The directory of a local store, where symlinks are checked: none is followed.
+    local_root: Option<std::path::PathBuf>,
     prefix: ObjectPath,
     description: String,
     sizing: PartSizing,
@@ -95,6 +126,7 @@ impl Store {
         let backend = backend::build(config, upload)?;
         let mut store = Self::new(backend.store, config.prefix(), backend.description);
         store.locker = backend.locker;
+        store.local_root = backend.local_root;
         store.sizing = PartSizing {
             initial: upload.part_size_mib << 20,
             concurrency: upload.concurrency,
@@ -106,6 +138,7 @@ impl Store {
     pub fn new(inner: Arc<dyn ObjectStore>, prefix: &str, description: String) -> Self {
         Self {
             inner,
+            local_root: None,
             prefix: ObjectPath::from(prefix),
             description,
             sizing: PartSizing::default(),
@@ -212,16 +245,36 @@ impl Store {
         Ok(())
     }
 
+    /// Read and parse the manifest of `r`, at most `MAX_MANIFEST_BYTES` of it.
     pub async fn read_manifest(&self, r: &BackupRef) -> Result<StoredManifest> {
+        self.refuse_links(r)?;
         let path = self.manifest_path(r);
-        let bytes = self
+        let result = self
             .inner
             .get(&path)
             .await
-            .map_err(|e| store_error("reading", &path, e))?
-            .bytes()
-            .await
             .map_err(|e| store_error("reading", &path, e))?;
+        let too_big = || {
+            Error::integrity(format!(
+                "{path}: over {} MiB, which no manifest is",
+                MAX_MANIFEST_BYTES >> 20
+            ))
+        };
+        if result.meta.size > MAX_MANIFEST_BYTES {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        let mut stream = result.into_stream();
+        while let Some(piece) = stream
+            .try_next()
+            .await
+            .map_err(|e| store_error("reading", &path, e))?
+        {
+            bytes.extend_from_slice(&piece);
+            if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+                return Err(too_big());
+            }
+        }
         let stored = StoredManifest::parse(&bytes).map_err(|e| e.context(&path))?;
         if stored.manifest.backup_id != r.id || stored.manifest.job != r.job {
             return Err(Error::integrity(format!(
@@ -232,8 +285,48 @@ impl Store {
         Ok(stored)
     }
 
+    /// Whether the manifest of `r` exists now (to tell a backup pruned meanwhile from a lost one).
+    pub async fn manifest_exists(&self, r: &BackupRef) -> Result<bool> {
+        let path = self.manifest_path(r);
+        match self.inner.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error("checking", &path, e)),
+        }
+    }
+
+    /// On a local store, refuse a backup reached through a symbolic link below the store's
+    /// directory: reading or deleting through it would act outside the store.
+    fn refuse_links(&self, r: &BackupRef) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let mut path = root.clone();
+        let dir = self.backup_dir(r);
+        let parts: Vec<String> = dir.parts().map(|p| p.as_ref().to_string()).collect();
+        let files = [DATA_FILE, MANIFEST_FILE];
+        for part in parts.iter().map(String::as_str).chain([""]) {
+            let candidates: Vec<std::path::PathBuf> = if part.is_empty() {
+                files.iter().map(|f| path.join(f)).collect()
+            } else {
+                path.push(part);
+                vec![path.clone()]
+            };
+            for candidate in candidates {
+                if std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(Error::integrity(format!(
+                        "{} is a symbolic link: coffre never follows links out of the store directory; replace it with what it points to, or remove it",
+                        candidate.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stream the data object of `r`.
     pub async fn read_data(&self, r: &BackupRef) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        self.refuse_links(r)?;
         let path = self.data_path(r);
         let result = self
             .inner
@@ -256,6 +349,7 @@ impl Store {
     /// Delete every object of a backup directory, manifest first: an interrupted delete leaves
     /// an incomplete backup (cleaned later), never a manifest without its data.
     pub async fn delete_backup(&self, r: &BackupRef) -> Result<()> {
+        self.refuse_links(r)?;
         for path in [self.manifest_path(r), self.data_path(r)] {
             match self.inner.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -265,8 +359,15 @@ impl Store {
         Ok(())
     }
 
-    /// List backups, of one job or of all. Any failure fails the whole listing.
+    /// List backups, of one job or of all. A failed listing of names fails the whole listing;
+    /// a manifest that cannot be read or parsed only marks its own backup as damaged.
     pub async fn list(&self, job: Option<&str>) -> Result<Listing> {
+        let scan = self.scan(job).await?;
+        Ok(self.load(scan.dirs).await)
+    }
+
+    /// The backup directories under `job` (or all), from object names alone.
+    async fn scan(&self, job: Option<&str>) -> Result<Scan> {
         let prefix = match job {
             Some(job) => self.job_dir(job),
             None => self.prefix.clone(),
@@ -278,8 +379,7 @@ impl Store {
             .await
             .map_err(|e| store_error("listing", &prefix, e))?;
         let base_depth = self.prefix.parts().count();
-        // backup directory -> has a manifest
-        let mut dirs: BTreeMap<BackupRef, bool> = BTreeMap::new();
+        let mut dirs: BTreeMap<BackupRef, Option<u64>> = BTreeMap::new();
         for meta in objects {
             let parts: Vec<_> = meta.location.parts().skip(base_depth).collect();
             let [job, dir, file] = parts.as_slice() else {
@@ -288,28 +388,42 @@ impl Store {
             let Some(r) = BackupRef::parse_dir(job.as_ref(), dir.as_ref()) else {
                 continue;
             };
-            let entry = dirs.entry(r).or_insert(false);
-            *entry |= file.as_ref() == MANIFEST_FILE;
+            let entry = dirs.entry(r).or_insert(None);
+            if file.as_ref() == MANIFEST_FILE {
+                *entry = Some(meta.size);
+            }
         }
+        Ok(Scan { dirs })
+    }
+
+    /// Read the manifests of scanned directories.
+    async fn load(&self, dirs: BTreeMap<BackupRef, Option<u64>>) -> Listing {
         let mut listing = Listing::default();
-        for (r, has_manifest) in dirs {
-            if has_manifest {
-                let manifest = self.read_manifest(&r).await?;
-                listing.complete.push(Backup {
+        for (r, manifest_size) in dirs {
+            if manifest_size.is_none() {
+                listing.incomplete.push(r);
+                continue;
+            }
+            match self.read_manifest(&r).await {
+                Ok(manifest) => listing.complete.push(Backup {
                     location: r,
                     manifest,
-                });
-            } else {
-                listing.incomplete.push(r);
+                }),
+                Err(e) if e.is_not_found() => listing.vanished.push(r),
+                Err(error) => {
+                    tracing::warn!("backup {} of job '{}': {error}", r.id, r.job);
+                    listing.damaged.push(Damaged { location: r, error });
+                }
             }
         }
         listing.complete.sort_by(|a, b| {
             (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id))
         });
-        Ok(listing)
+        listing
     }
 
-    /// Find a complete backup by id (or unique id prefix), optionally within one job.
+    /// Find a complete backup by id (or unique id prefix), optionally within one job. Only the
+    /// manifest of the backup found is read: damage elsewhere in the store does not matter.
     pub async fn find(&self, id_or_prefix: &str, job: Option<&str>) -> Result<Backup> {
         let wanted = id_or_prefix.to_ascii_lowercase();
         if wanted.len() < 4 {
@@ -317,27 +431,29 @@ impl Store {
                 "backup id '{id_or_prefix}' is too short: give at least 4 characters (see 'coffre list')"
             )));
         }
-        let listing = self.list(job).await?;
-        let mut matches = listing
-            .complete
-            .into_iter()
-            .filter(|b| b.location.id.to_string().starts_with(&wanted));
-        match (matches.next(), matches.next()) {
-            (Some(found), None) => Ok(found),
+        let mut matches = self.scan(job).await?.dirs;
+        matches.retain(|r, manifest| manifest.is_some() && r.id.to_string().starts_with(&wanted));
+        let mut found = matches.into_iter();
+        match (found.next(), found.next()) {
+            (Some((r, _)), None) => Ok(Backup {
+                manifest: self.read_manifest(&r).await?,
+                location: r,
+            }),
             (Some(_), Some(_)) => Err(Error::config(format!(
                 "backup id '{id_or_prefix}' matches more than one backup: give more characters"
             ))),
-            (None, _) => Err(Error::store(format!(
+            (None, _) => Err(Error::not_found(format!(
                 "no complete backup with id '{id_or_prefix}' in {} (see 'coffre list')",
                 self.description
             ))),
         }
     }
 
-    /// The newest complete backup of a job.
     /// The newest complete backup of a job's series: of one database, when the job dumps several.
+    /// Backups with a damaged manifest are passed over, with a warning when one is newer.
     pub async fn latest(&self, job: &str, series: Option<&str>) -> Result<Backup> {
-        let complete = self.list(Some(job)).await?.complete;
+        let listing = self.list(Some(job)).await?;
+        let complete = listing.complete;
         let mut names: Vec<String> = complete
             .iter()
             .map(|b| b.manifest.manifest.series().to_string())
@@ -355,17 +471,32 @@ impl Store {
                 )));
             }
         };
-        complete
+        let found = complete
             .into_iter()
             .rev()
             .find(|b| b.manifest.manifest.series() == wanted)
             .ok_or_else(|| {
                 let which = series.map(|s| format!(" of '{s}'")).unwrap_or_default();
-                Error::store(format!(
-                    "job '{job}' has no complete backup{which} in {}",
+                let damaged = match listing.damaged.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} with a damaged manifest: see 'coffre list')"),
+                };
+                Error::not_found(format!(
+                    "job '{job}' has no complete backup{which} in {}{damaged}",
                     self.description
                 ))
-            })
+            })?;
+        for damaged in &listing.damaged {
+            if damaged.location.time > found.location.time {
+                tracing::warn!(
+                    "backup {} of job '{job}' is newer than {} but its manifest is damaged: using {}",
+                    damaged.location.id,
+                    found.location.id,
+                    found.location.id
+                );
+            }
+        }
+        Ok(found)
     }
 }
 

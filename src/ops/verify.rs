@@ -1,0 +1,119 @@
+//! `verify --all`: check every complete backup and say what became of each.
+//!
+//! A backup whose manifest is damaged is a failure, named, and does not stop the others. A
+//! backup deleted by a prune while this runs (its manifest is gone when read, or its data when
+//! opened and then its manifest too) is "pruned meanwhile", not a failure.
+
+use crate::config::Config;
+use crate::crypto::keys::Secret;
+use crate::error::{Class, Error, Result};
+use crate::restore::{self, DrillReport, DrillServer, OpenSummary};
+use crate::store::{Backup, BackupRef, Store};
+
+/// What became of one backup.
+#[derive(Debug)]
+pub enum Outcome {
+    Verified(OpenSummary),
+    /// Verified by restoring it into a scratch database.
+    Drilled(OpenSummary, DrillReport),
+    Failed(Error),
+    /// Deleted by a concurrent prune between listing and checking.
+    PrunedMeanwhile,
+}
+
+#[derive(Debug)]
+pub struct Checked {
+    pub location: BackupRef,
+    /// The manifest, when it could be read.
+    pub backup: Option<Backup>,
+    pub outcome: Outcome,
+}
+
+/// Every backup `verify_all` looked at, oldest first.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub checked: Vec<Checked>,
+}
+
+impl VerifyReport {
+    pub fn count(&self, which: fn(&Outcome) -> bool) -> usize {
+        self.checked.iter().filter(|c| which(&c.outcome)).count()
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = (&BackupRef, &Error)> {
+        self.checked.iter().filter_map(|c| match &c.outcome {
+            Outcome::Failed(e) => Some((&c.location, e)),
+            _ => None,
+        })
+    }
+
+    /// The class of the first failure, which the whole run exits with.
+    pub fn failure_class(&self) -> Option<Class> {
+        self.failures().next().map(|(_, e)| e.class())
+    }
+}
+
+/// Verify (or, with `drill`, restore into scratch databases) every complete backup of `job`,
+/// or of every job.
+pub async fn verify_all(
+    config: &Config,
+    store: &Store,
+    secrets: &[Secret],
+    job: Option<&str>,
+    drill: bool,
+) -> Result<VerifyReport> {
+    if let Some(job) = job {
+        config.job(job)?;
+    }
+    let listing = store.list(job).await?;
+    let mut report = VerifyReport::default();
+    for r in listing.vanished {
+        report.checked.push(Checked {
+            location: r,
+            backup: None,
+            outcome: Outcome::PrunedMeanwhile,
+        });
+    }
+    for damaged in listing.damaged {
+        report.checked.push(Checked {
+            location: damaged.location,
+            backup: None,
+            outcome: Outcome::Failed(damaged.error),
+        });
+    }
+    for backup in listing.complete {
+        let outcome = match check(config, store, secrets, &backup, drill).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_not_found() && !store.manifest_exists(&backup.location).await? => {
+                Outcome::PrunedMeanwhile
+            }
+            Err(e) => Outcome::Failed(e),
+        };
+        report.checked.push(Checked {
+            location: backup.location.clone(),
+            backup: Some(backup),
+            outcome,
+        });
+    }
+    report
+        .checked
+        .sort_by(|a, b| (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id)));
+    Ok(report)
+}
+
+async fn check(
+    config: &Config,
+    store: &Store,
+    secrets: &[Secret],
+    backup: &Backup,
+    drill: bool,
+) -> Result<Outcome> {
+    if drill {
+        let server = DrillServer::for_backup(config, backup, None)?;
+        let (summary, report) = restore::drill(store, backup, secrets, &server, false).await?;
+        Ok(Outcome::Drilled(summary, report))
+    } else {
+        let summary = restore::verify(store, backup, secrets, false).await?;
+        Ok(Outcome::Verified(summary))
+    }
+}
