@@ -113,6 +113,8 @@ svc_start_moto() {
   disown $!
   wait_port "$port" moto_server
   export COFFRE_TEST_S3="http://127.0.0.1:$port"
+  # The credentials the tests' S3 configs name (moto accepts any).
+  export TEST_S3_KEY=testing TEST_S3_SECRET=testing
   # The tests' bucket (moto checks no signatures); each test writes under its own prefix.
   curl -sf -X PUT "$COFFRE_TEST_S3/coffre-test" >/dev/null
   # A bucket with Object Lock (and so versioning) enabled, which moto enforces.

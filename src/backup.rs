@@ -9,6 +9,7 @@ use async_compression::Level;
 use async_compression::tokio::bufread::ZstdEncoder;
 use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{Compression, Job};
@@ -66,7 +67,7 @@ pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<JobO
     Ok(outcome)
 }
 
-/// One backup of one planned dump.
+/// One backup of one planned dump, within the job's timeout.
 async fn run_one(
     store: &Store,
     job: &Job,
@@ -74,6 +75,7 @@ async fn run_one(
     recipients: &[Secret],
 ) -> Result<BackupSummary> {
     let started_at = Utc::now();
+    let deadline = tokio::time::Instant::now() + job.timeout.0;
     let backup_id = Uuid::new_v4();
     let location = BackupRef::new(&job.name, started_at, backup_id);
     let dek = Dek::generate();
@@ -85,38 +87,37 @@ async fn run_one(
         .map(|secret| keys::wrap(secret, &dek, backup_id))
         .collect::<Result<Vec<_>>>()?;
 
+    crate::failpoint::hit("backup:before-dump").await;
     let dump = plan.start()?;
     let info = plan.info.clone();
     tracing::info!(job = %job.name, backup = %backup_id, database = ?info.database, "backup started");
+    crate::failpoint::hit("backup:dump-started").await;
 
-    let (pipe_reader, pipe_writer) = tokio::io::simplex(PIPE_BYTES);
-    let upload_stage = async {
-        // The pipe's reader is dropped when this stage ends, so a failed upload also
-        // stops the sealing side instead of leaving it blocked on a full pipe.
-        let mut uploaded = Metered::hashing(pipe_reader);
-        let staged = store.stage_data(&location, &mut uploaded).await;
-        (staged, uploaded.bytes(), uploaded.sha256_hex())
+    // Past the deadline the upload stops (and is aborted), and no manifest is written: prune
+    // counts on a backup being over once its timeout has passed.
+    let stop = store.stop_token();
+    let watchdog = async {
+        tokio::time::sleep_until(deadline).await;
+        stop.cancel();
+        std::future::pending::<()>().await
     };
-    // A failed seal closes the pipe, and the upload then ends and is aborted below. A failed
-    // upload must not wait for the dump: dropping the sealing stage kills the dump tool.
-    let (sealed, (staged, stored_bytes, data_sha256)) = {
-        let seal = seal_stage(job, &dek, &header, dump, pipe_writer);
-        tokio::pin!(seal, upload_stage);
-        tokio::select! {
-            sealed = &mut seal => (sealed, upload_stage.await),
-            uploaded = &mut upload_stage => match &uploaded.0 {
-                Ok(_) => (seal.await, uploaded),
-                Err(_) => (Err(Error::store("the upload stopped")), uploaded),
-            },
-        }
+    let transferred = tokio::select! {
+        result = transfer(store, job, &location, (&dek, &header), dump, &stop) => result,
+        () = watchdog => unreachable!("the watchdog never ends"),
     };
-    let (plaintext_bytes, stats) = match (sealed, staged) {
-        (Ok(sealed), Ok(staged)) => {
-            staged.complete().await?;
-            sealed
-        }
-        (sealed, staged) => return Err(abort(sealed, staged).await),
+    let timed_out = || {
+        Error::source(format!(
+            "job '{}': backup {backup_id} ran longer than the job's timeout ({}) and was stopped: raise 'timeout' in {} if it needs longer",
+            job.name,
+            job.timeout,
+            job.file.display()
+        ))
     };
+    let data = match transferred {
+        Err(_) if tokio::time::Instant::now() >= deadline => return Err(timed_out()),
+        other => other?,
+    };
+    crate::failpoint::hit("backup:data-complete").await;
 
     let retain_until = job
         .object_lock
@@ -130,18 +131,26 @@ async fn run_one(
         finished_at: Utc::now(),
         compression: job.compression.name().into(),
         chunk_log2: job.chunk_log2,
-        plaintext_bytes,
-        payload_bytes: stats.payload_bytes,
-        stored_bytes,
-        chunks: stats.chunks,
-        data_sha256,
+        plaintext_bytes: data.plaintext_bytes,
+        payload_bytes: data.stats.payload_bytes,
+        stored_bytes: data.stored_bytes,
+        chunks: data.stats.chunks,
+        data_sha256: data.sha256,
         retain_until,
         lock_mode: job.object_lock.map(|lock| lock.mode),
         keys: stanzas,
         mac: String::new(),
     };
     let bytes = manifest.clone().seal(&dek, &header.salt)?;
+    crate::failpoint::hit("backup:manifest-sealed").await;
+    if tokio::time::Instant::now() >= deadline {
+        if let Err(e) = store.delete_data(&location).await {
+            tracing::warn!("{e}");
+        }
+        return Err(timed_out());
+    }
     store.put_manifest(&location, bytes).await?;
+    crate::failpoint::hit("backup:manifest-written").await;
     if let (Some(lock), Some(until)) = (job.object_lock, retain_until) {
         store
             .lock_backup(&location, lock.mode, until)
@@ -150,6 +159,60 @@ async fn run_one(
     }
     tracing::info!(job = %job.name, backup = %backup_id, "backup complete");
     Ok(BackupSummary { location, manifest })
+}
+
+/// What the data object of a finished transfer holds.
+struct Transferred {
+    plaintext_bytes: u64,
+    stats: StreamStats,
+    stored_bytes: u64,
+    sha256: String,
+}
+
+/// Dump, compress and seal into a staged upload, and complete it only if every stage and the
+/// dump tool succeeded; otherwise abort it. Stops when `stop` is cancelled.
+async fn transfer(
+    store: &Store,
+    job: &Job,
+    location: &BackupRef,
+    (dek, header): (&Dek, &Header),
+    dump: source::Dump,
+    stop: &CancellationToken,
+) -> Result<Transferred> {
+    let (pipe_reader, pipe_writer) = tokio::io::simplex(PIPE_BYTES);
+    let upload_stage = async {
+        // The pipe's reader is dropped when this stage ends, so a failed upload also
+        // stops the sealing side instead of leaving it blocked on a full pipe.
+        let mut uploaded = Metered::hashing(pipe_reader);
+        let staged = store.stage_data(location, &mut uploaded, stop).await;
+        (staged, uploaded.bytes(), uploaded.sha256_hex())
+    };
+    // A failed seal closes the pipe, and the upload then ends and is aborted below. A failed
+    // upload must not wait for the dump: dropping the sealing stage kills the dump tool.
+    let (sealed, (staged, stored_bytes, sha256)) = {
+        let seal = seal_stage(job, dek, header, dump, pipe_writer);
+        tokio::pin!(seal, upload_stage);
+        tokio::select! {
+            sealed = &mut seal => (sealed, upload_stage.await),
+            uploaded = &mut upload_stage => match &uploaded.0 {
+                Ok(_) => (seal.await, uploaded),
+                Err(_) => (Err(Error::store("the upload stopped")), uploaded),
+            },
+        }
+    };
+    match (sealed, staged) {
+        (Ok((plaintext_bytes, stats)), Ok(staged)) => {
+            crate::failpoint::hit("backup:staged").await;
+            staged.complete().await?;
+            Ok(Transferred {
+                plaintext_bytes,
+                stats,
+                stored_bytes,
+                sha256,
+            })
+        }
+        (sealed, staged) => Err(abort(sealed, staged).await),
+    }
 }
 
 /// Abort a failed backup's upload and pick the error that explains it.

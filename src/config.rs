@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use crate::crypto::format::{DEFAULT_CHUNK_LOG2, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2};
 use crate::crypto::keys::{Argon2Params, Identity, Passphrase, Recipient, Secret, SymmetricKey};
 use crate::db::ServerConfig;
+use crate::duration::HumanDuration;
 use crate::error::{Error, Result};
 use crate::retention::Policy;
 use crate::secret_file::{self, FileAccess};
@@ -155,6 +156,9 @@ fn default_concurrency() -> usize {
 fn default_retries() -> usize {
     10
 }
+/// Well within `retention::ABANDON_MARGIN`.
+const MAX_RETRY_TIMEOUT_SECS: u64 = 600;
+
 fn default_retry_timeout() -> u64 {
     180
 }
@@ -368,9 +372,17 @@ pub struct Job {
     pub retention: Policy,
     /// S3 Object Lock on every object of every backup of this job.
     pub object_lock: Option<LockConfig>,
+    /// The longest one backup of this job may run; it is stopped and fails after that. What
+    /// an unfinished backup left in the store is cleaned once this (and a margin) has passed.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
     /// The file this job was read from.
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
 }
 
 fn default_zstd_level() -> i32 {
@@ -543,6 +555,13 @@ impl Config {
         if !(5..=5120).contains(&u.part_size_mib) || !(1..=64).contains(&u.concurrency) {
             return Err(Error::config(format!(
                 "{file}: upload: part_size_mib must be 5..=5120 (S3's limits) and concurrency 1..=64 (defaults 8 and 2)"
+            )));
+        }
+        // A write still retrying when a backup's time runs out must land within the margin
+        // after which its leftovers are cleaned.
+        if !(1..=MAX_RETRY_TIMEOUT_SECS).contains(&u.retry_timeout_secs) {
+            return Err(Error::config(format!(
+                "{file}: upload.retry_timeout_secs must be 1..={MAX_RETRY_TIMEOUT_SECS} (default 180)"
             )));
         }
         if let StoreConfig::S3 {

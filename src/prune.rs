@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::retention::{self, Decision, Entry};
-use crate::store::{Backup, BackupRef, Damaged, Store};
+use crate::store::{Backup, BackupRef, Damaged, Store, Stray};
 
 /// What pruning one job will do.
 #[derive(Debug)]
@@ -21,12 +21,14 @@ pub struct JobPlan {
     pub job: String,
     /// Per series (database), decisions newest first.
     pub series: BTreeMap<String, Vec<(Backup, Decision)>>,
-    /// Directories without a manifest that are more than a day old.
+    /// Directories without a manifest whose backup is over (`retention::is_abandoned`).
     pub stale_incomplete: Vec<BackupRef>,
     /// Directories without a manifest that may still be being written.
     pub fresh_incomplete: Vec<BackupRef>,
     /// Backups whose manifest is damaged: never deleted by a prune, left for a person.
     pub damaged: Vec<Damaged>,
+    /// What abandoned backups left that listings do not show (staging files, open uploads).
+    pub strays: Vec<Stray>,
 }
 
 impl JobPlan {
@@ -45,6 +47,8 @@ pub struct PruneReport {
     pub deleted: Vec<BackupRef>,
     pub deleted_bytes: u64,
     pub cleaned_incomplete: Vec<BackupRef>,
+    /// Staging files removed and open uploads aborted.
+    pub cleaned_strays: usize,
     pub failures: Vec<Error>,
 }
 
@@ -97,16 +101,23 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
             .collect();
         series.insert(name, decisions);
     }
-    let (stale_incomplete, fresh_incomplete) = listing
-        .incomplete
+    let abandoned = |r: &BackupRef| retention::is_abandoned(r.time, job.timeout.as_chrono(), now);
+    let (stale_incomplete, fresh_incomplete) =
+        listing.incomplete.into_iter().partition(|r| abandoned(r));
+    let strays = store
+        .strays(&job.name)
+        .await
+        .map_err(stopped)?
         .into_iter()
-        .partition(|r| retention::incomplete_is_stale(r.time, now));
+        .filter(|s| abandoned(&s.location))
+        .collect();
     Ok(JobPlan {
         job: job.name.clone(),
         series,
         stale_incomplete,
         fresh_incomplete,
         damaged: listing.damaged,
+        strays,
     })
 }
 
@@ -121,6 +132,12 @@ pub async fn execute(store: &Store, plans: &[JobPlan]) -> PruneReport {
                     report.deleted_bytes += backup.manifest.manifest.stored_bytes;
                     report.deleted.push(backup.location.clone());
                 }
+                Err(e) => report.failures.push(e),
+            }
+        }
+        for stray in &plan.strays {
+            match store.remove_stray(stray).await {
+                Ok(()) => report.cleaned_strays += 1,
                 Err(e) => report.failures.push(e),
             }
         }

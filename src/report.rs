@@ -9,7 +9,7 @@ use crate::manifest::rfc3339;
 use crate::ops::verify::{Outcome, VerifyReport};
 use crate::prune::{JobPlan, PruneReport};
 use crate::restore::{DrillReport, OpenSummary};
-use crate::store::{Backup, BackupRef, Damaged, Listing};
+use crate::store::{Backup, BackupRef, Damaged, Leftover, Listing, Stray};
 
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(bytes: u64) -> String {
@@ -225,7 +225,7 @@ pub fn prune_plan_text(plans: &[JobPlan]) -> String {
                 &plan.job,
                 "-",
                 r,
-                "delete (incomplete, over 24 h old)",
+                "delete (incomplete, abandoned: older than the job timeout)",
             ));
         }
         for r in &plan.fresh_incomplete {
@@ -239,6 +239,9 @@ pub fn prune_plan_text(plans: &[JobPlan]) -> String {
         for d in &plan.damaged {
             let verdict = format!("keep (damaged manifest, needs a person: {})", d.error);
             out.push_str(&row(&plan.job, "-", &d.location, &verdict));
+        }
+        for stray in &plan.strays {
+            out.push_str(&row(&plan.job, "-", &stray.location, &stray_verdict(stray)));
         }
     }
     out
@@ -265,6 +268,9 @@ pub fn prune_plan_json(plans: &[JobPlan], dry_run: bool) -> Value {
         for r in &plan.fresh_incomplete {
             items.push(json!({"job": plan.job, "id": r.id, "incomplete": true, "keep": true}));
         }
+        for stray in &plan.strays {
+            items.push(json!({"job": plan.job, "id": stray.location.id, "leftover": stray_verdict(stray), "keep": false}));
+        }
         for d in &plan.damaged {
             items.push(json!({"job": plan.job, "id": d.location.id, "damaged": true, "keep": true, "error": d.error.to_string()}));
         }
@@ -272,12 +278,26 @@ pub fn prune_plan_json(plans: &[JobPlan], dry_run: bool) -> Value {
     json!({"dry_run": dry_run, "backups": items})
 }
 
+fn stray_verdict(stray: &Stray) -> String {
+    match &stray.leftover {
+        Leftover::Staging(path) => format!(
+            "delete (staging file of an abandoned backup: {})",
+            path.display()
+        ),
+        Leftover::Upload(upload) => format!(
+            "abort (open multipart upload of an abandoned backup: {})",
+            upload.path
+        ),
+    }
+}
+
 pub fn prune_report_text(done: &PruneReport) -> String {
     format!(
-        "pruned: {} backups deleted ({}), {} stale incomplete backups removed, {} deletes failed",
+        "pruned: {} backups deleted ({}), {} abandoned incomplete backups and {} staging files or open uploads removed, {} deletes failed",
         done.deleted.len(),
         human_bytes(done.deleted_bytes),
         done.cleaned_incomplete.len(),
+        done.cleaned_strays,
         done.failures.len()
     )
 }

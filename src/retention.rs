@@ -199,10 +199,17 @@ pub fn decide(entries: &[Entry], now: DateTime<Utc>, policy: &Policy) -> Vec<Dec
     decisions
 }
 
-/// Whether a backup directory without a manifest is old enough to be a failed attempt
-/// rather than a backup still being written.
-pub fn incomplete_is_stale(started: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now - started > Duration::hours(24)
+/// How long past its job's timeout an unfinished backup may still be writing, as other hosts
+/// see it: clocks that differ by a little, and a manifest write that was still retrying (up to
+/// `upload.retry_timeout_secs`, at most 10 minutes) when the backup's time ran out.
+pub const ABANDON_MARGIN: Duration = Duration::minutes(15);
+
+/// Whether a backup without a manifest that started at `started` is abandoned at `now`: a
+/// backup stops itself at its job's `timeout`, so after that (and the margin) nothing is
+/// writing it any more, and what it left (objects, staging files, open multipart uploads)
+/// can go.
+pub fn is_abandoned(started: DateTime<Utc>, timeout: Duration, now: DateTime<Utc>) -> bool {
+    now - started > timeout + ABANDON_MARGIN
 }
 
 #[cfg(test)]
@@ -455,13 +462,18 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_backups_are_stale_only_after_a_day() {
+    fn unfinished_backups_are_abandoned_only_after_their_timeout_and_the_margin() {
         let now = at("2026-11-23T12:00:00Z");
-        assert!(!incomplete_is_stale(now - Duration::hours(24), now));
-        assert!(incomplete_is_stale(
-            now - Duration::hours(24) - Duration::seconds(1),
+        let day = Duration::hours(24);
+        let limit = day + ABANDON_MARGIN;
+        assert!(!is_abandoned(now - limit, day, now));
+        assert!(is_abandoned(now - limit - Duration::seconds(1), day, now));
+        assert!(!is_abandoned(now + Duration::hours(1), day, now));
+        // A job with a shorter timeout is cleaned sooner.
+        assert!(is_abandoned(
+            now - Duration::hours(2),
+            Duration::hours(1),
             now
         ));
-        assert!(!incomplete_is_stale(now + Duration::hours(1), now));
     }
 }

@@ -4,73 +4,12 @@
 mod support;
 
 use support::db::unique;
+use support::s3::{S3_ENV, env, s3_keys, s3_open_uploads, s3_store, workspace_with_store};
 use support::{Workspace, noise};
 
 /// Azurite's published development account key (not a secret).
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
-}
-
-fn s3_store(prefix: &str) -> String {
-    format!(
-        "[store]\nkind = \"s3\"\nbucket = \"coffre-test\"\nendpoint = \"{}\"\npath_style = true\nallow_http = true\nprefix = \"{prefix}\"\naccess_key_id_env = \"TEST_S3_KEY\"\nsecret_access_key_env = \"TEST_S3_SECRET\"\n",
-        env("COFFRE_TEST_S3")
-    )
-}
-
-const S3_ENV: [(&str, &str); 2] = [("TEST_S3_KEY", "testing"), ("TEST_S3_SECRET", "testing")];
-
-/// A workspace whose config uses `store` instead of the local disk.
-fn workspace_with_store(store: &str) -> Workspace {
-    let ws = Workspace::new();
-    ws.write(
-        "coffre.toml",
-        &format!(
-            "jobs = [\"jobs/*.toml\"]\n\n[upload]\npart_size_mib = 5\n\n{store}\n[encryption]\nkeys = [{{ file = \"backup.key\" }}]\n"
-        ),
-    );
-    ws
-}
-
-/// Keys of the objects under `prefix` in the test bucket, via the S3 API.
-fn s3_keys(prefix: &str) -> Vec<String> {
-    let url = format!(
-        "{}/coffre-test?list-type=2&prefix={prefix}/",
-        env("COFFRE_TEST_S3")
-    );
-    xml_values(&curl(&url), "Key")
-}
-
-/// Multipart uploads still open under `prefix`.
-fn s3_open_uploads(prefix: &str) -> Vec<String> {
-    let url = format!(
-        "{}/coffre-test?uploads&prefix={prefix}/",
-        env("COFFRE_TEST_S3")
-    );
-    xml_values(&curl(&url), "UploadId")
-}
-
-fn curl(url: &str) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", url])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "GET {url} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split(&close).next())
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn s3_backup_spans_several_parts_and_restores() {

@@ -97,7 +97,7 @@ pub async fn verify_all(
     }
     report
         .checked
-        .sort_by(|a, b| (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id)));
+        .sort_by_key(|c| (c.location.time, c.location.id));
     Ok(report)
 }
 

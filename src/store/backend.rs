@@ -8,16 +8,16 @@ use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::lock::ObjectLocker;
+use super::s3::S3Api;
 use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 
 /// A built backend: the store, a description for messages (never with credentials), and for
-/// S3 the means to set object locks.
+/// S3 the calls object_store does not make.
 pub struct Backend {
     pub store: Arc<dyn ObjectStore>,
     pub description: String,
-    pub locker: Option<ObjectLocker>,
+    pub s3: Option<S3Api>,
     /// The directory of a local store.
     pub local_root: Option<std::path::PathBuf>,
 }
@@ -42,11 +42,13 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                 .map_err(|e| {
                     Error::store(format!("cannot open local store {}: {e}", path.display()))
                 })?
-                .with_fsync(true);
+                .with_fsync(true)
+                // Deleting a backup's last file removes its now empty directory.
+                .with_automatic_cleanup(true);
             Ok(Backend {
                 store: Arc::new(fs),
                 description: format!("local:{}", path.display()),
-                locker: None,
+                s3: None,
                 local_root: Some(path.clone()),
             })
         }
@@ -80,7 +82,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
                     .build()
                     .map_err(|e| Error::config(format!("store (s3): {e}")))?,
             );
-            let locker = ObjectLocker::new(
+            let s3 = S3Api::new(
                 Arc::clone(&store),
                 bucket,
                 region,
@@ -91,7 +93,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             Ok(Backend {
                 store,
                 description: format!("s3://{bucket}"),
-                locker: Some(locker),
+                s3: Some(s3),
                 local_root: None,
             })
         }
@@ -122,7 +124,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             Ok(Backend {
                 store: Arc::new(store),
                 description: format!("azure://{account}/{container}"),
-                locker: None,
+                s3: None,
                 local_root: None,
             })
         }
@@ -143,7 +145,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             Ok(Backend {
                 store: Arc::new(store),
                 description: format!("gs://{bucket}"),
-                locker: None,
+                s3: None,
                 local_root: None,
             })
         }

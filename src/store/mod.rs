@@ -7,7 +7,7 @@
 //! A backup exists only once its manifest does. Paths are built here and nowhere else.
 
 mod backend;
-mod lock;
+mod s3;
 mod upload;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -27,7 +27,7 @@ use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 use crate::manifest::StoredManifest;
 
-pub use lock::{LockConfig, LockMode};
+pub use s3::{LockConfig, LockMode};
 pub use upload::{PartSizing, StagedUpload};
 
 const DATA_FILE: &str = "data.cfr";
@@ -104,6 +104,22 @@ impl Damaged {
     }
 }
 
+/// Something an unfinished backup left that listings do not show.
+#[derive(Clone, Debug)]
+pub enum Leftover {
+    /// A local store's staging file (`data.cfr#N`), which becomes `data.cfr` on completion.
+    Staging(std::path::PathBuf),
+    /// An S3 multipart upload that was neither completed nor aborted.
+    Upload(s3::OpenUpload),
+}
+
+/// A leftover and the backup it belongs to.
+#[derive(Clone, Debug)]
+pub struct Stray {
+    pub location: BackupRef,
+    pub leftover: Leftover,
+}
+
 /// The backup directories a listing of object names found, before any manifest is read.
 struct Scan {
     /// directory -> size of its manifest, if it has one
@@ -117,7 +133,7 @@ pub struct Store {
     prefix: ObjectPath,
     description: String,
     sizing: PartSizing,
-    locker: Option<lock::ObjectLocker>,
+    s3: Option<s3::S3Api>,
     cancel: CancellationToken,
 }
 
@@ -125,7 +141,7 @@ impl Store {
     pub fn open(config: &StoreConfig, upload: &UploadConfig) -> Result<Self> {
         let backend = backend::build(config, upload)?;
         let mut store = Self::new(backend.store, config.prefix(), backend.description);
-        store.locker = backend.locker;
+        store.s3 = backend.s3;
         store.local_root = backend.local_root;
         store.sizing = PartSizing {
             initial: upload.part_size_mib << 20,
@@ -142,7 +158,7 @@ impl Store {
             prefix: ObjectPath::from(prefix),
             description,
             sizing: PartSizing::default(),
-            locker: None,
+            s3: None,
             cancel: CancellationToken::new(),
         }
     }
@@ -161,7 +177,7 @@ impl Store {
         mode: LockMode,
         until: DateTime<Utc>,
     ) -> Result<()> {
-        let locker = self.locker.as_ref().ok_or_else(|| {
+        let locker = self.s3.as_ref().ok_or_else(|| {
             Error::config(format!(
                 "{}: object_lock needs an S3 store with Object Lock enabled on the bucket",
                 self.description
@@ -191,20 +207,30 @@ impl Store {
         self.backup_dir(r).join(MANIFEST_FILE)
     }
 
-    /// Stream `reader` into the data object of `r`. Nothing is visible until `complete`.
+    /// A token cancelled when uploads must stop (SIGTERM); a backup adds its own deadline to
+    /// a child of it.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Stream `reader` into the data object of `r`, until `stop` is cancelled. Nothing is
+    /// visible until `complete`.
     pub async fn stage_data<R: AsyncRead + Unpin>(
         &self,
         r: &BackupRef,
         reader: R,
+        stop: &CancellationToken,
     ) -> Result<StagedUpload> {
-        upload::stage(
-            &self.inner,
-            &self.data_path(r),
-            reader,
-            self.sizing,
-            &self.cancel,
-        )
-        .await
+        upload::stage(&self.inner, &self.data_path(r), reader, self.sizing, stop).await
+    }
+
+    /// Delete the data object of a backup that will get no manifest.
+    pub async fn delete_data(&self, r: &BackupRef) -> Result<()> {
+        let path = self.data_path(r);
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error("deleting", &path, e)),
+        }
     }
 
     /// Write the manifest; refuses to replace one that exists.
@@ -235,7 +261,7 @@ impl Store {
         if let (Some(until), Some(mode)) = (m.retain_until, m.lock_mode)
             && until > Utc::now()
         {
-            let locker = self.locker.as_ref().ok_or_else(|| {
+            let locker = self.s3.as_ref().ok_or_else(|| {
                 Error::config(format!(
                     "{path} is under an object lock, but this store cannot set one"
                 ))
@@ -422,6 +448,60 @@ impl Store {
         listing
     }
 
+    /// What unfinished backups of `job` left that listings do not show: staging files of a
+    /// local store, open multipart uploads on S3. (Azure discards uncommitted blocks itself
+    /// after 7 days; for GCS, see the bucket lifecycle rules in docs/OPERATIONS.md.)
+    pub async fn strays(&self, job: &str) -> Result<Vec<Stray>> {
+        let job_dir = self.job_dir(job);
+        if let Some(s3) = &self.s3 {
+            let uploads = s3.open_uploads(&job_dir).await?;
+            return Ok(uploads
+                .into_iter()
+                .filter_map(|upload| {
+                    let parts: Vec<_> = upload.path.parts().skip(job_dir.parts().count()).collect();
+                    let [dir, _file] = parts.as_slice() else {
+                        return None;
+                    };
+                    Some(Stray {
+                        location: BackupRef::parse_dir(job, dir.as_ref())?,
+                        leftover: Leftover::Upload(upload),
+                    })
+                })
+                .collect());
+        }
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let mut dir = root.clone();
+        dir.extend(job_dir.parts().map(|p| p.as_ref().to_string()));
+        Ok(local_staging_files(&dir, job))
+    }
+
+    /// Remove one leftover.
+    pub async fn remove_stray(&self, stray: &Stray) -> Result<()> {
+        match &stray.leftover {
+            Leftover::Upload(upload) => match &self.s3 {
+                Some(s3) => s3.abort_upload(upload).await,
+                None => Ok(()),
+            },
+            Leftover::Staging(path) => {
+                self.refuse_links(&stray.location)?;
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::store(format!("removing {}: {e}", path.display())));
+                    }
+                }
+                // The directory goes too once nothing else is in it.
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Find a complete backup by id (or unique id prefix), optionally within one job. Only the
     /// manifest of the backup found is read: damage elsewhere in the store does not matter.
     pub async fn find(&self, id_or_prefix: &str, job: Option<&str>) -> Result<Backup> {
@@ -498,6 +578,42 @@ impl Store {
         }
         Ok(found)
     }
+}
+
+/// Staging files in the backup directories under a local job directory `dir`: files named
+/// `NAME#DIGITS`, as object_store names them. Symbolic links are not followed.
+fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
+    let mut strays = Vec::new();
+    let Ok(backups) = std::fs::read_dir(dir) else {
+        return strays;
+    };
+    for entry in backups.flatten() {
+        // file_type() does not follow links: a linked directory is skipped.
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(location) = name.to_str().and_then(|n| BackupRef::parse_dir(job, n)) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let staging = name
+                .to_str()
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if staging && file.file_type().is_ok_and(|t| t.is_file()) {
+                strays.push(Stray {
+                    location: location.clone(),
+                    leftover: Leftover::Staging(file.path()),
+                });
+            }
+        }
+    }
+    strays
 }
 
 fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error {

@@ -99,6 +99,7 @@ pub async fn stage<R: AsyncRead + Unpin>(
         .put_multipart(path)
         .await
         .map_err(|e| store_error("starting upload of", path, e))?;
+    crate::failpoint::hit("backup:upload-started").await;
     match upload_parts(upload.as_mut(), path, &mut reader, sizing, cancel).await {
         Ok((bytes, parts)) => Ok(StagedUpload {
             upload,
@@ -173,7 +174,11 @@ async fn join_one(
     path: &ObjectPath,
 ) -> Result<()> {
     match in_flight.join_next().await {
-        Some(Ok(Ok(()))) | None => Ok(()),
+        Some(Ok(Ok(()))) => {
+            crate::failpoint::hit("backup:part-stored").await;
+            Ok(())
+        }
+        None => Ok(()),
         Some(Ok(Err(e))) => Err(store_error("uploading a part of", path, e)),
         Some(Err(e)) => Err(Error::internal(format!(
             "upload task of {path} failed: {e}"

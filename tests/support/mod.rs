@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod faulty;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

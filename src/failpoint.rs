@@ -1,0 +1,36 @@
+//! Named stopping points for crash tests, in debug builds only (release builds compile them to
+//! nothing). With `COFFRE_FAILPOINT=NAME` (or `NAME@N` for its N-th hit) the process prints
+//! `failpoint NAME reached` on stderr and waits there until it is killed, so a test can kill it
+//! at an exact step of a backup.
+
+/// Stop here when this point is the one asked for.
+pub async fn hit(name: &str) {
+    #[cfg(debug_assertions)]
+    if armed(name) {
+        eprintln!("failpoint {name} reached");
+        std::future::pending::<()>().await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+#[cfg(debug_assertions)]
+fn armed(name: &str) -> bool {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static HITS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let Ok(wanted) = std::env::var("COFFRE_FAILPOINT") else {
+        return false;
+    };
+    let (wanted_name, nth) = match wanted.split_once('@') {
+        Some((n, count)) => (n, count.parse().unwrap_or(1)),
+        None => (wanted.as_str(), 1),
+    };
+    if wanted_name != name {
+        return false;
+    }
+    let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+    let count = hits.entry(name.to_string()).or_insert(0);
+    *count += 1;
+    *count == nth
+}

@@ -1,0 +1,258 @@
+//! S3 calls object_store does not make, built here and signed with object_store's own SigV4
+//! signer and credentials:
+//! - Object Lock: a retain-until date on each object of a backup, set with PutObjectRetention
+//!   right after the object is written. Until then no one, coffre included, can delete or
+//!   overwrite that object version (compliance mode: not even the account root).
+//! - ListMultipartUploads: the uploads a killed backup left open, which hold storage (and cost)
+//!   until aborted. Aborting goes through object_store.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::Method;
+use md5::{Digest, Md5};
+use object_store::MultipartId;
+use object_store::aws::{AmazonS3, AwsAuthorizer};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector,
+};
+use object_store::multipart::MultipartStore;
+use object_store::path::Path as ObjectPath;
+use serde::Deserialize;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Object Lock settings of a job (`[object_lock]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    pub mode: LockMode,
+    /// Days each backup stays locked after it is written.
+    pub days: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Users with s3:BypassGovernanceRetention can still delete.
+    Governance,
+    /// Nobody can delete or shorten the lock until it expires.
+    Compliance,
+}
+
+impl LockMode {
+    fn s3_name(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// Requests to one S3 bucket that object_store has no call for.
+#[derive(Debug)]
+pub struct S3Api {
+    s3: Arc<AmazonS3>,
+    http: HttpClient,
+    bucket_url: String,
+    region: String,
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Clone, Debug)]
+pub struct OpenUpload {
+    pub path: ObjectPath,
+    pub upload_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListUploadsPage {
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_upload_id_marker: Option<String>,
+    #[serde(default, rename = "Upload")]
+    uploads: Vec<ListedUpload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedUpload {
+    key: String,
+    upload_id: String,
+}
+
+/// Percent-encoding for a query value or a key segment, as SigV4 canonicalizes them.
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+        .replace('*', "%2A")
+        .replace("%7E", "~")
+}
+
+impl S3Api {
+    pub fn new(
+        s3: Arc<AmazonS3>,
+        bucket: &str,
+        region: &str,
+        endpoint: Option<&str>,
+        path_style: bool,
+        allow_http: bool,
+    ) -> Result<Self> {
+        let bucket_url = match (endpoint, path_style) {
+            (Some(endpoint), true) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            (Some(endpoint), false) => match endpoint.split_once("://") {
+                Some((scheme, host)) => {
+                    format!("{scheme}://{bucket}.{}", host.trim_end_matches('/'))
+                }
+                None => {
+                    return Err(Error::config(format!(
+                        "store.endpoint '{endpoint}' has no scheme"
+                    )));
+                }
+            },
+            (None, true) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+            (None, false) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        let http = ReqwestConnector::default()
+            .connect(&ClientOptions::new().with_allow_http(allow_http))
+            .map_err(|e| Error::config(format!("store (s3): {e}")))?;
+        Ok(Self {
+            s3,
+            http,
+            bucket_url,
+            region: region.to_string(),
+        })
+    }
+
+    /// Lock the current version of `path` until `until`.
+    pub async fn retain(
+        &self,
+        path: &ObjectPath,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Mode>{}</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
+            mode.s3_name(),
+            until.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let key: Vec<String> = path.parts().map(|p| encode(p.as_ref())).collect();
+        let url = format!("{}/{}?retention", self.bucket_url, key.join("/"));
+        let what = format!("setting object lock on {path}");
+        self.send(Method::PUT, &url, Some(body), &what)
+            .await
+            .map_err(|e| {
+                e.with_hint(
+                    "is Object Lock enabled on the bucket, and may these credentials s3:PutObjectRetention?",
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Every open multipart upload under `prefix`.
+    pub async fn open_uploads(&self, prefix: &ObjectPath) -> Result<Vec<OpenUpload>> {
+        let mut uploads = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        let what = format!("listing open multipart uploads under {prefix}");
+        loop {
+            let mut url = format!(
+                "{}?uploads&prefix={}",
+                self.bucket_url,
+                encode(&format!("{prefix}/"))
+            );
+            if let Some((key, id)) = &markers {
+                url.push_str(&format!(
+                    "&key-marker={}&upload-id-marker={}",
+                    encode(key),
+                    encode(id)
+                ));
+            }
+            let body = self.send(Method::GET, &url, None, &what).await?;
+            let page: ListUploadsPage = quick_xml::de::from_reader(body.as_slice())
+                .map_err(|e| Error::store(format!("{what}: unexpected answer: {e}")))?;
+            uploads.extend(page.uploads.into_iter().map(|u| OpenUpload {
+                path: ObjectPath::from(u.key),
+                upload_id: u.upload_id,
+            }));
+            match (
+                page.is_truncated,
+                page.next_key_marker,
+                page.next_upload_id_marker,
+            ) {
+                (true, Some(key), Some(id)) => markers = Some((key, id)),
+                _ => return Ok(uploads),
+            }
+        }
+    }
+
+    /// Abort an open upload: its parts are deleted.
+    pub async fn abort_upload(&self, upload: &OpenUpload) -> Result<()> {
+        let id: MultipartId = upload.upload_id.clone();
+        self.s3
+            .abort_multipart(&upload.path, &id)
+            .await
+            .map_err(|e| super::store_error("aborting the open upload of", &upload.path, e))
+    }
+
+    /// Sign and send one request; the body of a successful answer.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let fail = |why: String| Error::store(format!("{what}: {why}"));
+        let mut builder = http::Request::builder().method(method).uri(url);
+        if let Some(body) = &body {
+            builder = builder
+                .header("content-type", "application/xml")
+                .header("content-md5", B64.encode(Md5::digest(body.as_bytes())));
+        }
+        let mut request = builder
+            .body(HttpRequestBody::from(body.unwrap_or_default()))
+            .map_err(|e| fail(e.to_string()))?;
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| fail(e.to_string()))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body = response.into_body().bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        let text = String::from_utf8_lossy(&body);
+        let code = text
+            .split("<Code>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Code>").next())
+            .unwrap_or("no error code");
+        let why = format!("HTTP {status} {code}");
+        // The credentials themselves were refused: fixing them, not retrying, helps.
+        if status == http::StatusCode::FORBIDDEN
+            && matches!(
+                code,
+                "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied"
+            )
+        {
+            return Err(Error::auth(format!("{what}: {why}")));
+        }
+        Err(fail(why))
+    }
+}

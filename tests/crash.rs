@@ -1,0 +1,202 @@
+//! Crash safety: `coffre backup` killed with SIGKILL at every step of a backup, on the local
+//! store and on S3 (moto_server). After each kill: no partial backup is listed, every older
+//! backup still verifies, a prune right away leaves what the killed backup left alone (for all
+//! it knows, that backup is still running), and a prune once the job's timeout has passed
+//! leaves no staging file, open multipart upload or incomplete directory behind.
+//!
+//! The steps are failpoints (`src/failpoint.rs`, debug builds only): the process stops there and
+//! the test kills it, so each kill lands exactly where it is meant to.
+
+mod support;
+
+use chrono::{Duration, Utc};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use coffre::config::Config;
+use coffre::prune;
+use coffre::store::Store;
+use support::db::unique;
+use support::s3::{S3_ENV, s3_open_uploads, s3_store, workspace_with_store};
+use support::{Workspace, coffre_bin, noise};
+
+/// Before, during and after the data object, and between data and manifest.
+const POINTS: [&str; 10] = [
+    "backup:before-dump",
+    "backup:dump-started",
+    "backup:upload-started",
+    "backup:part-stored@1",
+    "backup:part-stored@2",
+    "backup:part-stored@3",
+    "backup:staged",
+    "backup:data-complete",
+    "backup:manifest-sealed",
+    "backup:manifest-written",
+];
+
+/// Start `coffre backup JOB` stopping at `point`, wait until it is there, and SIGKILL it.
+fn kill_at(ws: &Workspace, job: &str, point: &str) {
+    let mut child = Command::new(coffre_bin())
+        .args(["--config", "coffre.toml", "backup", job])
+        .current_dir(ws.dir.path())
+        .envs(S3_ENV)
+        .env("COFFRE_FAILPOINT", point)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("failpoint") && line.contains("reached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let reached = rx.recv_timeout(std::time::Duration::from_secs(60));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        reached.is_ok(),
+        "the backup never reached {point} ({status})"
+    );
+}
+
+/// Ids `coffre list` shows, which must all verify.
+fn listed_and_verified(ws: &Workspace) -> Vec<String> {
+    let run = ws.run_env(&["list", "--json"], &S3_ENV);
+    run.ok();
+    let list: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let ids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            assert_eq!(b["status"], "complete", "{b}");
+            b["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ws.run_env(&["verify", "--all"], &S3_ENV).ok();
+    ids
+}
+
+/// Prune every job as if it were `now`; returns how many leftovers were removed.
+async fn prune_at(ws: &Workspace, now: chrono::DateTime<Utc>) -> usize {
+    let config = Config::load(&ws.path("coffre.toml")).unwrap();
+    let store = Store::open(&config.store, &config.upload).unwrap();
+    let mut plans = Vec::new();
+    for job in config.jobs.values() {
+        plans.push(prune::plan(&store, job, now).await.unwrap());
+    }
+    let report = prune::execute(&store, &plans).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        report.deleted.is_empty(),
+        "nothing is old enough to be pruned"
+    );
+    report.cleaned_strays + report.cleaned_incomplete.len()
+}
+
+/// Everything of unfinished backups a store holds: staging files and directories without a
+/// manifest (local), open multipart uploads (S3).
+type Leftovers = Box<dyn Fn(&Workspace) -> Vec<String>>;
+
+fn local_leftovers() -> Leftovers {
+    Box::new(|ws: &Workspace| {
+        let files = ws.store_files();
+        let mut left: Vec<String> = files.iter().filter(|f| f.contains('#')).cloned().collect();
+        // Backup directories holding no manifest.
+        for f in &files {
+            let dir = f.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            if !files.contains(&format!("{dir}/manifest.json")) {
+                left.push(f.clone());
+            }
+        }
+        left.sort();
+        left.dedup();
+        left
+    })
+}
+
+fn s3_leftovers(prefix: String) -> Leftovers {
+    Box::new(move |_: &Workspace| {
+        let mut left = s3_open_uploads(&prefix);
+        let keys = support::s3::s3_keys(&prefix);
+        left.extend(
+            keys.iter()
+                .filter(|k| k.ends_with("/data.cfr"))
+                .filter(|k| !keys.contains(&k.replace("/data.cfr", "/manifest.json")))
+                .cloned(),
+        );
+        left
+    })
+}
+
+async fn kill_everywhere(ws: Workspace, leftovers: Leftovers) {
+    // Two older backups that must survive every crash, and a big job to kill (six parts of
+    // 5 MiB on S3, four of 8 MiB locally).
+    std::fs::write(ws.path("small.bin"), noise(100_000, 3)).unwrap();
+    std::fs::write(ws.path("big.bin"), noise(30 << 20, 4)).unwrap();
+    ws.file_job("small", "small.bin", 16);
+    ws.file_job("big", "big.bin", 20);
+    for _ in 0..2 {
+        ws.run_env(&["backup", "small"], &S3_ENV).ok();
+    }
+    let mut complete = listed_and_verified(&ws);
+    assert_eq!(complete.len(), 2);
+
+    for point in POINTS {
+        kill_at(&ws, "big", point);
+        let listed = listed_and_verified(&ws);
+        // Only the kill after the manifest was written leaves a (whole) backup.
+        let expected = complete.len() + usize::from(point == "backup:manifest-written");
+        assert_eq!(
+            listed.len(),
+            expected,
+            "after a kill at {point}: {listed:?}"
+        );
+        assert!(complete.iter().all(|id| listed.contains(id)));
+        complete = listed;
+
+        // Right away, what the kill left may be a backup still running: kept.
+        let left = leftovers(&ws);
+        let midway = !matches!(
+            point,
+            "backup:before-dump" | "backup:dump-started" | "backup:manifest-written"
+        );
+        assert_eq!(
+            !left.is_empty(),
+            midway,
+            "after a kill at {point}: {left:?}"
+        );
+        assert_eq!(prune_at(&ws, Utc::now()).await, 0, "{point}");
+        assert_eq!(
+            leftovers(&ws),
+            left,
+            "a prune removed a fresh leftover at {point}"
+        );
+
+        // Once the job's timeout (24 h by default) and the margin have passed, nothing is left.
+        prune_at(&ws, Utc::now() + Duration::hours(25)).await;
+        assert_eq!(
+            leftovers(&ws),
+            Vec::<String>::new(),
+            "after a kill at {point}"
+        );
+        assert_eq!(listed_and_verified(&ws), complete, "{point}");
+    }
+}
+
+#[tokio::test]
+async fn killed_local_backups_leave_nothing_visible_and_prune_cleans_what_they_left() {
+    kill_everywhere(Workspace::new(), local_leftovers()).await;
+}
+
+#[tokio::test]
+async fn killed_s3_backups_leave_nothing_visible_and_prune_aborts_their_uploads() {
+    let prefix = unique("crash");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    kill_everywhere(ws, s3_leftovers(prefix)).await;
+}
