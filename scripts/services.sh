@@ -5,6 +5,8 @@
 #   COFFRE_TEST_MARIADB mariadb://root@127.0.0.1:PORT (the machine's server, or a private one)
 #   COFFRE_TEST_S3      http://127.0.0.1:PORT (moto_server)
 #   COFFRE_TEST_AZURITE http://127.0.0.1:PORT/devstoreaccount1 (azurite)
+#   COFFRE_TEST_S3S     http://127.0.0.1:PORT (s3s-fs, which checks SigV4 signatures), with
+#                       COFFRE_TEST_S3S_KEY and COFFRE_TEST_S3S_SECRET
 # Sourced by scripts/test and scripts/bench; everything it starts stops when the caller exits.
 # Needs $venv (a Python venv) and $cache (a directory kept between runs).
 
@@ -57,6 +59,7 @@ svc_need_tools() {
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
   command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
   command -v curl >/dev/null || missing+=(curl)
+  command -v strace >/dev/null || missing+=(strace)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
@@ -150,10 +153,32 @@ PY
   svc_log "azurite on $port"
 }
 
+# S3 that checks SigV4 signatures (moto accepts any): proves the requests coffre signs itself.
+svc_start_s3s() {
+  local bin="$cache/s3s-fs/bin/s3s-fs"
+  if [ ! -x "$bin" ]; then
+    svc_log "building s3s-fs (once; a few minutes)"
+    CARGO_TARGET_DIR="$cache/s3s-fs/target" cargo install --quiet s3s-fs --version 0.14.1 --locked \
+      --features binary --root "$cache/s3s-fs" || { svc_log "cargo install s3s-fs failed"; return 1; }
+    rm -rf "$cache/s3s-fs/target"
+  fi
+  local port; port=$(free_port)
+  mkdir -p "$svc_dir/s3s/coffre-test"
+  "$bin" --host 127.0.0.1 --port "$port" --access-key coffre-test-key --secret-key coffre-test-secret \
+    "$svc_dir/s3s" >"$svc_dir/s3s.log" 2>&1 &
+  svc_pids+=($!)
+  disown $!
+  wait_port "$port" s3s-fs
+  export COFFRE_TEST_S3S="http://127.0.0.1:$port" COFFRE_TEST_S3S_KEY=coffre-test-key \
+    COFFRE_TEST_S3S_SECRET=coffre-test-secret
+  svc_log "s3s-fs (SigV4-checking S3) on $port"
+}
+
 svc_start_all() {
   svc_need_tools || return 1
   svc_start_postgres || return 1
   svc_start_mariadb || return 1
   svc_start_moto || return 1
   svc_start_azurite || return 1
+  svc_start_s3s || return 1
 }

@@ -736,15 +736,29 @@ fn expand_glob(base: &Path, pattern: &str, config_path: &Path) -> Result<Vec<Pat
     Ok(out)
 }
 
+/// Config and job files are small; this much is not one.
+const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
+
 /// Read a TOML file, interpolate `${VAR}` in every string, and deserialize it,
 /// reporting errors as `file: key.path: problem`.
 fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    use std::io::Read;
     let file = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         Error::config(format!(
             "cannot read {file}: {e} (pass --config PATH or set COFFRE_CONFIG)"
         ))
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(Error::config(format!(
+            "{file} holds more than {} MiB: it is not a coffre config or job file",
+            MAX_CONFIG_FILE_BYTES >> 20
+        )));
+    }
     let mut value: toml::Value = toml::from_str(&text)
         .map_err(|e| Error::config(format!("{file}: {}", one_line(&e.to_string()))))?;
     interpolate(&mut value, &mut Vec::new()).map_err(|e| e.context(&file))?;

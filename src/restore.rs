@@ -2,8 +2,9 @@
 //!
 //! Every check the format offers runs on every restore: the key commitment, the manifest mac,
 //! every chunk tag, the final-chunk flag, and the manifest's counts and data_sha256. A file
-//! target is written under a temporary name and renamed only when all of them held, so a
-//! tampered or truncated backup never leaves plaintext at the path the user asked for.
+//! target is written to an unnamed file and given its name only when all of them held
+//! (`partial_file`), so a tampered or truncated backup, or a killed restore, never leaves
+//! plaintext at the path the user asked for, or beside it.
 
 use async_compression::tokio::write::ZstdDecoder;
 use std::path::PathBuf;
@@ -100,6 +101,7 @@ pub async fn restore(
         Target::File { path, overwrite } => {
             let mut partial = PartialFile::create(path, *overwrite).await?;
             let summary = source.open_into(&mut partial.file).await?;
+            crate::failpoint::hit("restore:written").await;
             partial.commit().await?;
             Ok(summary)
         }
@@ -380,6 +382,7 @@ impl Source<'_> {
             ));
         }
 
+        crate::failpoint::hit("restore:opened").await;
         // The decoder writes small pieces; hand the target large ones (stdout, a pipe into
         // pg_restore and a file all cost a system call or a thread hand-off per write).
         let mut plaintext = Metered::counting(BufWriter::with_capacity(1 << 20, out));

@@ -476,6 +476,13 @@ fn dump_tools_never_see_coffres_other_secrets() {
             ("BACKUP_PASSPHRASE", passphrase),
             ("AWS_SECRET_ACCESS_KEY", "aws-secret-that-must-stay"),
             ("TEST_PG_PASSWORD", pg_password.as_str()),
+            // Variables that look like the tools' own but are not this job's.
+            ("PGOTHER_APP_SECRET", "pg-prefixed-secret-that-must-stay"),
+            ("MYSQL_PWD", "mariadb-password-that-must-stay"),
+            (
+                "MARIADB_ROOT_PASSWORD",
+                "mariadb-root-password-that-must-stay",
+            ),
         ],
     );
     run.ok();
@@ -483,6 +490,7 @@ fn dump_tools_never_see_coffres_other_secrets() {
     assert!(env.contains("PGHOST="), "the wrapper did not run: {env}");
     assert!(!env.contains(passphrase), "{env}");
     assert!(!env.contains("aws-secret-that-must-stay"), "{env}");
+    assert!(!env.contains("that-must-stay"), "{env}");
     // Its own password is the one secret it gets, through its environment.
     assert!(env.contains(&format!("PGPASSWORD={pg_password}")));
 }

@@ -566,10 +566,12 @@ impl Store {
                     self.description
                 ))
             })?;
+        // Directory names carry the start to the second: within the same second either may be
+        // the newer one.
         for damaged in &listing.damaged {
-            if damaged.location.time > found.location.time {
+            if damaged.location.time >= found.location.time {
                 tracing::warn!(
-                    "backup {} of job '{job}' is newer than {} but its manifest is damaged: using {}",
+                    "backup {} of job '{job}' may be newer than {} but its manifest is damaged: using {}",
                     damaged.location.id,
                     found.location.id,
                     found.location.id
@@ -617,20 +619,29 @@ fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
 }
 
 fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error {
+    let text = one_line(&e.to_string());
     match e {
         object_store::Error::NotFound { .. } => {
             Error::not_found(format!("{action} {path}: not found"))
         }
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => Error::auth(format!(
-            "{action} {path}: the store refused the credentials: {} (check the store's access key and secret, and their permissions)",
-            one_line(&e.to_string())
-        )),
         object_store::Error::AlreadyExists { .. } => {
             Error::store(format!("{action} {path}: it already exists"))
         }
-        other => Error::store(format!("{action} {path}: {}", one_line(&other.to_string()))),
+        // Some requests (S3 listings) come back as generic errors that only name the status.
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => refused(action, path, &text),
+        _ if text.contains("403 Forbidden") || text.contains("401 Unauthorized") => {
+            refused(action, path, &text)
+        }
+        _ => Error::store(format!("{action} {path}: {text}")),
     }
+}
+
+/// The store refused the credentials: fixing them, not retrying, helps.
+fn refused(action: &str, path: &ObjectPath, text: &str) -> Error {
+    Error::auth(format!(
+        "{action} {path}: the store refused the credentials: {text} (check the store's access key and secret, and their permissions)"
+    ))
 }
 
 fn one_line(text: &str) -> String {

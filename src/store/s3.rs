@@ -173,7 +173,16 @@ impl S3Api {
                     encode(id)
                 ));
             }
-            let body = self.send(Method::GET, &url, None, &what).await?;
+            let (status, body) = self.exchange(Method::GET, &url, None, &what).await?;
+            // Some S3-compatible servers cannot list uploads: the bucket's lifecycle rule
+            // (docs/OPERATIONS.md) is then the only cleanup.
+            if status == http::StatusCode::NOT_IMPLEMENTED {
+                tracing::warn!(
+                    "{what}: the server does not implement it; rely on the bucket's AbortIncompleteMultipartUpload lifecycle rule"
+                );
+                return Ok(Vec::new());
+            }
+            check_status(status, &body, &what)?;
             let page: ListUploadsPage = quick_xml::de::from_reader(body.as_slice())
                 .map_err(|e| Error::store(format!("{what}: unexpected answer: {e}")))?;
             uploads.extend(page.uploads.into_iter().map(|u| OpenUpload {
@@ -208,6 +217,19 @@ impl S3Api {
         body: Option<String>,
         what: &str,
     ) -> Result<Vec<u8>> {
+        let (status, body) = self.exchange(method, url, body, what).await?;
+        check_status(status, &body, what)?;
+        Ok(body)
+    }
+
+    /// Sign and send one request; the status and body of the answer.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> Result<(http::StatusCode, Vec<u8>)> {
         let fail = |why: String| Error::store(format!("{what}: {why}"));
         let mut builder = http::Request::builder().method(method).uri(url);
         if let Some(body) = &body {
@@ -234,25 +256,30 @@ impl S3Api {
             .map_err(|e| fail(e.to_string()))?;
         let status = response.status();
         let body = response.into_body().bytes().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(body.to_vec());
-        }
-        let text = String::from_utf8_lossy(&body);
-        let code = text
-            .split("<Code>")
-            .nth(1)
-            .and_then(|rest| rest.split("</Code>").next())
-            .unwrap_or("no error code");
-        let why = format!("HTTP {status} {code}");
-        // The credentials themselves were refused: fixing them, not retrying, helps.
-        if status == http::StatusCode::FORBIDDEN
-            && matches!(
-                code,
-                "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied"
-            )
-        {
-            return Err(Error::auth(format!("{what}: {why}")));
-        }
-        Err(fail(why))
+        Ok((status, body.to_vec()))
     }
+}
+
+/// An unsuccessful answer as an error: refused credentials are an auth error (fixing them,
+/// not retrying, helps), anything else a store error.
+fn check_status(status: http::StatusCode, body: &[u8], what: &str) -> Result<()> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(body);
+    let code = text
+        .split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or("no error code");
+    let why = format!("{what}: HTTP {status} {code}");
+    if status == http::StatusCode::FORBIDDEN
+        && matches!(
+            code,
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied"
+        )
+    {
+        return Err(Error::auth(why));
+    }
+    Err(Error::store(why))
 }

@@ -7,7 +7,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use std::sync::Arc;
 
@@ -16,7 +16,8 @@ use coffre::store::Store;
 use super::Workspace;
 
 /// A real store with failures injected: listings fail after `list_ok` objects; reads, writes
-/// and deletes of paths containing the given text fail.
+/// and deletes of paths containing the given text fail; reading a path containing
+/// `vanish_on_get` first deletes that backup, as a prune running meanwhile would.
 #[derive(Debug)]
 pub struct Faulty {
     inner: Arc<LocalFileSystem>,
@@ -24,6 +25,7 @@ pub struct Faulty {
     pub fail_get: Option<String>,
     pub fail_put: Option<String>,
     pub fail_delete: Option<String>,
+    pub vanish_on_get: Option<String>,
 }
 
 impl std::fmt::Display for Faulty {
@@ -64,6 +66,16 @@ impl ObjectStore for Faulty {
         self.inner.put_multipart_opts(l, o).await
     }
     async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
+        if self
+            .vanish_on_get
+            .as_ref()
+            .is_some_and(|f| l.as_ref().contains(f.as_str()))
+        {
+            let dir: Path = l.parts().take(l.parts().count() - 1).collect();
+            for file in ["manifest.json", "data.cfr"] {
+                let _ = self.inner.delete(&dir.clone().join(file)).await;
+            }
+        }
         if self
             .fail_get
             .as_ref()
@@ -124,6 +136,7 @@ pub fn faulty_store(ws: &Workspace, faults: impl FnOnce(&mut Faulty)) -> Store {
         fail_get: None,
         fail_put: None,
         fail_delete: None,
+        vanish_on_get: None,
     };
     faults(&mut faulty);
     Store::new(Arc::new(faulty), "backups", "faulty".into())
