@@ -82,10 +82,7 @@ async fn run_one(
     let header = Header::new(&dek, backup_id, job.chunk_log2)
         .map_err(|e| Error::config(format!("job '{}': {e}", job.name)))?;
     // Wrap first: a bad key fails the job before the dump starts.
-    let stanzas = recipients
-        .iter()
-        .map(|secret| keys::wrap(secret, &dek, backup_id))
-        .collect::<Result<Vec<_>>>()?;
+    let stanzas = keys::wrap_blocking(recipients, &dek, backup_id).await?;
 
     crate::failpoint::hit("backup:before-dump").await;
     let dump = plan.start()?;

@@ -61,7 +61,7 @@ pub async fn add(
             .await
             .map_err(|e| e.context(format!("backup {}", m.backup_id)))?;
         let mut stanzas = m.keys.clone();
-        stanzas.push(keys::wrap(new, &dek, m.backup_id)?);
+        stanzas.extend(keys::wrap_blocking(std::slice::from_ref(new), &dek, m.backup_id).await?);
         store
             .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
             .await?;

@@ -506,3 +506,78 @@ fn every_command_has_help_with_an_example() {
         );
     }
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+#[test]
+fn readme_by_hand_steps_work_before_and_after_the_quick_start_and_leave_the_tree_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("By hand, with the quick-start config")
+        .nth(1)
+        .unwrap();
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    // Building and the alias are replaced by the binary under test.
+    let steps: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.starts_with("cargo build") && !l.starts_with("alias"))
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.contains("coffre restore")),
+        "{block}"
+    );
+    let tree = tempfile::tempdir().unwrap();
+    let copied = ["src", "docs", "jobs", "config", "Cargo.toml"];
+    for name in copied {
+        copy_tree(&root.join(name), &tree.path().join(name));
+    }
+    // Twice: a fresh checkout, then one where the quick start already ran.
+    for round in 0..2 {
+        for step in &steps {
+            let script = format!(
+                "coffre() {{ '{}' \"$@\"; }}\n{step}\n",
+                support::coffre_bin()
+            );
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .current_dir(tree.path())
+                .env_remove("COFFRE_CONFIG")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: '{step}' failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let mut top: Vec<String> = std::fs::read_dir(tree.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    let mut expected: Vec<String> = copied.iter().map(|s| s.to_string()).collect();
+    expected.push(".coffre".into());
+    expected.sort();
+    assert_eq!(
+        top, expected,
+        "the by-hand steps left files outside .coffre"
+    );
+}

@@ -418,6 +418,20 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
     }
 }
 
+/// `wrap` for each of `secrets`, on a blocking thread: a passphrase takes an argon2id
+/// derivation, and the runtime must stay free to handle SIGTERM meanwhile.
+pub async fn wrap_blocking(secrets: &[Secret], dek: &Dek, backup_id: Uuid) -> Result<Vec<Stanza>> {
+    let (secrets, dek) = (secrets.to_vec(), dek.clone());
+    tokio::task::spawn_blocking(move || {
+        secrets
+            .iter()
+            .map(|secret| wrap(secret, &dek, backup_id))
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?
+}
+
 /// Find a stanza that one of `secrets` opens and return the DEK.
 ///
 /// Keys and identities are matched by key id first; then passphrases are tried on the argon2id

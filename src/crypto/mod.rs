@@ -7,7 +7,8 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// A fresh per-backup data-encryption key. Zeroized on drop; never printed.
+/// A fresh per-backup data-encryption key. Zeroized on drop (every copy); never printed.
+#[derive(Clone)]
 pub struct Dek(Zeroizing<[u8; 32]>);
 
 impl Dek {
