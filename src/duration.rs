@@ -63,12 +63,13 @@ mod tests {
 
     #[test]
     fn parses_each_unit_and_prints_back() {
-        for (text, secs) in [("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800)] {
+        for (text, secs) in [("90s", 90), ("30m", 1800), ("5h", 18000), ("7d", 604800)] {
             let d = HumanDuration::parse(text).unwrap();
             assert_eq!(d.0.as_secs(), secs);
             assert_eq!(d.to_string(), text);
         }
         assert_eq!(HumanDuration::parse("120m").unwrap().to_string(), "2h");
+        assert_eq!(HumanDuration::parse("24h").unwrap().to_string(), "1d");
     }
 
     #[test]

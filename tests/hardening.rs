@@ -12,20 +12,11 @@ use std::time::{Duration, Instant};
 use coffre::config::Config;
 use coffre::ops::verify::{Outcome, verify_all};
 use support::faulty::faulty_store;
-use support::{Workspace, coffre_bin, noise};
+use support::{Workspace, coffre_bin, noise, three_backups};
 
 const CONFIG: i32 = 3;
 const INTEGRITY: i32 = 7;
 const TARGET: i32 = 8;
-
-/// A workspace with three backups of a small file.
-fn three_backups() -> (Workspace, Vec<String>) {
-    let ws = Workspace::new();
-    ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
-    let ids = (0..3).map(|_| ws.backup("files")).collect();
-    (ws, ids)
-}
 
 fn manifest_path(ws: &Workspace, id: &str) -> std::path::PathBuf {
     ws.backup_dir("files", id).join("manifest.json")

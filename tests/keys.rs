@@ -7,20 +7,11 @@ use coffre::crypto::keys::{Secret, SymmetricKey};
 use coffre::keyring;
 use coffre::secret_file::FileAccess;
 use sha2::{Digest, Sha256};
-use support::Workspace;
 use support::faulty::faulty_store;
+use support::{Workspace, three_backups};
 
 const AUTH: i32 = 4;
 const CONFIG: i32 = 3;
-
-/// A workspace with three backups made with `backup.key`.
-fn three_backups() -> (Workspace, Vec<String>) {
-    let ws = Workspace::new();
-    ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
-    let ids = (0..3).map(|_| ws.backup("files")).collect();
-    (ws, ids)
-}
 
 fn key_id(ws: &Workspace, file: &str) -> String {
     let run = ws.run_raw(&["key", "id", file], &[]);

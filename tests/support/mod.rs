@@ -160,6 +160,15 @@ impl Workspace {
     }
 }
 
+/// A workspace with three backups of a small file (job `files`), made with `backup.key`.
+pub fn three_backups() -> (Workspace, Vec<String>) {
+    let ws = Workspace::new();
+    ws.write("input.bin", "ward 7 admissions");
+    ws.file_job("files", "input.bin", 16);
+    let ids = (0..3).map(|_| ws.backup("files")).collect();
+    (ws, ids)
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
