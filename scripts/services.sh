@@ -157,8 +157,8 @@ PY
 svc_start_s3s() {
   local bin="$cache/s3s-fs/bin/s3s-fs"
   if [ ! -x "$bin" ]; then
-    svc_log "building s3s-fs (once; a few minutes)"
-    CARGO_TARGET_DIR="$cache/s3s-fs/target" cargo install --quiet s3s-fs --version 0.14.1 --locked \
+    svc_log "building s3s-fs (once, about a minute)"
+    CARGO_TARGET_DIR="$cache/s3s-fs/target" cargo install --quiet --debug s3s-fs --version 0.14.1 --locked \
       --features binary --root "$cache/s3s-fs" || { svc_log "cargo install s3s-fs failed"; return 1; }
     rm -rf "$cache/s3s-fs/target"
   fi

@@ -1,16 +1,21 @@
 //! The crate-wide error: every failure belongs to one class, and each class has its own exit code,
-//! so a CronJob, a script or an operator can tell "fix the config" from "the store is down".
+//! so a CronJob, a script or an operator can tell "fix the config" from "the store is down", and
+//! a scheduler can tell "retry later" (`Class::retryable`) from "page someone".
+//!
+//! Messages say what is wrong and what would fix it in the library's own terms; a fix that the
+//! caller offers in its terms (the command line names a flag) travels as a `Remedy`.
 
 use std::fmt;
 
 /// What kind of failure, from the user's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Class {
     /// Bad or missing configuration, bad command-line input.
     Config,
     /// No key opens the backup, a passphrase is wrong, a server refused credentials.
     Auth,
-    /// The dump tool or command failed.
+    /// The dump tool or command failed, or the database is unreachable.
     Source,
     /// The object store failed or does not hold what was asked for.
     Store,
@@ -18,12 +23,15 @@ pub enum Class {
     Integrity,
     /// The restore target (file, stdout, database) could not be written.
     Target,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
     /// A bug or an unexpected condition.
     Internal,
 }
 
 impl Class {
-    /// Process exit code for this class. 2 is left to clap for usage errors.
+    /// Process exit code for this class. 2 is left to clap for usage errors; an interruption
+    /// exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), set by the caller.
     pub fn exit_code(self) -> i32 {
         match self {
             Class::Internal => 1,
@@ -33,6 +41,7 @@ impl Class {
             Class::Store => 6,
             Class::Integrity => 7,
             Class::Target => 8,
+            Class::Interrupted => 130,
         }
     }
 
@@ -44,9 +53,58 @@ impl Class {
             Class::Store => "store error",
             Class::Integrity => "integrity error",
             Class::Target => "target error",
+            Class::Interrupted => "interrupted",
             Class::Internal => "internal error",
         }
     }
+
+    /// The name in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Config => "config",
+            Class::Auth => "auth",
+            Class::Source => "source",
+            Class::Store => "store",
+            Class::Integrity => "integrity",
+            Class::Target => "target",
+            Class::Interrupted => "interrupted",
+            Class::Internal => "internal",
+        }
+    }
+
+    /// Whether running the same thing again later may succeed without anyone changing
+    /// anything: the store or the database was unreachable or failed. Config, auth and
+    /// integrity failures need a person.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Class::Source | Class::Store | Class::Target | Class::Interrupted
+        )
+    }
+}
+
+/// A fix the caller can offer in its own terms: the command line names a flag for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Replace an existing restore target file.
+    Overwrite,
+    /// Create the target database.
+    CreateDatabase,
+    /// Restore over what a non-empty target database holds.
+    ReplaceContents,
+    /// Say which database of a job that dumps several.
+    NameDatabase,
+    /// Say which job, when several are configured.
+    NameJob,
+    /// Restore to stdout or a file instead of a database.
+    RestoreToFile,
+    /// Open backups with a key given for this run.
+    OtherKey,
+    /// Name the server a restore drill runs on.
+    NameDrillServer,
+    /// Make a new key (for new backups only).
+    NewKey,
 }
 
 /// An error with its class and a one-line message a user can act on.
@@ -56,6 +114,7 @@ pub struct Error {
     message: String,
     /// The store answered that the object does not exist (a backup pruned meanwhile, say).
     not_found: bool,
+    remedy: Option<Remedy>,
 }
 
 impl Error {
@@ -64,6 +123,7 @@ impl Error {
             class,
             message: message.into(),
             not_found: false,
+            remedy: None,
         }
     }
     /// A store error for an object that does not exist.
@@ -91,6 +151,9 @@ impl Error {
     pub fn target(message: impl Into<String>) -> Self {
         Self::new(Class::Target, message)
     }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(Class::Interrupted, message)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Class::Internal, message)
     }
@@ -103,6 +166,17 @@ impl Error {
     }
     pub fn is_not_found(&self) -> bool {
         self.not_found
+    }
+    pub fn remedy(&self) -> Option<Remedy> {
+        self.remedy
+    }
+
+    /// Attach a fix the caller can offer in its own terms.
+    pub fn with_remedy(self, remedy: Remedy) -> Self {
+        Self {
+            remedy: Some(remedy),
+            ..self
+        }
     }
 
     /// Append what the user can do about it, keeping the class.

@@ -15,9 +15,24 @@ use zeroize::Zeroizing;
 use crate::crypto::keys::Stanza;
 use crate::crypto::{Dek, hkdf_sha256};
 use crate::error::{Error, Result};
-use crate::store::LockMode;
 
 pub const FORMAT: &str = "coffre-manifest/1";
+
+/// The kinds of source a manifest's `source.kind` names, besides "command" and "file".
+pub const KIND_POSTGRES: &str = "postgres";
+pub const KIND_POSTGRES_GLOBALS: &str = "postgres-globals";
+pub const KIND_MARIADB: &str = "mariadb";
+
+/// How the store locks a backup's objects (S3 Object Lock), as recorded in `lock_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Users with s3:BypassGovernanceRetention can still delete.
+    Governance,
+    /// Nobody can delete or shorten the lock until it expires.
+    Compliance,
+}
+
 const INFO_MANIFEST: &[u8] = b"coffre/v1/manifest";
 
 /// Where the dump came from.

@@ -13,9 +13,7 @@ use chrono::{Duration, Utc};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use coffre::config::Config;
-use coffre::prune;
-use coffre::store::Store;
+use coffre::ops::prune;
 use support::db::unique;
 use support::s3::{S3_ENV, s3_open_uploads, s3_store, workspace_with_store};
 use support::{Workspace, coffre_bin, noise};
@@ -68,10 +66,7 @@ fn kill_at(ws: &Workspace, job: &str, point: &str) {
 fn listed_and_verified(ws: &Workspace) -> Vec<String> {
     let run = ws.run_env(&["list", "--json"], &S3_ENV);
     run.ok();
-    let list: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    let ids: Vec<String> = list
-        .as_array()
-        .unwrap()
+    let ids: Vec<String> = support::json_lines(&run)
         .iter()
         .map(|b| {
             assert_eq!(b["status"], "complete", "{b}");
@@ -84,8 +79,7 @@ fn listed_and_verified(ws: &Workspace) -> Vec<String> {
 
 /// Prune every job as if it were `now`; returns how many leftovers were removed.
 async fn prune_at(ws: &Workspace, now: chrono::DateTime<Utc>) -> usize {
-    let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let store = Store::open(&config.store, &config.upload).unwrap();
+    let (config, store) = support::open_store(ws).await;
     let mut plans = Vec::new();
     for job in config.jobs.values() {
         plans.push(prune::plan(&store, job, now).await.unwrap());

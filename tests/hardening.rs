@@ -49,12 +49,9 @@ fn a_damaged_manifest_is_reported_and_hides_no_other_backup() {
                 .any(|l| l.starts_with("damaged:") && l.contains(&ids[2])),
             "{what}: {text}"
         );
-        let json = ws.run(&["list", "--json"]);
-        let items: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let items = support::json_lines(&ws.run(&["list", "--json"]));
         let status = |id: &str| {
             items
-                .as_array()
-                .unwrap()
                 .iter()
                 .find(|b| b["id"] == id)
                 .map(|b| b["status"].as_str().unwrap().to_string())
@@ -94,7 +91,7 @@ fn a_damaged_manifest_is_reported_and_hides_no_other_backup() {
 async fn an_unreadable_manifest_is_a_named_failure_of_verify_all_only() {
     let (ws, ids) = three_backups();
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let secrets = config.encryption.load_secrets().unwrap();
+    let secrets = support::configured_keys(&config).await;
     let store = faulty_store(&ws, |f| {
         f.fail_get = Some(format!("{}/manifest.json", ids[1]))
     });
@@ -117,7 +114,7 @@ async fn an_unreadable_manifest_is_a_named_failure_of_verify_all_only() {
 async fn backups_pruned_during_verify_all_are_reported_as_pruned_not_failed() {
     let (ws, ids) = three_backups();
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let secrets = config.encryption.load_secrets().unwrap();
+    let secrets = support::configured_keys(&config).await;
     // Pruned after the listing, before its manifest is read.
     let store = faulty_store(&ws, |f| {
         f.vanish_on_get = Some(format!("{}/manifest.json", ids[0]))
@@ -342,12 +339,13 @@ fn key_files_readable_by_others_are_refused_unless_the_config_allows_it() {
         .expect_code(CONFIG);
 
     set_mode(&ws.path("backup.key"), 0o640);
-    ws.write_config("keys = [{ file = \"backup.key\" }]\nkey_file_access = \"group\"");
+    let key = "keys = [{ key = \"file:backup.key\" }]";
+    ws.write_config_with("secret_file_access = \"group\"", key);
     ws.run(&["restore", &ids[0], "--to", "-"]).ok();
     set_mode(&ws.path("backup.key"), 0o644);
     ws.run(&["restore", &ids[0], "--to", "-"])
         .expect_code(CONFIG);
-    ws.write_config("keys = [{ file = \"backup.key\" }]\nkey_file_access = \"any\"");
+    ws.write_config_with("secret_file_access = \"any\"", key);
     ws.run(&["restore", &ids[0], "--to", "-"]).ok();
 }
 
@@ -462,8 +460,9 @@ fn synced_paths(ws: &Workspace, args: &[&str]) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("sync(") || l.contains("link") || l.contains("rename"))
         .map(|l| {
+            // "PID  call(...)": the pid column is padded.
             l.split_once(' ')
-                .map(|(_, call)| call.to_string())
+                .map(|(_, call)| call.trim_start().to_string())
                 .unwrap_or_default()
         })
         .collect()
@@ -530,9 +529,7 @@ fn a_symlinked_backup_directory_is_refused_and_prune_never_deletes_through_it() 
 
 #[tokio::test]
 async fn a_rotation_stopped_in_its_remove_phase_leaves_every_backup_opening_with_the_new_key() {
-    use coffre::crypto::keys::{Secret, SymmetricKey};
-    use coffre::keyring::{self, Removal};
-    use coffre::secret_file::FileAccess;
+    use coffre::ops::keys::{self as keyring, Removal};
 
     let (ws, ids) = three_backups();
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
@@ -542,9 +539,8 @@ async fn a_rotation_stopped_in_its_remove_phase_leaves_every_backup_opening_with
         .trim()
         .to_string();
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let unlock = config.encryption.load_secrets().unwrap();
-    let new_key =
-        Secret::Key(SymmetricKey::read_file(&ws.path("new.key"), FileAccess::Owner).unwrap());
+    let unlock = support::configured_keys(&config).await;
+    let new_key = support::key_file(&ws, "new.key").await;
     let store = faulty_store(&ws, |f| {
         f.fail_put = Some(format!("{}/manifest.json", ids[1]))
     });

@@ -3,9 +3,7 @@
 mod support;
 
 use coffre::config::Config;
-use coffre::crypto::keys::{Secret, SymmetricKey};
-use coffre::keyring;
-use coffre::secret_file::FileAccess;
+use coffre::ops::keys as keyring;
 use sha2::{Digest, Sha256};
 use support::faulty::faulty_store;
 use support::{Workspace, three_backups};
@@ -84,10 +82,11 @@ fn rotation_moves_every_backup_to_the_new_key_without_touching_data() {
     ws.write_config("keys = [{ file = \"new.key\" }]");
     let list = ws.run(&["key", "list", "--json"]);
     list.ok();
-    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(v["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(v["keys"][0]["key_id"], new.as_str());
-    assert_eq!(v["keys"][0]["backups"], 3);
+    let items = support::json_lines(&list);
+    let keys = support::of_type(&items, "key");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["key_id"], new.as_str());
+    assert_eq!(keys[0]["backups"], 3);
     // The manifests' macs still hold.
     ws.run(&["verify", "--all"]).ok();
 }
@@ -99,9 +98,8 @@ async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
     let old = key_id(&ws, "backup.key");
     let new = key_id(&ws, "new.key");
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let unlock = config.encryption.load_secrets().unwrap();
-    let new_key =
-        Secret::Key(SymmetricKey::read_file(&ws.path("new.key"), FileAccess::Owner).unwrap());
+    let unlock = support::configured_keys(&config).await;
+    let new_key = support::key_file(&ws, "new.key").await;
 
     // The store fails to rewrite the second manifest: the add phase stops there.
     let store = faulty_store(&ws, |f| {

@@ -7,7 +7,7 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 
 use coffre::config::Config;
-use coffre::prune;
+use coffre::ops::prune;
 use support::Workspace;
 use support::faulty::faulty_store as store;
 
@@ -38,10 +38,7 @@ fn six_backups() -> (Workspace, Vec<(String, DateTime<Utc>)>) {
 fn remaining(ws: &Workspace) -> Vec<String> {
     let run = ws.run(&["list", "--json"]);
     run.ok();
-    let items: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    items
-        .as_array()
-        .unwrap()
+    support::json_lines(&run)
         .iter()
         .map(|b| b["id"].as_str().unwrap().to_string())
         .collect()

@@ -108,8 +108,7 @@ fn azure_backup_restores() {
     run.ok();
     let list = ws.run_env(&["list", "--json"], &az);
     list.ok();
-    let items: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(support::json_lines(&list).len(), 1);
     ws.run_env(&["verify", "--latest"], &az).ok();
     ws.run_env(&["restore", "--latest", "--to", "out.bin"], &az)
         .ok();
@@ -282,7 +281,8 @@ fn s3s_store(prefix: &str, secret_env: &str) -> String {
 #[tokio::test]
 async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_secret_fails() {
     use coffre::config::Config;
-    use coffre::store::{BackupRef, LockMode, Store};
+    use coffre::manifest::LockMode;
+    use coffre::store::BackupRef;
 
     let prefix = unique("sigv4");
     let ws = workspace_with_store(&s3s_store(&prefix, "COFFRE_TEST_S3S_SECRET"));
@@ -298,8 +298,7 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
 
     // coffre's own requests: listing open uploads (prune) and PutObjectRetention. s3s-fs
     // implements neither, but checks the signature first: NotImplemented means it was good.
-    let config = Config::load(&ws.path("coffre.toml")).unwrap();
-    let store = Store::open(&config.store, &config.upload).unwrap();
+    let (_, store) = support::open_store(&ws).await;
     assert!(store.strays("files").await.unwrap().is_empty());
     ws.run(&["prune", "files"]).ok();
     let backup = store.find(&id, None).await.unwrap();
@@ -320,7 +319,9 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
         run.stderr
     );
     let config = Config::load(&wrong.path("coffre.toml")).unwrap();
-    let store = Store::open(&config.store, &config.upload).unwrap();
+    let store = coffre::store::Store::open(&config.store, &config.upload, &config.secrets)
+        .await
+        .unwrap();
     let err = store.strays("files").await.unwrap_err();
     assert_eq!(err.class(), coffre::error::Class::Auth, "{err}");
     assert!(err.message().contains("SignatureDoesNotMatch"), "{err}");

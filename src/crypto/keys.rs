@@ -10,13 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Dek, fill_random, random_array};
-use crate::error::{Error, Result};
-use crate::secret_file::{self, FileAccess};
+use crate::error::{Error, Remedy, Result};
 
 const WRAP_AAD_PREFIX: &[u8] = b"coffre/v1/wrap";
 const KEY_ID_PREFIX: &[u8] = b"coffre/v1/key-id";
@@ -91,19 +89,6 @@ impl SymmetricKey {
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&decoded);
         Ok(Self(key))
-    }
-
-    /// Write this key to a new file readable by its owner only. Refuses to replace an existing
-    /// file unless `overwrite`: losing a key loses every backup made with it.
-    pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
-        secret_file::write_private(path, &self.to_text(), overwrite)
-    }
-
-    /// Read a key file, naming the file in any error.
-    pub fn read_file(path: &Path, access: FileAccess) -> Result<Self> {
-        let raw = secret_file::read(path, "key file", access)?;
-        Self::parse(&raw)
-            .map_err(|why| Error::config(format!("key file {}: {why}", path.display())))
     }
 
     fn as_bytes(&self) -> &[u8; 32] {
@@ -191,19 +176,6 @@ impl Identity {
             .try_into()
             .map_err(|_| "the identity does not decode to 32 bytes")?;
         Ok(Self(x25519_dalek::StaticSecret::from(array)))
-    }
-
-    pub fn read_file(path: &Path, access: FileAccess) -> Result<Self> {
-        let raw = secret_file::read(path, "identity file", access)?;
-        let text = std::str::from_utf8(&raw)
-            .map_err(|_| Error::config(format!("identity file {} is not text", path.display())))?;
-        Self::parse(text)
-            .map_err(|why| Error::config(format!("identity file {}: {why}", path.display())))
-    }
-
-    /// Write this identity to a new file readable by its owner only.
-    pub fn write_new_file(&self, path: &Path, overwrite: bool) -> Result<()> {
-        secret_file::write_private(path, &self.to_text(), overwrite)
     }
 }
 
@@ -442,7 +414,8 @@ pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result
     if !secrets.iter().any(|s| !matches!(s, Secret::Recipient(_))) {
         return Err(Error::auth(
             "no key that can open backups is configured (an x25519 recipient only writes them)",
-        ));
+        )
+        .with_remedy(Remedy::OtherKey));
     }
     for secret in secrets
         .iter()
@@ -489,7 +462,8 @@ pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result
     Err(Error::auth(format!(
         "no key in this backup's manifest opens it: the backup has keys [{}]{refused}; check the key file or passphrase ('coffre key id FILE' shows a key's id)",
         ids.join(", ")
-    )))
+    ))
+    .with_remedy(Remedy::OtherKey))
 }
 
 /// `unwrap` on a blocking thread: key derivation takes seconds, and the runtime must stay free
@@ -649,20 +623,13 @@ fn open_dek_with_nonce(
     Some(Dek::from_bytes(dek))
 }
 
-/// The key id of a key file or an x25519 identity file (its recipient's id).
-/// Only the id is shown, so the file's mode is not checked.
-pub fn key_id_of_file(path: &Path) -> Result<String> {
-    let raw = secret_file::read(path, "key file", FileAccess::Any)?;
+/// The key id of a key's or an x25519 identity's text (an identity's is its recipient's).
+pub fn key_id_of_text(raw: &[u8]) -> std::result::Result<String, &'static str> {
     if raw.starts_with(IDENTITY_TEXT_PREFIX.as_bytes()) {
-        let text = std::str::from_utf8(&raw)
-            .map_err(|_| Error::config(format!("{} is not text", path.display())))?;
-        let identity = Identity::parse(text)
-            .map_err(|why| Error::config(format!("identity file {}: {why}", path.display())))?;
-        return Ok(identity.recipient().key_id());
+        let text = std::str::from_utf8(raw).map_err(|_| "an identity is text")?;
+        return Ok(Identity::parse(text)?.recipient().key_id());
     }
-    let key = SymmetricKey::parse(&raw)
-        .map_err(|why| Error::config(format!("key file {}: {why}", path.display())))?;
-    Ok(key.key_id())
+    Ok(SymmetricKey::parse(raw)?.key_id())
 }
 
 fn key_id_of(kek: &[u8]) -> String {

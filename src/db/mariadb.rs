@@ -3,9 +3,11 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Server, ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::source::KIND_MARIADB;
+use crate::manifest::KIND_MARIADB;
+use crate::secretstore::Resolver;
 
 /// A connection to one database of a MariaDB server.
 #[derive(Clone)]
@@ -90,13 +92,17 @@ pub fn dump_tool() -> &'static str {
 }
 
 impl MariaConn {
-    pub fn from_config(server: &ServerConfig, database: &str) -> Result<Self> {
+    pub async fn from_config(
+        server: &ServerConfig,
+        database: &str,
+        secrets: &Resolver,
+    ) -> Result<Self> {
         Ok(Self {
             host: server.host.clone(),
             port: server.port.unwrap_or(3306),
             user: server.user.clone().unwrap_or_else(|| "root".into()),
             database: database.to_string(),
-            password: server.load_password()?,
+            password: super::password(server, secrets).await?,
             tls: Tls::from_config(server)?,
             inherit_env: server.inherit_env.clone(),
         })

@@ -5,71 +5,10 @@
 pub mod mariadb;
 pub mod postgres;
 
-use serde::Deserialize;
-use std::path::PathBuf;
 use std::process::Stdio;
-use zeroize::Zeroizing;
 
-use crate::config::env_secret;
 use crate::error::{Error, Result};
 use crate::process::describe_status;
-use crate::secret_file::{self, FileAccess};
-
-/// A database source, as written in a job's `[source]` (kind = "postgres" or "mariadb").
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    #[serde(default = "default_host")]
-    pub host: String,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    /// Environment variable holding the password.
-    pub password_env: Option<String>,
-    /// File holding the password (first line), e.g. a mounted Kubernetes Secret.
-    pub password_file: Option<PathBuf>,
-    /// TLS to the server. PostgreSQL: any libpq sslmode (disable, allow, prefer, require,
-    /// verify-ca, verify-full). MariaDB: disable, prefer, or verify-full (the client enforces
-    /// TLS only when it verifies the server certificate).
-    pub sslmode: Option<String>,
-    /// CA certificate (PEM) to verify the server with.
-    pub sslrootcert: Option<PathBuf>,
-    /// The database to dump.
-    pub database: Option<String>,
-    /// Dump every database of the server instead, one backup each.
-    #[serde(default)]
-    pub all_databases: bool,
-    /// Databases left out by `all_databases`.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// PostgreSQL: also back up roles and tablespaces (`pg_dumpall --globals-only`).
-    #[serde(default)]
-    pub globals: bool,
-    /// Extra arguments for the dump tool (never put secrets here).
-    #[serde(default)]
-    pub dump_args: Vec<String>,
-    /// Variables of coffre's own environment the client tools also get (PGSSLCERT,
-    /// PGSERVICEFILE...); they have PATH, HOME, LANG, LC_* and TZ and their connection
-    /// settings, and nothing else.
-    #[serde(default)]
-    pub inherit_env: Vec<String>,
-}
-
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-
-impl ServerConfig {
-    /// Read the password from where the config says, if anywhere.
-    pub fn load_password(&self) -> Result<Option<Zeroizing<String>>> {
-        if let Some(var) = &self.password_env {
-            return env_secret(var, "the database password").map(Some);
-        }
-        if let Some(path) = &self.password_file {
-            return secret_file::read_first_line(path, "password file", FileAccess::Any).map(Some);
-        }
-        Ok(None)
-    }
-}
 
 /// Run a client tool to completion and return its standard output.
 /// A failure is a `Source` error quoting the end of the tool's stderr.
@@ -171,6 +110,18 @@ pub(crate) trait Server: Clone {
         clean: bool,
         no_owner: bool,
     ) -> Option<(std::process::Command, bool)>;
+}
+
+/// The password a database source names, if any.
+pub(crate) async fn password(
+    server: &crate::config::ServerConfig,
+    secrets: &crate::secretstore::Resolver,
+) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let what = "the database password";
+    match &server.password {
+        Some(r) => Ok(Some(secrets.resolve(r, what).await?.text(what)?)),
+        None => Ok(None),
+    }
 }
 
 /// Name of a scratch database for a restore drill.

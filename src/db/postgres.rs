@@ -4,9 +4,11 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Server, ServerConfig, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::source::{KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
+use crate::manifest::{KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
+use crate::secretstore::Resolver;
 
 /// A connection to one database of a PostgreSQL server.
 #[derive(Clone)]
@@ -29,13 +31,17 @@ impl std::fmt::Debug for PgConn {
 }
 
 impl PgConn {
-    pub fn from_config(server: &ServerConfig, database: &str) -> Result<Self> {
+    pub async fn from_config(
+        server: &ServerConfig,
+        database: &str,
+        secrets: &Resolver,
+    ) -> Result<Self> {
         Ok(Self {
             host: server.host.clone(),
             port: server.port.unwrap_or(5432),
             user: server.user.clone().unwrap_or_else(|| "postgres".into()),
             database: database.to_string(),
-            password: server.load_password()?,
+            password: super::password(server, secrets).await?,
             sslmode: server.sslmode.clone(),
             sslrootcert: server.sslrootcert.clone(),
             inherit_env: server.inherit_env.clone(),

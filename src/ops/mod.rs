@@ -2,4 +2,40 @@
 //! Nothing here prints: the command line, the daemon and the incident command render the
 //! returned values themselves.
 
+pub mod backup;
+pub mod config_check;
+pub mod drill;
+pub mod keys;
+mod partial_file;
+pub mod pick;
+pub mod prune;
+pub mod restore;
 pub mod verify;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::store::Store;
+
+/// What every operation acts on: the configuration, its store, and the signal to stop.
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    /// Cancelled on SIGTERM or SIGINT: uploads in progress stop and are aborted.
+    pub stop: CancellationToken,
+}
+
+impl Context {
+    /// Open the configured store.
+    pub async fn open(config: Config, stop: CancellationToken) -> Result<Self> {
+        let store = Store::open(&config.store, &config.upload, &config.secrets)
+            .await?
+            .stop_uploads_on(stop.clone());
+        Ok(Self {
+            config,
+            store,
+            stop,
+        })
+    }
+}

@@ -4,10 +4,11 @@
 //! backup deleted by a prune while this runs (its manifest is gone when read, or its data when
 //! opened and then its manifest too) is "pruned meanwhile", not a failure.
 
+use super::drill::{self, DrillReport, DrillServer};
+use super::restore::{self, OpenSummary};
 use crate::config::Config;
 use crate::crypto::keys::Secret;
 use crate::error::{Class, Error, Result};
-use crate::restore::{self, DrillReport, DrillServer, OpenSummary};
 use crate::store::{Backup, BackupRef, Store};
 
 /// What became of one backup.
@@ -47,6 +48,14 @@ impl VerifyReport {
         })
     }
 
+    /// (backups looked at, failed, pruned meanwhile), not counting those pruned meanwhile
+    /// among the first.
+    pub fn totals(&self) -> (usize, usize, usize) {
+        let pruned = self.count(|o| matches!(o, Outcome::PrunedMeanwhile));
+        let failed = self.count(|o| matches!(o, Outcome::Failed(_)));
+        (self.checked.len() - pruned, failed, pruned)
+    }
+
     /// The class of the first failure, which the whole run exits with.
     pub fn failure_class(&self) -> Option<Class> {
         self.failures().next().map(|(_, e)| e.class())
@@ -58,7 +67,7 @@ impl VerifyReport {
 pub async fn verify_all(
     config: &Config,
     store: &Store,
-    secrets: &[Secret],
+    keys: &[Secret],
     job: Option<&str>,
     drill: bool,
 ) -> Result<VerifyReport> {
@@ -82,7 +91,7 @@ pub async fn verify_all(
         });
     }
     for backup in listing.complete {
-        let outcome = match check(config, store, secrets, &backup, drill).await {
+        let outcome = match check(config, store, keys, &backup, drill).await {
             Ok(outcome) => outcome,
             Err(e) if e.is_not_found() && !store.manifest_exists(&backup.location).await? => {
                 Outcome::PrunedMeanwhile
@@ -104,16 +113,16 @@ pub async fn verify_all(
 async fn check(
     config: &Config,
     store: &Store,
-    secrets: &[Secret],
+    keys: &[Secret],
     backup: &Backup,
     drill: bool,
 ) -> Result<Outcome> {
     if drill {
-        let server = DrillServer::for_backup(config, backup, None)?;
-        let (summary, report) = restore::drill(store, backup, secrets, &server, false).await?;
+        let server = DrillServer::for_backup(config, backup, None).await?;
+        let (summary, report) = drill::drill(store, backup, keys, &server, false).await?;
         Ok(Outcome::Drilled(summary, report))
     } else {
-        let summary = restore::verify(store, backup, secrets, false).await?;
+        let summary = restore::verify(store, backup, keys, false).await?;
         Ok(Outcome::Verified(summary))
     }
 }

@@ -2,17 +2,23 @@
 
 use std::process::Command;
 
-use super::{DumpPlan, DumpSpec, KIND_MARIADB, KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
-use crate::db::ServerConfig;
+use super::{DumpPlan, DumpSpec};
+use crate::config::ServerConfig;
 use crate::db::mariadb::{self, MariaConn};
 use crate::db::postgres::PgConn;
 use crate::db::tool_version;
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
+use crate::manifest::{KIND_MARIADB, KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
+use crate::secretstore::Resolver;
 
 /// Connect, read versions and the database list, and plan one dump per database
 /// (plus the globals for PostgreSQL when asked).
-pub async fn plan_database(kind: &str, server: &ServerConfig) -> Result<Vec<DumpPlan>> {
+pub async fn plan_database(
+    kind: &str,
+    server: &ServerConfig,
+    secrets: &Resolver,
+) -> Result<Vec<DumpPlan>> {
     let maintenance_db = match (kind, &server.database) {
         (_, Some(db)) => db.clone(),
         (KIND_POSTGRES, None) => "postgres".to_string(),
@@ -20,7 +26,7 @@ pub async fn plan_database(kind: &str, server: &ServerConfig) -> Result<Vec<Dump
     };
     let mut plans = Vec::new();
     if kind == KIND_POSTGRES {
-        let conn = PgConn::from_config(server, &maintenance_db)?;
+        let conn = PgConn::from_config(server, &maintenance_db, secrets).await?;
         let server_version = Some(conn.server_version().await?);
         let dump_tool = Some(tool_version("pg_dump").await?);
         for database in databases(server, conn.list_databases()).await? {
@@ -46,7 +52,7 @@ pub async fn plan_database(kind: &str, server: &ServerConfig) -> Result<Vec<Dump
             });
         }
     } else {
-        let conn = MariaConn::from_config(server, &maintenance_db)?;
+        let conn = MariaConn::from_config(server, &maintenance_db, secrets).await?;
         let server_version = Some(conn.server_version().await?);
         let dump_tool = Some(tool_version(mariadb::dump_tool()).await?);
         let known = conn.list_databases();

@@ -10,19 +10,15 @@ mod database;
 
 use tokio::io::AsyncRead;
 
-use crate::config::{SecretValue, SourceConfig};
+use crate::config::{EnvValue, SourceConfig};
 use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
 use crate::error::{Error, Result};
-use crate::manifest::SourceInfo;
+use crate::manifest::{KIND_MARIADB, KIND_POSTGRES, SourceInfo};
+use crate::secretstore::Resolver;
 
 use command::ChildDump;
 pub use database::plan_database;
-
-/// The kinds recorded in manifests' `source.kind`.
-pub const KIND_POSTGRES: &str = "postgres";
-pub const KIND_POSTGRES_GLOBALS: &str = "postgres-globals";
-pub const KIND_MARIADB: &str = "mariadb";
 
 /// One dump of a job, ready to start.
 #[derive(Debug)]
@@ -35,7 +31,7 @@ pub struct DumpPlan {
 enum DumpSpec {
     Command {
         argv: Vec<String>,
-        env: std::collections::BTreeMap<String, SecretValue>,
+        env: std::collections::BTreeMap<String, EnvValue>,
         inherit_env: Vec<String>,
         workdir: Option<std::path::PathBuf>,
     },
@@ -67,11 +63,12 @@ impl DumpExit {
 
 /// Work out the dumps a job makes. Database sources connect here (versions, database list),
 /// so a wrong password or a missing database fails before anything is uploaded.
-pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
+pub async fn plan(config: &SourceConfig, secrets: &Resolver) -> Result<Vec<DumpPlan>> {
     match config {
         SourceConfig::Command {
             command,
             env,
+            secret_env,
             inherit_env,
             workdir,
         } => Ok(vec![DumpPlan {
@@ -82,7 +79,7 @@ pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
             },
             spec: DumpSpec::Command {
                 argv: command.clone(),
-                env: env.clone(),
+                env: command_env(env, secret_env, secrets).await?,
                 inherit_env: inherit_env.clone(),
                 workdir: workdir.clone(),
             },
@@ -94,9 +91,24 @@ pub async fn plan(config: &SourceConfig) -> Result<Vec<DumpPlan>> {
             },
             spec: DumpSpec::File(path.clone()),
         }]),
-        SourceConfig::Postgres(server) => plan_database(KIND_POSTGRES, server).await,
-        SourceConfig::Mariadb(server) => plan_database(KIND_MARIADB, server).await,
+        SourceConfig::Postgres(server) => plan_database(KIND_POSTGRES, server, secrets).await,
+        SourceConfig::Mariadb(server) => plan_database(KIND_MARIADB, server, secrets).await,
     }
+}
+
+/// A command's environment: its literal values and the secrets it names, read now.
+async fn command_env(
+    literal: &std::collections::BTreeMap<String, EnvValue>,
+    secret: &std::collections::BTreeMap<String, crate::secretstore::SecretRef>,
+    secrets: &Resolver,
+) -> Result<std::collections::BTreeMap<String, EnvValue>> {
+    let mut env = literal.clone();
+    for (name, r) in secret {
+        let what = format!("secret_env.{name}");
+        let value = secrets.resolve(r, &what).await?.text(&what)?;
+        env.insert(name.clone(), EnvValue::new(value));
+    }
+    Ok(env)
 }
 
 impl DumpPlan {

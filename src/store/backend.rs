@@ -11,6 +11,8 @@ use std::time::Duration;
 use super::s3::S3Api;
 use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
+use crate::secretstore::{Resolver, SecretRef};
+use zeroize::Zeroizing;
 
 /// A built backend: the store, a description for messages (never with credentials), and for
 /// S3 the calls object_store does not make.
@@ -22,7 +24,11 @@ pub struct Backend {
     pub local_root: Option<std::path::PathBuf>,
 }
 
-pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
+pub async fn build(
+    config: &StoreConfig,
+    upload: &UploadConfig,
+    secrets: &Resolver,
+) -> Result<Backend> {
     let retry = RetryConfig {
         backoff: BackoffConfig::default(),
         max_retries: upload.retries,
@@ -58,8 +64,8 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             endpoint,
             path_style,
             allow_http,
-            access_key_id_env,
-            secret_access_key_env,
+            access_key_id,
+            secret_access_key,
             ..
         } => {
             let mut builder = AmazonS3Builder::from_env()
@@ -71,11 +77,11 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             if let Some(endpoint) = endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
-            if let Some(var) = access_key_id_env {
-                builder = builder.with_access_key_id(env_credential(var)?);
+            if let Some(r) = access_key_id {
+                builder = builder.with_access_key_id(credential(secrets, r).await?.as_str());
             }
-            if let Some(var) = secret_access_key_env {
-                builder = builder.with_secret_access_key(env_credential(var)?);
+            if let Some(r) = secret_access_key {
+                builder = builder.with_secret_access_key(credential(secrets, r).await?.as_str());
             }
             let store = Arc::new(
                 builder
@@ -103,7 +109,7 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             endpoint,
             use_emulator,
             allow_http,
-            access_key_env,
+            access_key,
             ..
         } => {
             let mut builder = MicrosoftAzureBuilder::from_env()
@@ -115,8 +121,8 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
             if let Some(endpoint) = endpoint {
                 builder = builder.with_endpoint(endpoint.clone());
             }
-            if let Some(var) = access_key_env {
-                builder = builder.with_access_key(env_credential(var)?);
+            if let Some(r) = access_key {
+                builder = builder.with_access_key(credential(secrets, r).await?.as_str());
             }
             let store = builder
                 .build()
@@ -130,14 +136,14 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
         }
         StoreConfig::Gcs {
             bucket,
-            service_account_path,
+            service_account_key,
             ..
         } => {
             let mut builder = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry);
-            if let Some(path) = service_account_path {
-                builder = builder.with_service_account_path(path.to_string_lossy());
+            if let Some(r) = service_account_key {
+                builder = builder.with_service_account_key(credential(secrets, r).await?.as_str());
             }
             let store = builder
                 .build()
@@ -152,10 +158,8 @@ pub fn build(config: &StoreConfig, upload: &UploadConfig) -> Result<Backend> {
     }
 }
 
-fn env_credential(var: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| {
-        Error::config(format!(
-            "environment variable {var} (a store credential) is not set"
-        ))
-    })
+/// A store credential; object_store keeps its own copy, which coffre cannot zeroize.
+async fn credential(secrets: &Resolver, r: &SecretRef) -> Result<Zeroizing<String>> {
+    let what = "a store credential";
+    secrets.resolve(r, what).await?.text(what)
 }

@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{StoreConfig, UploadConfig};
-use crate::error::{Error, Result};
-use crate::manifest::StoredManifest;
+use crate::error::{Error, Remedy, Result};
+use crate::manifest::{LockMode, StoredManifest};
+use crate::secretstore::Resolver;
 
-pub use s3::{LockConfig, LockMode};
 pub use upload::{PartSizing, StagedUpload};
 
 const DATA_FILE: &str = "data.cfr";
@@ -138,8 +138,12 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(config: &StoreConfig, upload: &UploadConfig) -> Result<Self> {
-        let backend = backend::build(config, upload)?;
+    pub async fn open(
+        config: &StoreConfig,
+        upload: &UploadConfig,
+        secrets: &Resolver,
+    ) -> Result<Self> {
+        let backend = backend::build(config, upload, secrets).await?;
         let mut store = Self::new(backend.store, config.prefix(), backend.description);
         store.s3 = backend.s3;
         store.local_root = backend.local_root;
@@ -546,9 +550,10 @@ impl Store {
             (None, []) => String::new(),
             (None, several) => {
                 return Err(Error::config(format!(
-                    "job '{job}' has backups of several databases ({}): pass --database",
+                    "job '{job}' has backups of several databases ({}): say which",
                     several.join(", ")
-                )));
+                ))
+                .with_remedy(Remedy::NameDatabase));
             }
         };
         let found = complete

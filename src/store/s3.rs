@@ -22,31 +22,12 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::manifest::LockMode;
 
-/// Object Lock settings of a job (`[object_lock]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockConfig {
-    pub mode: LockMode,
-    /// Days each backup stays locked after it is written.
-    pub days: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockMode {
-    /// Users with s3:BypassGovernanceRetention can still delete.
-    Governance,
-    /// Nobody can delete or shorten the lock until it expires.
-    Compliance,
-}
-
-impl LockMode {
-    fn s3_name(self) -> &'static str {
-        match self {
-            LockMode::Governance => "GOVERNANCE",
-            LockMode::Compliance => "COMPLIANCE",
-        }
+fn s3_mode_name(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Governance => "GOVERNANCE",
+        LockMode::Compliance => "COMPLIANCE",
     }
 }
 
@@ -139,7 +120,7 @@ impl S3Api {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
              <Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
              <Mode>{}</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
-            mode.s3_name(),
+            s3_mode_name(mode),
             until.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         let key: Vec<String> = path.parts().map(|p| encode(p.as_ref())).collect();

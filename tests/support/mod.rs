@@ -74,10 +74,15 @@ impl Workspace {
 
     /// Write `coffre.toml` with the given `[encryption]` body.
     pub fn write_config(&self, encryption: &str) {
+        self.write_config_with("", encryption);
+    }
+
+    /// Write `coffre.toml` with top-level settings `top` and the `[encryption]` body.
+    pub fn write_config_with(&self, top: &str, encryption: &str) {
         self.write(
             "coffre.toml",
             &format!(
-                "jobs = [\"jobs/*.toml\"]\n\n[store]\nkind = \"local\"\npath = \"store\"\nprefix = \"backups\"\n\n[encryption]\n{encryption}\n"
+                "jobs = [\"jobs/*.toml\"]\n{top}\n\n[store]\nkind = \"local\"\npath = \"store\"\nprefix = \"backups\"\n\n[encryption]\n{encryption}\n"
             ),
         );
     }
@@ -158,6 +163,42 @@ impl Workspace {
         out.sort();
         out
     }
+}
+
+/// The workspace's config and store, as the library opens them.
+pub async fn open_store(ws: &Workspace) -> (coffre::config::Config, coffre::store::Store) {
+    let config = coffre::config::Config::load(&ws.path("coffre.toml")).unwrap();
+    let store = coffre::store::Store::open(&config.store, &config.upload, &config.secrets)
+        .await
+        .unwrap();
+    (config, store)
+}
+
+/// The keys the workspace's config names.
+pub async fn configured_keys(config: &coffre::config::Config) -> Vec<coffre::crypto::keys::Secret> {
+    config.encryption.load_keys(&config.secrets).await.unwrap()
+}
+
+/// The key in a key file of the workspace.
+pub async fn key_file(ws: &Workspace, name: &str) -> coffre::crypto::keys::Secret {
+    let key = coffre::config::KeyRef::Key(coffre::secretstore::SecretRef::File(ws.path(name)));
+    let argon2 = coffre::crypto::keys::Argon2Params::default();
+    key.load(argon2, &coffre::secretstore::Resolver::default())
+        .await
+        .unwrap()
+}
+
+/// One JSON object per line of a run's stdout.
+pub fn json_lines(run: &Run) -> Vec<serde_json::Value> {
+    run.stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The JSON objects of one type.
+pub fn of_type<'a>(items: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    items.iter().filter(|v| v["type"] == kind).collect()
 }
 
 /// A workspace with three backups of a small file (job `files`), made with `backup.key`.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 const PARTIAL_MARK: &str = ".coffre-partial-";
 /// A temporary file of another host (or an unreadable one) is left alone until this old.
@@ -45,9 +45,10 @@ impl PartialFile {
         }
         if !overwrite && tokio::fs::try_exists(path).await.unwrap_or(false) {
             return Err(Error::target(format!(
-                "{} exists: choose another path or pass --force to replace it",
+                "{} exists: choose another path, or replace it",
                 path.display()
-            )));
+            ))
+            .with_remedy(Remedy::Overwrite));
         }
         remove_stale_partials(dir, name);
         let cannot = |e: std::io::Error| {

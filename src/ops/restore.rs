@@ -11,17 +11,15 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::config::{Config, SourceConfig};
+use super::partial_file::PartialFile;
 use crate::crypto::format::{self, FormatError, Header};
-use crate::crypto::keys::{self, Secret};
+use crate::crypto::keys::{self as crypto_keys, Secret};
 use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
-use crate::db::{Server, TableCounts, scratch_name, stderr_summary};
-use crate::error::{Class, Error, Result};
+use crate::db::{Server, stderr_summary};
+use crate::error::{Class, Error, Remedy, Result};
 use crate::metered::Metered;
-use crate::partial_file::PartialFile;
 use crate::process::describe_status;
-use crate::source::{KIND_MARIADB, KIND_POSTGRES};
 use crate::store::{Backup, Store};
 
 /// Where restored data goes.
@@ -40,6 +38,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// Where the data went, for reports (never with a password).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::File { path, .. } => path.display().to_string(),
+            Target::Stdout => "stdout".into(),
+            Target::Postgres(conn) => format!("postgres://{}", conn.describe()),
+            Target::Mariadb(conn) => format!("mariadb://{}", conn.describe()),
+        }
+    }
+
     /// `-` is stdout, `postgres://...` and `mariadb://...` are databases, anything else a file.
     pub fn parse(text: &str, overwrite: bool) -> Result<Self> {
         if text == "-" {
@@ -83,14 +91,14 @@ pub struct OpenSummary {
 pub async fn restore(
     store: &Store,
     backup: &Backup,
-    secrets: &[Secret],
+    keys: &[Secret],
     target: &Target,
     options: RestoreOptions,
 ) -> Result<OpenSummary> {
     let source = Source {
         store,
         backup,
-        secrets,
+        keys,
         progress: options.progress,
     };
     match target {
@@ -114,135 +122,25 @@ pub async fn restore(
 pub async fn verify(
     store: &Store,
     backup: &Backup,
-    secrets: &[Secret],
+    keys: &[Secret],
     progress: bool,
 ) -> Result<OpenSummary> {
     let source = Source {
         store,
         backup,
-        secrets,
+        keys,
         progress,
     };
     source.open_into(&mut tokio::io::sink()).await
 }
 
-/// A server to run a restore drill on.
-#[derive(Clone, Debug)]
-pub enum DrillServer {
-    Postgres(PgConn),
-    Mariadb(MariaConn),
-}
-
-impl DrillServer {
-    /// Where to drill `backup`: the server `url` names, else the server of the backup's job.
-    pub fn for_backup(config: &Config, backup: &Backup, url: Option<&str>) -> Result<Self> {
-        let kind = backup.manifest.manifest.source.kind.as_str();
-        if let Some(url) = url {
-            return match Target::parse(url, false)? {
-                Target::Postgres(conn) => Ok(DrillServer::Postgres(conn)),
-                Target::Mariadb(conn) => Ok(DrillServer::Mariadb(conn)),
-                _ => Err(Error::config(
-                    "--restore-server takes postgres://user@host:port/db or mariadb://user@host:port/db",
-                )),
-            };
-        }
-        let job = config.job(&backup.manifest.manifest.job).map_err(|e| {
-            e.context(
-                "--restore needs --restore-server URL when the backup's job is not configured",
-            )
-        })?;
-        match (&job.source, kind) {
-            (SourceConfig::Postgres(server), KIND_POSTGRES) => Ok(DrillServer::Postgres(
-                PgConn::from_config(server, "postgres")?,
-            )),
-            (SourceConfig::Mariadb(server), KIND_MARIADB) => {
-                Ok(DrillServer::Mariadb(MariaConn::from_config(server, "")?))
-            }
-            _ => Err(Error::config(format!(
-                "--restore drills restore PostgreSQL and MariaDB dumps; this backup is of kind '{kind}'"
-            ))),
-        }
-    }
-}
-
-/// What a restore drill restored.
-#[derive(Clone, Debug)]
-pub struct DrillReport {
-    pub scratch_database: String,
-    pub server: String,
-    pub counts: TableCounts,
-}
-
-/// Restore `backup` into a scratch database that coffre creates and always drops, and count
-/// what arrived: proof that the backup restores, not only that it decrypts.
-pub async fn drill(
-    store: &Store,
-    backup: &Backup,
-    secrets: &[Secret],
-    server: &DrillServer,
-    progress: bool,
-) -> Result<(OpenSummary, DrillReport)> {
-    let source = Source {
-        store,
-        backup,
-        secrets,
-        progress,
-    };
-    let scratch = scratch_name(backup.manifest.manifest.backup_id);
-    let options = RestoreOptions {
-        create: true,
-        no_owner: true,
-        progress,
-        ..RestoreOptions::default()
-    };
-    let (summary, counts, address) = match server {
-        DrillServer::Postgres(conn) => drill_on(&source, conn, &scratch, options).await?,
-        DrillServer::Mariadb(conn) => drill_on(&source, conn, &scratch, options).await?,
-    };
-    Ok((
-        summary,
-        DrillReport {
-            scratch_database: scratch,
-            server: address,
-            counts,
-        },
-    ))
-}
-
-/// Restore into `scratch` on `server`, count, and drop `scratch` whatever happened.
-async fn drill_on<S: Server>(
-    source: &Source<'_>,
-    server: &S,
-    scratch: &str,
-    options: RestoreOptions,
-) -> Result<(OpenSummary, TableCounts, String)> {
-    let target = server.with_database(scratch);
-    let maintenance = server.maintenance();
-    maintenance
-        .drop_database(scratch)
-        .await
-        .map_err(as_target)?;
-    let restored = restore_into(source, &target, options).await;
-    let counts = match &restored {
-        Ok(_) => Some(target.table_counts().await),
-        Err(_) => None,
-    };
-    let dropped = maintenance.drop_database(scratch).await;
-    let summary = restored?;
-    let counts = counts
-        .expect("counted after a restore")
-        .map_err(as_target)?;
-    dropped.map_err(as_target)?;
-    Ok((summary, counts, server.address()))
-}
-
 /// Failures talking to a restore target's server are target errors.
-fn as_target(e: Error) -> Error {
+pub(super) fn as_target(e: Error) -> Error {
     Error::new(Class::Target, e.message().to_string())
 }
 
 /// Load the backup into `conn`'s database with the server's own loader.
-async fn restore_into<S: Server>(
+pub(super) async fn restore_into<S: Server>(
     source: &Source<'_>,
     conn: &S,
     options: RestoreOptions,
@@ -250,9 +148,10 @@ async fn restore_into<S: Server>(
     let kind = source.kind();
     let (loader, whole_server) = conn.loader(kind, options.clean, options.no_owner).ok_or_else(|| {
         Error::config(format!(
-            "a backup of kind '{kind}' cannot be restored into {}: restore it to a file or to stdout ('--to -') and load it with the matching tool",
+            "a backup of kind '{kind}' cannot be restored into {}: restore it to a file or to stdout and load it with the matching tool",
             S::PRODUCT
         ))
+        .with_remedy(Remedy::RestoreToFile)
     })?;
     let created = if whole_server {
         false
@@ -274,9 +173,10 @@ async fn prepare_database<S: Server>(conn: &S, options: RestoreOptions) -> Resul
     if !maintenance.database_exists(name).await.map_err(as_target)? {
         if !options.create {
             return Err(Error::target(format!(
-                "database '{name}' does not exist ({}): create it, or pass --create",
+                "database '{name}' does not exist ({}): create it, or let coffre create it",
                 conn.describe()
-            )));
+            ))
+            .with_remedy(Remedy::CreateDatabase));
         }
         maintenance.create_database(name).await.map_err(as_target)?;
         return Ok(true);
@@ -284,19 +184,20 @@ async fn prepare_database<S: Server>(conn: &S, options: RestoreOptions) -> Resul
     let count = conn.user_object_count().await.map_err(as_target)?;
     if count > 0 && !options.clean {
         return Err(Error::target(format!(
-            "database '{name}' is not empty ({count} objects, {}): restore into a fresh database, or pass --clean to replace what the backup holds",
+            "database '{name}' is not empty ({count} objects, {}): restore into a fresh database, or replace what the backup holds",
             conn.describe()
-        )));
+        ))
+        .with_remedy(Remedy::ReplaceContents));
     }
     Ok(false)
 }
 
 /// A backup being read, with what is needed to open it.
-struct Source<'a> {
-    store: &'a Store,
-    backup: &'a Backup,
-    secrets: &'a [Secret],
-    progress: bool,
+pub(super) struct Source<'a> {
+    pub store: &'a Store,
+    pub backup: &'a Backup,
+    pub keys: &'a [Secret],
+    pub progress: bool,
 }
 
 impl Source<'_> {
@@ -351,9 +252,9 @@ impl Source<'_> {
 
     /// Decrypt and decompress the backup into `out`, checking everything against its manifest.
     async fn open_into<W: AsyncWrite + Unpin>(&self, out: &mut W) -> Result<OpenSummary> {
-        let (store, backup, secrets) = (self.store, self.backup, self.secrets);
+        let (store, backup, keys) = (self.store, self.backup, self.keys);
         let m = &backup.manifest.manifest;
-        let dek = keys::unwrap_blocking(&m.keys, secrets, m.backup_id).await?;
+        let dek = crypto_keys::unwrap_blocking(&m.keys, keys, m.backup_id).await?;
         let raw = store.read_data(&backup.location).await?;
         let raw = if self.progress {
             let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use crate::config::Job;
 use crate::error::{Error, Result};
-use crate::retention::{self, Decision, Entry};
-use crate::store::{Backup, BackupRef, Damaged, Store, Stray};
+use crate::retention::{self, Decision, Entry, Rule};
+use crate::store::{Backup, BackupRef, Damaged, Leftover, Store, Stray};
 
 /// What pruning one job will do.
 #[derive(Debug)]
@@ -31,7 +31,84 @@ pub struct JobPlan {
     pub strays: Vec<Stray>,
 }
 
+/// One line of a plan: a backup (or what an unfinished one left) and what becomes of it.
+#[derive(Debug)]
+pub struct PlanItem {
+    pub location: BackupRef,
+    /// The database (series) of a complete backup.
+    pub series: Option<String>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug)]
+pub enum Verdict {
+    /// Kept by these rules.
+    Keep(Vec<Rule>),
+    Delete,
+    /// An incomplete backup past its job's timeout: deleted.
+    DeleteAbandoned,
+    /// An incomplete backup that may still be running: kept.
+    KeepIncomplete,
+    /// A backup whose manifest is damaged (why): kept for a person to look at.
+    KeepDamaged(String),
+    /// What an abandoned backup left: removed.
+    RemoveLeftover(Leftover),
+}
+
+impl Verdict {
+    pub fn keeps(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Keep(_) | Verdict::KeepIncomplete | Verdict::KeepDamaged(_)
+        )
+    }
+}
+
 impl JobPlan {
+    /// Every line of the plan: complete backups per series newest first, then incomplete
+    /// ones, damaged ones and leftovers.
+    pub fn items(&self) -> Vec<PlanItem> {
+        let mut items = Vec::new();
+        for (series, decisions) in &self.series {
+            for (backup, decision) in decisions {
+                items.push(PlanItem {
+                    location: backup.location.clone(),
+                    series: Some(series.clone()),
+                    verdict: match decision.keep() {
+                        true => Verdict::Keep(decision.rules.clone()),
+                        false => Verdict::Delete,
+                    },
+                });
+            }
+        }
+        let item = |r: &BackupRef, verdict| PlanItem {
+            location: r.clone(),
+            series: None,
+            verdict,
+        };
+        items.extend(
+            self.stale_incomplete
+                .iter()
+                .map(|r| item(r, Verdict::DeleteAbandoned)),
+        );
+        items.extend(
+            self.fresh_incomplete
+                .iter()
+                .map(|r| item(r, Verdict::KeepIncomplete)),
+        );
+        items.extend(
+            self.damaged
+                .iter()
+                .map(|d| item(&d.location, Verdict::KeepDamaged(d.error.to_string()))),
+        );
+        items.extend(
+            self.strays
+                .iter()
+                .map(|s| item(&s.location, Verdict::RemoveLeftover(s.leftover.clone()))),
+        );
+        items
+    }
+
     pub fn deletions(&self) -> impl Iterator<Item = &Backup> {
         self.series
             .values()
@@ -119,6 +196,32 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
         damaged: listing.damaged,
         strays,
     })
+}
+
+/// What a prune planned, and did unless it was a dry run.
+#[derive(Debug)]
+pub struct PruneOutcome {
+    pub plans: Vec<JobPlan>,
+    pub report: Option<PruneReport>,
+}
+
+/// Plan the prune of every job first, and delete (unless `dry_run`) only if every plan could
+/// be made.
+pub async fn prune(
+    store: &Store,
+    jobs: &[&Job],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneOutcome> {
+    let mut plans = Vec::new();
+    for job in jobs {
+        plans.push(plan(store, job, now).await?);
+    }
+    let report = match dry_run {
+        true => None,
+        false => Some(execute(store, &plans).await),
+    };
+    Ok(PruneOutcome { plans, report })
 }
 
 /// Carry out plans. A failed delete is reported and the others go on: each delete is of a

@@ -1,4 +1,5 @@
-//! Files that hold secrets: key files, x25519 identities, passphrase and password files.
+//! Secrets from coffre's environment and from files (key files, x25519 identities, passphrase
+//! and password files, mounted Kubernetes Secrets).
 //!
 //! Reads are capped, so pointing a key option at `/dev/urandom` or a huge file is a clear error,
 //! not an endless read. Key material readable by other users is refused unless the config says
@@ -11,12 +12,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 /// The most a secret file may hold; keys and passphrases are far smaller.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
-/// Who besides the owner may read a key, identity or passphrase file.
+/// Who besides the owner may read a file a secret comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileAccess {
@@ -52,7 +53,7 @@ pub fn read(path: &Path, what: &str, access: FileAccess) -> Result<Zeroizing<Vec
     // Pipes (`--key-file <(...)`) have no meaningful mode of their own.
     if meta.is_file() && mode & access.refused_bits() != 0 {
         return Err(Error::config(format!(
-            "{what} {} can be read by other users (mode {mode:04o}): run 'chmod 600 {}'; for a Kubernetes Secret mounted with fsGroup set [encryption] key_file_access = \"group\"",
+            "{what} {} can be read by other users (mode {mode:04o}): run 'chmod 600 {}'; for a Kubernetes Secret mounted with fsGroup set secret_file_access = \"group\" in the config",
             path.display(),
             path.display()
         )));
@@ -71,14 +72,11 @@ pub fn read(path: &Path, what: &str, access: FileAccess) -> Result<Zeroizing<Vec
     Ok(bytes)
 }
 
-/// The first line of a secret file (a passphrase or password, say from a mounted Secret).
-pub fn read_first_line(path: &Path, what: &str, access: FileAccess) -> Result<Zeroizing<String>> {
-    let bytes = read(path, what, access)?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::config(format!("{what} {} is not UTF-8 text", path.display())))?;
-    Ok(Zeroizing::new(
-        text.lines().next().unwrap_or("").to_string(),
-    ))
+/// A secret from an environment variable of coffre's; `what` names it in the error.
+pub fn read_env(name: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    std::env::var_os(name)
+        .map(|value| Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(value)))
+        .ok_or_else(|| Error::config(format!("environment variable {name} ({what}) is not set")))
 }
 
 /// Write `text` to a file readable by its owner only, durably. Refuses to replace an existing
@@ -96,9 +94,10 @@ pub fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<()> {
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::config(format!(
-                        "{} exists: keep it (backups need it) or pass --force to replace it",
+                        "{} exists: keep it (backups need it), or replace it",
                         path.display()
                     ))
+                    .with_remedy(Remedy::Overwrite)
                 } else {
                     Error::config(format!("cannot create {}: {e}", path.display()))
                 }

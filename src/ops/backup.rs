@@ -19,8 +19,12 @@ use crate::crypto::keys::{self, Secret};
 use crate::error::{Error, Result};
 use crate::manifest::{FORMAT, Manifest};
 use crate::metered::Metered;
+use crate::secretstore::Resolver;
 use crate::source;
 use crate::store::{BackupRef, Store};
+
+use super::Context;
+use super::prune::{self, PruneOutcome};
 
 /// Bytes buffered between the sealing and the uploading stage.
 const PIPE_BYTES: usize = 1 << 20;
@@ -35,23 +39,58 @@ pub struct BackupSummary {
 /// The backups one job made, and the dumps that failed.
 #[derive(Debug, Default)]
 pub struct JobOutcome {
+    pub job: String,
     pub backups: Vec<BackupSummary>,
     pub failures: Vec<Error>,
+    /// The prune after a successful backup (`prune_after_backup`), when the job asks for one.
+    pub prune: Option<Result<PruneOutcome>>,
+}
+
+/// Back up `jobs` one after the other, each pruned after a successful backup when it asks for
+/// it. A failed job does not stop the others; a stop request (SIGTERM) does.
+pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) -> Vec<JobOutcome> {
+    let mut outcomes = Vec::new();
+    for job in jobs {
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        let mut outcome = match run(&ctx.store, job, recipients, &ctx.config.secrets).await {
+            Ok(outcome) => outcome,
+            Err(e) => JobOutcome {
+                job: job.name.clone(),
+                failures: vec![e],
+                ..JobOutcome::default()
+            },
+        };
+        if !outcome.backups.is_empty() && job.retention.prune_after_backup {
+            outcome.prune = Some(prune::prune(&ctx.store, &[job], Utc::now(), false).await);
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 /// Back up `job` into `store`, encrypted to every key in `recipients`: one backup per dump the
 /// job plans (a job over all databases of a server makes one per database). A failed dump does
 /// not stop the others.
-pub async fn run(store: &Store, job: &Job, recipients: &[Secret]) -> Result<JobOutcome> {
+pub async fn run(
+    store: &Store,
+    job: &Job,
+    recipients: &[Secret],
+    secrets: &Resolver,
+) -> Result<JobOutcome> {
     if recipients.is_empty() {
         return Err(Error::config(
             "no encryption key configured: add at least one entry to [encryption] keys (see 'coffre key generate')",
         ));
     }
-    let plans = source::plan(&job.source)
+    let plans = source::plan(&job.source, secrets)
         .await
         .map_err(|e| e.context(format!("job '{}'", job.name)))?;
-    let mut outcome = JobOutcome::default();
+    let mut outcome = JobOutcome {
+        job: job.name.clone(),
+        ..JobOutcome::default()
+    };
     for plan in &plans {
         match run_one(store, job, plan, recipients).await {
             Ok(summary) => outcome.backups.push(summary),
@@ -87,7 +126,7 @@ async fn run_one(
     crate::failpoint::hit("backup:before-dump").await;
     let dump = plan.start()?;
     let info = plan.info.clone();
-    tracing::info!(job = %job.name, backup = %backup_id, database = ?info.database, "backup started");
+    tracing::info!(job = %job.name, backup = %backup_id, database = info.database.as_deref(), "backup started");
     crate::failpoint::hit("backup:dump-started").await;
 
     // Past the deadline the upload stops (and is aborted), and no manifest is written: prune

@@ -1,5 +1,6 @@
-//! Key management over stored backups: list, add, remove and rotate the key stanzas of
-//! manifests. Data objects are never read or rewritten: a stanza only wraps the backup's DEK.
+//! Keys: making key files, and managing the keys of stored backups (list, add, remove and
+//! rotate the key stanzas of manifests). Data objects are never read or rewritten: a stanza
+//! only wraps the backup's DEK.
 //!
 //! Each manifest rewrite replaces one object whole (atomic on every store), and only the `keys`
 //! field changes, so the mac still holds. A rotation adds the new key to every backup before it
@@ -8,9 +9,34 @@
 
 use std::collections::BTreeMap;
 
-use crate::crypto::keys::{self, Secret, Stanza};
+use std::path::Path;
+
+use crate::crypto::keys::{self, Identity, Recipient, Secret, Stanza, SymmetricKey};
 use crate::error::{Error, Result};
+use crate::secretstore::{FileAccess, env_file};
 use crate::store::{Backup, Damaged, Store};
+
+/// Write a new random key to `path` (mode 0600; an existing file is replaced only with
+/// `overwrite`) and return its key id.
+pub fn generate_key(path: &Path, overwrite: bool) -> Result<String> {
+    let key = SymmetricKey::generate();
+    env_file::write_private(path, &key.to_text(), overwrite)?;
+    Ok(key.key_id())
+}
+
+/// Write a new x25519 identity to `path` (mode 0600) and return its public recipient.
+pub fn generate_identity(path: &Path, overwrite: bool) -> Result<Recipient> {
+    let identity = Identity::generate();
+    env_file::write_private(path, &identity.to_text(), overwrite)?;
+    Ok(identity.recipient())
+}
+
+/// The key id of a key file or an x25519 identity file, as manifests list it. Only the id is
+/// shown, so the file's mode is not checked.
+pub fn key_id_of_file(path: &Path) -> Result<String> {
+    let raw = env_file::read(path, "key file", FileAccess::Any)?;
+    keys::key_id_of_text(&raw).map_err(|why| Error::config(format!("{}: {why}", path.display())))
+}
 
 /// How many backups each key opens, by (type, key id).
 pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
@@ -68,6 +94,28 @@ pub async fn add(
         change.changed += 1;
     }
     Ok(change)
+}
+
+/// What a rotation did: the new key added, then the old one removed.
+#[derive(Debug)]
+pub struct Rotation {
+    pub added: KeyChange,
+    pub removed: KeyChange,
+}
+
+/// Add `new` to every backup of `job` (or of all jobs), then remove the key `old_key_id`.
+/// Interrupted in the add phase, every backup still opens with the old key; in the remove
+/// phase, every backup opens with the new one. Running it again finishes the job.
+pub async fn rotate(
+    store: &Store,
+    job: Option<&str>,
+    unlock: &[Secret],
+    new: &Secret,
+    old_key_id: &str,
+) -> Result<Rotation> {
+    let added = add(store, job, unlock, new).await?;
+    let removed = remove(store, job, Removal::KeyId(old_key_id)).await?;
+    Ok(Rotation { added, removed })
 }
 
 /// Which stanzas to remove.

@@ -1,0 +1,435 @@
+//! One function per command: read what it needs, call the operation, print the result.
+
+use chrono::Utc;
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use super::args::{KeyArgs, NewKey, Output, PickArgs};
+use super::{json, render};
+use crate::config::{Config, Job, KeyRef};
+use crate::crypto::keys::Secret;
+use crate::error::{Error, Remedy, Result};
+use crate::ops::drill::{self, DrillServer};
+use crate::ops::keys::{self, KeyChange, Removal};
+use crate::ops::pick::{check_job, pick_backup, pick_jobs};
+use crate::ops::restore::{self, RestoreOptions, Target};
+use crate::ops::verify::{self, Outcome};
+use crate::ops::{Context, backup, config_check, prune};
+
+/// Print one result: a text line (or block) for people, a JSON object for programs.
+fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
+    match output.json {
+        true => println!("{}", value()),
+        false => println!("{}", text().trim_end()),
+    }
+}
+
+/// A progress bar only for a person watching a terminal.
+fn show_progress(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// The configured keys plus any given on the command line; errors name the flag.
+async fn keys_for_opening(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
+    let mut loaded = Vec::new();
+    for (flag, key) in extra.key_refs() {
+        let secret = key.load(config.encryption.argon2, &config.secrets).await;
+        loaded.push(secret.map_err(|e| e.context(flag))?);
+    }
+    config
+        .encryption
+        .keys_with(loaded, &config.secrets)
+        .await
+        .map_err(|e| e.with_remedy(Remedy::OtherKey))
+}
+
+async fn load_new_key(config: &Config, new: &NewKey) -> Result<Secret> {
+    let (flag, key) = new.key_ref();
+    key.load(config.encryption.argon2, &config.secrets)
+        .await
+        .map_err(|e| e.context(flag))
+}
+
+/// Several failures are each reported; the run fails with the first one's class.
+fn fail_with_all(mut failures: Vec<Error>, what: &str) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            for e in &failures {
+                eprintln!("{}", super::hints::error_line(e));
+            }
+            Err(Error::new(
+                failures[0].class(),
+                format!("{n} {what} failed (each is listed above)"),
+            ))
+        }
+    }
+}
+
+pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -> Result<()> {
+    let jobs = pick_jobs(&ctx.config, jobs, all)?;
+    let recipients = ctx
+        .config
+        .encryption
+        .load_keys(&ctx.config.secrets)
+        .await
+        .map_err(|e| e.with_remedy(Remedy::NewKey))?;
+    let mut failures = Vec::new();
+    for outcome in backup::backup_jobs(ctx, &jobs, &recipients).await {
+        for made in &outcome.backups {
+            emit(
+                output,
+                || render::backup_made(made),
+                || json::backup_made(made),
+            );
+        }
+        failures.extend(outcome.failures);
+        match outcome.prune {
+            Some(Ok(pruned)) => failures.extend(print_prune(pruned, output)),
+            Some(Err(e)) => failures.push(e),
+            None => {}
+        }
+    }
+    fail_with_all(failures, "backups")
+}
+
+/// What `restore` was asked to do.
+pub struct RestoreArgs<'a> {
+    pub pick: &'a PickArgs,
+    pub to: &'a str,
+    /// Replace an existing target file.
+    pub force: bool,
+    pub options: RestoreOptions,
+    pub keys: &'a KeyArgs,
+}
+
+pub async fn restore(
+    ctx: &Context,
+    args: RestoreArgs<'_>,
+    quiet: bool,
+    output: Output,
+) -> Result<()> {
+    let secrets = keys_for_opening(&ctx.config, args.keys).await?;
+    let target = Target::parse(args.to, args.force)?;
+    let backup = pick_backup(&ctx.config, &ctx.store, &args.pick.pick()).await?;
+    let options = RestoreOptions {
+        progress: show_progress(quiet),
+        ..args.options
+    };
+    let summary = restore::restore(&ctx.store, &backup, &secrets, &target, options).await?;
+    // stdout may be the restored data itself: the report goes to stderr then.
+    let shown = target.describe();
+    match (output.json, matches!(target, Target::Stdout)) {
+        (true, false) => println!("{}", json::restored(&backup, &shown, &summary)),
+        (true, true) => eprintln!("{}", json::restored(&backup, &shown, &summary)),
+        (false, _) if !quiet => eprintln!("{}", render::restored(&backup, &shown, &summary)),
+        (false, _) => {}
+    }
+    Ok(())
+}
+
+/// What `verify` was asked to check.
+pub struct VerifyArgs<'a> {
+    pub id: &'a Option<String>,
+    pub all: bool,
+    pub job: &'a Option<String>,
+    pub database: &'a Option<String>,
+    pub drill: bool,
+    pub drill_server: &'a Option<String>,
+}
+
+pub async fn verify(
+    ctx: &Context,
+    args: VerifyArgs<'_>,
+    keys: &KeyArgs,
+    quiet: bool,
+    output: Output,
+) -> Result<()> {
+    let secrets = keys_for_opening(&ctx.config, keys).await?;
+    if args.all {
+        return verify_all(ctx, &secrets, args.job.as_deref(), args.drill, output).await;
+    }
+    let pick = PickArgs {
+        id: args.id.clone(),
+        latest: args.id.is_none(),
+        job: args.job.clone(),
+        database: args.database.clone(),
+    };
+    let backup = pick_backup(&ctx.config, &ctx.store, &pick.pick()).await?;
+    let progress = show_progress(quiet);
+    if !args.drill {
+        let summary = restore::verify(&ctx.store, &backup, &secrets, progress).await?;
+        emit(
+            output,
+            || render::verified(&backup, &summary),
+            || json::verified(&backup, &summary, None),
+        );
+        return Ok(());
+    }
+    let server =
+        DrillServer::for_backup(&ctx.config, &backup, args.drill_server.as_deref()).await?;
+    let (summary, report) = drill::drill(&ctx.store, &backup, &secrets, &server, progress).await?;
+    emit(
+        output,
+        || render::drilled(&backup, &report),
+        || json::verified(&backup, &summary, Some(&report)),
+    );
+    Ok(())
+}
+
+async fn verify_all(
+    ctx: &Context,
+    secrets: &[Secret],
+    job: Option<&str>,
+    drill: bool,
+    output: Output,
+) -> Result<()> {
+    let report = verify::verify_all(&ctx.config, &ctx.store, secrets, job, drill).await?;
+    for checked in &report.checked {
+        let (r, outcome) = (&checked.location, &checked.outcome);
+        match (outcome, &checked.backup) {
+            (Outcome::Failed(e), _) if !output.json => {
+                eprintln!("coffre: backup {}: {e}", r.id)
+            }
+            (Outcome::Verified(s), Some(b)) => emit(
+                output,
+                || render::verified(b, s),
+                || json::verified(b, s, None),
+            ),
+            (Outcome::Drilled(s, d), Some(b)) => emit(
+                output,
+                || render::drilled(b, d),
+                || json::verified(b, s, Some(d)),
+            ),
+            _ => emit(
+                output,
+                || render::not_verified(r, outcome),
+                || json::not_verified(r, outcome),
+            ),
+        }
+    }
+    let summary = render::verify_summary(&report);
+    emit(output, || summary.clone(), || json::verify_summary(&report));
+    match report.failure_class() {
+        None => Ok(()),
+        Some(class) => Err(Error::new(class, summary)),
+    }
+}
+
+pub async fn list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let listing = ctx.store.list(job).await?;
+    match output.json {
+        true => json::listing(&listing)
+            .iter()
+            .for_each(|item| println!("{item}")),
+        false => print!("{}", render::listing(&listing)),
+    }
+    Ok(())
+}
+
+/// Print a prune's plan and what it did; returns the failed deletes.
+fn print_prune(pruned: prune::PruneOutcome, output: Output) -> Vec<Error> {
+    let items: Vec<_> = pruned.plans.iter().flat_map(|p| p.items()).collect();
+    let dry_run = pruned.report.is_none();
+    match output.json {
+        true => {
+            for item in &items {
+                println!("{}", json::plan_item(item, dry_run));
+            }
+            println!("{}", json::prune_summary(pruned.report.as_ref()));
+        }
+        false => {
+            print!("{}", render::prune_plan(&items));
+            if let Some(done) = &pruned.report {
+                println!("{}", render::prune_done(done));
+            }
+        }
+    }
+    pruned.report.map(|d| d.failures).unwrap_or_default()
+}
+
+pub async fn prune(
+    ctx: &Context,
+    jobs: &[String],
+    all: bool,
+    dry_run: bool,
+    output: Output,
+) -> Result<()> {
+    let jobs: Vec<&Job> = pick_jobs(&ctx.config, jobs, all)?;
+    let pruned = prune::prune(&ctx.store, &jobs, Utc::now(), dry_run).await?;
+    let failures = print_prune(pruned, output);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    for e in &failures {
+        eprintln!("{}", super::hints::error_line(e));
+    }
+    Err(Error::store(format!(
+        "{} failed (listed above); what was deleted is reported, nothing else was touched",
+        render::count(failures.len() as u64, "delete")
+    )))
+}
+
+pub async fn key_list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let listing = ctx.store.list(job).await?;
+    match output.json {
+        true => json::key_list(&listing)
+            .iter()
+            .for_each(|item| println!("{item}")),
+        false => print!("{}", render::key_list(&listing)),
+    }
+    Ok(())
+}
+
+/// A key change leaves backups with an unreadable manifest as they were: an integrity error
+/// naming each, after the others were changed.
+fn unchanged_damaged(change: &KeyChange) -> Result<()> {
+    for d in &change.damaged {
+        eprintln!("coffre: not changed: {}", render::damaged(d));
+    }
+    match change.damaged.len() {
+        0 => Ok(()),
+        n => Err(Error::integrity(format!(
+            "{n} backups have a damaged manifest and were not changed (listed above); every other backup was"
+        ))),
+    }
+}
+
+pub async fn key_add(
+    ctx: &Context,
+    new: &NewKey,
+    job: Option<&str>,
+    keys: &KeyArgs,
+    output: Output,
+) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let unlock = keys_for_opening(&ctx.config, keys).await?;
+    let new = load_new_key(&ctx.config, new).await?;
+    let change = keys::add(&ctx.store, job, &unlock, &new).await?;
+    emit(
+        output,
+        || render::key_added(&change),
+        || json::key_change("add", &change),
+    );
+    unchanged_damaged(&change)
+}
+
+pub async fn key_remove(
+    ctx: &Context,
+    key_id: Option<&str>,
+    passphrase_env: Option<&str>,
+    job: Option<&str>,
+    output: Output,
+) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let change = match (key_id, passphrase_env) {
+        (Some(id), _) => keys::remove(&ctx.store, job, Removal::KeyId(id)).await?,
+        (None, Some(var)) => {
+            let key = KeyRef::Passphrase(crate::secretstore::SecretRef::Env(var.into()));
+            let secret = key
+                .load(ctx.config.encryption.argon2, &ctx.config.secrets)
+                .await
+                .map_err(|e| e.context(format!("--passphrase-env {var}")))?;
+            keys::remove(&ctx.store, job, Removal::OpenedBy(&secret)).await?
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    emit(
+        output,
+        || render::key_removed(&change),
+        || json::key_change("remove", &change),
+    );
+    unchanged_damaged(&change)
+}
+
+pub async fn key_rotate(
+    ctx: &Context,
+    new: &NewKey,
+    old_key_id: &str,
+    job: Option<&str>,
+    keys: &KeyArgs,
+    output: Output,
+) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let unlock = keys_for_opening(&ctx.config, keys).await?;
+    let new = load_new_key(&ctx.config, new).await?;
+    let rotation = keys::rotate(&ctx.store, job, &unlock, &new, old_key_id).await?;
+    emit(
+        output,
+        || render::rotated(&rotation, old_key_id),
+        || json::rotation(&rotation, old_key_id),
+    );
+    unchanged_damaged(&rotation.removed)
+}
+
+pub async fn config_check(config: &Config, output: Output) -> Result<()> {
+    let report = config_check::check(config).await?;
+    emit(
+        output,
+        || render::config_report(&report),
+        || json::config_report(&report),
+    );
+    Ok(())
+}
+
+pub fn key_generate(
+    path: &Path,
+    force: bool,
+    x25519: bool,
+    quiet: bool,
+    output: Output,
+) -> Result<()> {
+    if x25519 {
+        let recipient = keys::generate_identity(path, force)?;
+        let (text, id) = (recipient.to_text(), recipient.key_id());
+        emit(
+            output,
+            || text.clone(),
+            || json::generated(path, &id, Some(text.clone())),
+        );
+        if !quiet {
+            eprintln!(
+                "wrote identity {id} to {}: keep it offline; configure jobs with the recipient above ({{ recipient = \"...\" }}) for write-only backups",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let id = keys::generate_key(path, force)?;
+    emit(output, || id.clone(), || json::generated(path, &id, None));
+    if !quiet {
+        eprintln!(
+            "wrote key {id} to {}: keep a copy offline, backups cannot be restored without it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn key_id(path: &Path, output: Output) -> Result<()> {
+    let id = keys::key_id_of_file(path)?;
+    emit(output, || id.clone(), || json::key_id(path, &id));
+    Ok(())
+}
+
+/// Write the manual pages: to stdout, or one file per command into `dir`.
+pub fn man(dir: Option<&PathBuf>) -> Result<()> {
+    let command = <super::Cli as clap::CommandFactory>::command();
+    let io = |e: std::io::Error| Error::target(format!("writing the manual: {e}"));
+    match dir {
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(io),
+        Some(dir) => clap_mangen::generate_to(command, dir).map_err(io),
+    }
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut command = <super::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "coffre", &mut std::io::stdout());
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! The command line: parse (`args`), call the operations (`commands`), print the results as text
+//! (`render`) or JSON (`json`), and end a failed run with one line that names the flags that
+//! fix it (`hints`).
+
+mod args;
+mod commands;
+pub mod hints;
+pub mod json;
+pub mod render;
+
+use tokio_util::sync::CancellationToken;
+
+pub use args::{Cli, LogFormat};
+use args::{Command, ConfigCommand, KeyCommand};
+use commands::{RestoreArgs, VerifyArgs};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::ops::Context;
+use crate::ops::restore::RestoreOptions;
+
+/// Run the command `cli` names; `stop` is cancelled on SIGTERM or SIGINT.
+pub async fn run(cli: &Cli, stop: CancellationToken) -> Result<()> {
+    let quiet = cli.quiet;
+    match &cli.command {
+        Command::Key(KeyCommand::Generate {
+            path,
+            force,
+            x25519,
+            output,
+        }) => return commands::key_generate(path, *force, *x25519, quiet, *output),
+        Command::Key(KeyCommand::Id { path, output }) => return commands::key_id(path, *output),
+        Command::Completions { shell } => return commands::completions(*shell),
+        Command::Man { dir } => return commands::man(dir.as_ref()),
+        Command::Config(ConfigCommand::Check { output }) => {
+            return commands::config_check(&Config::load(&cli.config)?, *output).await;
+        }
+        _ => {}
+    }
+    let ctx = Context::open(Config::load(&cli.config)?, stop).await?;
+    run_on_store(cli, &ctx).await
+}
+
+/// The commands that act on the store.
+async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
+    let quiet = cli.quiet;
+    match &cli.command {
+        Command::Backup { jobs, all, output } => commands::backup(ctx, jobs, *all, *output).await,
+        Command::Restore {
+            pick,
+            to,
+            force,
+            clean,
+            create,
+            no_owner,
+            keys,
+            output,
+        } => {
+            let options = RestoreOptions {
+                clean: *clean,
+                create: *create,
+                no_owner: *no_owner,
+                progress: false,
+            };
+            let args = RestoreArgs {
+                pick,
+                to,
+                force: *force,
+                options,
+                keys,
+            };
+            commands::restore(ctx, args, quiet, *output).await
+        }
+        Command::Verify {
+            id,
+            latest: _,
+            all,
+            job,
+            database,
+            restore,
+            restore_server,
+            keys,
+            output,
+        } => {
+            let args = VerifyArgs {
+                id,
+                all: *all,
+                job,
+                database,
+                drill: *restore,
+                drill_server: restore_server,
+            };
+            commands::verify(ctx, args, keys, quiet, *output).await
+        }
+        Command::List { job, output } => commands::list(ctx, job.as_deref(), *output).await,
+        Command::Prune {
+            jobs,
+            all,
+            dry_run,
+            output,
+        } => commands::prune(ctx, jobs, *all, *dry_run, *output).await,
+        Command::Key(key) => run_key(ctx, key).await,
+        Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("run without a store")
+        }
+    }
+}
+
+async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::List { job, output } => commands::key_list(ctx, job.as_deref(), *output).await,
+        KeyCommand::Add {
+            new,
+            job,
+            keys,
+            output,
+        } => commands::key_add(ctx, new, job.as_deref(), keys, *output).await,
+        KeyCommand::Remove {
+            key_id,
+            passphrase_env,
+            job,
+            output,
+        } => {
+            let (id, var) = (key_id.as_deref(), passphrase_env.as_deref());
+            commands::key_remove(ctx, id, var, job.as_deref(), *output).await
+        }
+        KeyCommand::Rotate {
+            new,
+            remove,
+            job,
+            keys,
+            output,
+        } => commands::key_rotate(ctx, new, remove, job.as_deref(), keys, *output).await,
+        KeyCommand::Generate { .. } | KeyCommand::Id { .. } => {
+            unreachable!("run without a store")
+        }
+    }
+}
+
+/// Log to stderr: text (coloured only on a terminal) or JSON; `COFFRE_LOG` filters.
+pub fn init_logging(format: LogFormat, quiet: bool) {
+    use std::io::IsTerminal;
+    let default = if quiet { "error" } else { "warn,coffre=info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Print the error a run ended with (one line, or one JSON object with JSON logs) and return
+/// its exit code; `signal` is the signal that interrupted the run, if one did.
+pub fn report_failure(cli: &Cli, e: &crate::error::Error, signal: Option<i32>) -> i32 {
+    let code = hints::exit_code(e, signal);
+    match cli.log_format {
+        LogFormat::Text => eprintln!("{}", hints::error_line(e)),
+        LogFormat::Json => {
+            let hint = e.remedy().map(hints::flag_for);
+            eprintln!("{}", json::error(e, code, hint));
+        }
+    }
+    code
+}

@@ -1,0 +1,54 @@
+//! `config check`: load the config and every job file, read every key, open the store.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::crypto::keys::Secret;
+use crate::error::{Error, Remedy, Result};
+use crate::store::Store;
+
+/// What a configuration holds, once every part of it was read.
+#[derive(Debug)]
+pub struct ConfigReport {
+    pub path: PathBuf,
+    /// The store, described without credentials.
+    pub store: String,
+    pub keys: Vec<Secret>,
+    /// Job names and the files they came from.
+    pub jobs: Vec<(String, PathBuf)>,
+}
+
+impl ConfigReport {
+    /// Whether backups made with this config could be restored with it.
+    pub fn can_restore(&self) -> bool {
+        self.keys.iter().any(|k| !matches!(k, Secret::Recipient(_)))
+    }
+}
+
+/// Check `config` as deeply as can be without backing up: every job pattern matches, every
+/// key reads, the store opens.
+pub async fn check(config: &Config) -> Result<ConfigReport> {
+    let jobs = config.all_jobs()?;
+    let keys = config
+        .encryption
+        .load_keys(&config.secrets)
+        .await
+        .map_err(|e| e.with_remedy(Remedy::NewKey))?;
+    if keys.is_empty() {
+        return Err(Error::config(format!(
+            "{}: [encryption] lists no key: backups would fail",
+            config.path.display()
+        ))
+        .with_remedy(Remedy::NewKey));
+    }
+    let store = Store::open(&config.store, &config.upload, &config.secrets).await?;
+    Ok(ConfigReport {
+        path: config.path.clone(),
+        store: store.description().to_string(),
+        keys,
+        jobs: jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.file.clone()))
+            .collect(),
+    })
+}

@@ -1,0 +1,122 @@
+//! Restore drills: restore a backup into a scratch database that coffre creates and always
+//! drops, and count what arrived: proof that the backup restores, not only that it decrypts.
+
+use super::restore::{OpenSummary, RestoreOptions, Source, Target, as_target, restore_into};
+use crate::config::{Config, SourceConfig};
+use crate::crypto::keys::Secret;
+use crate::db::mariadb::MariaConn;
+use crate::db::postgres::PgConn;
+use crate::db::{Server, TableCounts, scratch_name};
+use crate::error::{Error, Remedy, Result};
+use crate::manifest::{KIND_MARIADB, KIND_POSTGRES};
+use crate::store::{Backup, Store};
+
+/// A server to run a restore drill on.
+#[derive(Clone, Debug)]
+pub enum DrillServer {
+    Postgres(PgConn),
+    Mariadb(MariaConn),
+}
+
+impl DrillServer {
+    /// Where to drill `backup`: the server `url` names, else the server of the backup's job.
+    pub async fn for_backup(config: &Config, backup: &Backup, url: Option<&str>) -> Result<Self> {
+        let kind = backup.manifest.manifest.source.kind.as_str();
+        if let Some(url) = url {
+            return match Target::parse(url, false)? {
+                Target::Postgres(conn) => Ok(DrillServer::Postgres(conn)),
+                Target::Mariadb(conn) => Ok(DrillServer::Mariadb(conn)),
+                _ => Err(Error::config(
+                    "a drill server is postgres://user@host:port/db or mariadb://user@host:port/db",
+                )),
+            };
+        }
+        let job = config.job(&backup.manifest.manifest.job).map_err(|e| {
+            e.context("the backup's job is not configured, so a server to drill on must be named")
+                .with_remedy(Remedy::NameDrillServer)
+        })?;
+        let secrets = &config.secrets;
+        match (&job.source, kind) {
+            (SourceConfig::Postgres(server), KIND_POSTGRES) => Ok(DrillServer::Postgres(
+                PgConn::from_config(server, "postgres", secrets).await?,
+            )),
+            (SourceConfig::Mariadb(server), KIND_MARIADB) => Ok(DrillServer::Mariadb(
+                MariaConn::from_config(server, "", secrets).await?,
+            )),
+            _ => Err(Error::config(format!(
+                "restore drills restore PostgreSQL and MariaDB dumps; this backup is of kind '{kind}'"
+            ))),
+        }
+    }
+}
+
+/// What a restore drill restored.
+#[derive(Clone, Debug)]
+pub struct DrillReport {
+    pub scratch_database: String,
+    pub server: String,
+    pub counts: TableCounts,
+}
+
+/// Restore `backup` into a scratch database that coffre creates and always drops, and count
+/// what arrived: proof that the backup restores, not only that it decrypts.
+pub async fn drill(
+    store: &Store,
+    backup: &Backup,
+    keys: &[Secret],
+    server: &DrillServer,
+    progress: bool,
+) -> Result<(OpenSummary, DrillReport)> {
+    let source = Source {
+        store,
+        backup,
+        keys,
+        progress,
+    };
+    let scratch = scratch_name(backup.manifest.manifest.backup_id);
+    let options = RestoreOptions {
+        create: true,
+        no_owner: true,
+        progress,
+        ..RestoreOptions::default()
+    };
+    let (summary, counts, address) = match server {
+        DrillServer::Postgres(conn) => drill_on(&source, conn, &scratch, options).await?,
+        DrillServer::Mariadb(conn) => drill_on(&source, conn, &scratch, options).await?,
+    };
+    Ok((
+        summary,
+        DrillReport {
+            scratch_database: scratch,
+            server: address,
+            counts,
+        },
+    ))
+}
+
+/// Restore into `scratch` on `server`, count, and drop `scratch` whatever happened.
+async fn drill_on<S: Server>(
+    source: &Source<'_>,
+    server: &S,
+    scratch: &str,
+    options: RestoreOptions,
+) -> Result<(OpenSummary, TableCounts, String)> {
+    let target = server.with_database(scratch);
+    let maintenance = server.maintenance();
+    maintenance
+        .drop_database(scratch)
+        .await
+        .map_err(as_target)?;
+    let restored = restore_into(source, &target, options).await;
+    let counts = match &restored {
+        Ok(_) => Some(target.table_counts().await),
+        Err(_) => None,
+    };
+    let dropped = maintenance.drop_database(scratch).await;
+    let summary = restored?;
+    let counts = counts
+        .expect("counted after a restore")
+        .map_err(as_target)?;
+    dropped.map_err(as_target)?;
+    Ok((summary, counts, server.address()))
+}
