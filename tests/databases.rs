@@ -524,3 +524,58 @@ fn required_tls_fails_closed_against_servers_without_it() {
     run.expect_code(3);
     assert!(run.stderr.contains("verify-full"), "{}", run.stderr);
 }
+
+// The guard is held across awaits on purpose: the all-databases test must not see this
+// database come and go. A current-thread runtime polls nothing else meanwhile.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test]
+async fn a_restore_drill_called_as_a_library_function_returns_its_counts() {
+    use coffre::ops::drill::{DrillServer, drill};
+    let _shared = DATABASES.read().unwrap();
+    let db = create_pg_database("libdrill", PG_SCHEMA);
+    let ws = Workspace::new();
+    let (host, port) = pg_addr();
+    // The password from the test's own environment (scripts/test exports it).
+    ws.write(
+        "jobs/app.toml",
+        &format!(
+            "[source]\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nuser = \"postgres\"\npassword = \"env:COFFRE_TEST_PG_PASSWORD\"\ndatabase = \"{db}\"\n"
+        ),
+    );
+    let config = coffre::config::Config::load(&ws.path("coffre.toml")).unwrap();
+    let ctx = coffre::ops::Context::open(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let keys = support::configured_keys(&ctx.config).await;
+    let job = ctx.config.job("app").unwrap();
+    let outcomes = coffre::ops::backup::backup_jobs(&ctx, &[job], &keys).await;
+    assert!(
+        outcomes[0].failures.is_empty(),
+        "{:?}",
+        outcomes[0].failures
+    );
+    let made = &outcomes[0].backups[0];
+    assert_eq!(made.manifest.source.database.as_deref(), Some(db.as_str()));
+    let backup = ctx
+        .store
+        .find(&made.location.id.to_string(), None)
+        .await
+        .unwrap();
+    let server = DrillServer::for_backup(&ctx.config, &backup, None)
+        .await
+        .unwrap();
+    let (summary, report) = drill(&ctx.store, &backup, &keys, &server, false)
+        .await
+        .unwrap();
+    assert_eq!(summary.plaintext_bytes, made.manifest.plaintext_bytes);
+    assert_eq!((report.counts.tables, report.counts.rows), (2, 7000));
+    let scratch = psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+            report.scratch_database
+        ),
+    );
+    assert_eq!(scratch, "0", "the scratch database was dropped");
+    drop_pg_database(&db);
+}

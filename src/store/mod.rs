@@ -10,7 +10,7 @@ mod backend;
 mod s3;
 mod upload;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -45,10 +45,11 @@ pub struct BackupRef {
 }
 
 impl BackupRef {
+    /// The time is kept to the second, as the directory name records it.
     pub fn new(job: &str, time: DateTime<Utc>, id: Uuid) -> Self {
         Self {
             job: job.to_string(),
-            time,
+            time: time.trunc_subsecs(0),
             id,
         }
     }
