@@ -106,10 +106,7 @@ svc_start_mariadb() {
 }
 
 svc_start_moto() {
-  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
-    svc_log "installing moto[server]"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
-  fi
+  # moto comes from tests/requirements.txt (scripts/test, scripts/bench install it).
   local port; port=$(free_port)
   "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$svc_dir/moto.log" 2>&1 &
   svc_pids+=($!)
@@ -140,9 +137,6 @@ svc_start_azurite() {
   disown $!
   wait_port "$port" azurite
   export COFFRE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
-  if ! "$venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check azure-storage-blob
-  fi
   # The tests' container, made with Azurite's well-known development account.
   "$venv/bin/python" - "$COFFRE_TEST_AZURITE" <<'PY'
 import sys

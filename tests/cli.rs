@@ -493,6 +493,8 @@ fn every_command_has_help_with_an_example() {
         "key rotate",
         "config",
         "config check",
+        "completions",
+        "man",
     ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
@@ -583,4 +585,50 @@ fn readme_by_hand_steps_work_before_and_after_the_quick_start_and_leave_the_tree
         top, expected,
         "the by-hand steps left files outside .coffre"
     );
+}
+
+#[test]
+fn every_argument_and_flag_has_help_text() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(format!("{path} {} (no about)", sub.get_name()));
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&coffre::cli::Cli::command(), "coffre", &mut missing);
+    assert!(missing.is_empty(), "without help: {missing:#?}");
+}
+
+#[test]
+fn version_names_the_commit_and_completions_and_man_pages_are_generated() {
+    let ws = Workspace::new();
+    let version = ws.run_raw(&["--version"], &[]);
+    version.ok();
+    assert!(
+        version.stdout_text().contains(", built 20"),
+        "{}",
+        version.stdout_text()
+    );
+    let bash = ws.run_raw(&["completions", "bash"], &[]);
+    bash.ok();
+    assert!(
+        bash.stdout_text().contains("_coffre()"),
+        "{}",
+        bash.stdout_text()
+    );
+    let man = ws.run_raw(&["man"], &[]);
+    man.ok();
+    assert!(man.stdout_text().starts_with(".ie") || man.stdout_text().contains(".TH coffre"));
+    ws.run_raw(&["man", "--dir", "pages"], &[]).ok();
+    assert!(ws.path("pages/coffre.1").exists() && ws.path("pages/coffre-backup.1").exists());
 }

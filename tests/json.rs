@@ -134,7 +134,7 @@ fn every_json_output_matches_its_documented_shape() {
     let failed = ws.run(&["--log-format", "json", "restore", "ffffffff", "--to", "x"]);
     assert_eq!(failed.code, 6, "{}", failed.stderr);
     let error: Value = serde_json::from_str(failed.stderr.lines().last().unwrap()).unwrap();
-    seen.extend(check(&[error.clone()], "error"));
+    seen.extend(check(std::slice::from_ref(&error), "error"));
     assert_eq!(error["exit_code"], 6);
     assert_eq!(error["retryable"], true);
     for line in failed.stderr.lines() {

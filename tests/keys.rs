@@ -144,7 +144,9 @@ async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
         &old,
     ]);
     run.ok();
-    let expected = format!("added to {} backups ({done} had it)", 3 - done);
+    let added = 3 - done;
+    let noun = if added == 1 { "backup" } else { "backups" };
+    let expected = format!("added to {added} {noun} ({done} had it)");
     assert!(
         run.stdout_text().contains(&expected),
         "{}",

@@ -424,7 +424,9 @@ pub fn man(dir: Option<&PathBuf>) -> Result<()> {
         None => clap_mangen::Man::new(command)
             .render(&mut std::io::stdout())
             .map_err(io),
-        Some(dir) => clap_mangen::generate_to(command, dir).map_err(io),
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .map_err(io),
     }
 }
 
