@@ -105,6 +105,8 @@ pub enum Remedy {
     NameDrillServer,
     /// Make a new key (for new backups only).
     NewKey,
+    /// Name another configuration file.
+    ConfigFile,
 }
 
 /// An error with its class and a one-line message a user can act on.

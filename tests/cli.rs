@@ -632,3 +632,45 @@ fn version_names_the_commit_and_completions_and_man_pages_are_generated() {
     ws.run_raw(&["man", "--dir", "pages"], &[]).ok();
     assert!(ws.path("pages/coffre.1").exists() && ws.path("pages/coffre-backup.1").exists());
 }
+
+#[test]
+fn logs_have_no_colour_off_a_terminal_and_the_environment_can_make_them_json() {
+    let (ws, _, _) = with_backup();
+    // A backup logs when it starts and ends.
+    let run = ws.run(&["backup", "files"]);
+    run.ok();
+    assert!(run.stderr.lines().count() >= 2, "{}", run.stderr);
+    assert!(!run.stderr.contains('\x1b'), "{}", run.stderr);
+    let run = ws.run_env(&["backup", "files"], &[("COFFRE_LOG_FORMAT", "json")]);
+    run.ok();
+    assert!(run.stderr.contains("backup started"), "{}", run.stderr);
+    for line in run.stderr.lines() {
+        let log: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(log["level"].is_string(), "{log}");
+    }
+}
+
+#[test]
+fn sigint_stops_a_backup_with_exit_130_and_says_interrupted() {
+    let ws = Workspace::new();
+    ws.shell_job("slow", "head -c 1000 /dev/zero; sleep 30");
+    let mut child = std::process::Command::new(support::coffre_bin())
+        .args(["--config", "coffre.toml", "backup", "slow"])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(!stderr.contains("internal"), "{stderr}");
+    assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
+}

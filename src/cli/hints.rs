@@ -15,6 +15,7 @@ pub fn flag_for(remedy: Remedy) -> &'static str {
             "to open backups with another key pass --key-file FILE, --passphrase-env VAR, --passphrase-file FILE or --identity-file FILE"
         }
         Remedy::NameDrillServer => "pass --restore-server URL",
+        Remedy::ConfigFile => "pass --config PATH or set COFFRE_CONFIG",
         Remedy::NewKey => {
             "'coffre key generate FILE' makes a new key for new backups (it opens no existing backup)"
         }

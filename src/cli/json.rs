@@ -287,5 +287,6 @@ fn remedy_name(r: Remedy) -> &'static str {
         Remedy::OtherKey => "other_key",
         Remedy::NameDrillServer => "name_drill_server",
         Remedy::NewKey => "new_key",
+        Remedy::ConfigFile => "config_file",
     }
 }

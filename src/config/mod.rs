@@ -17,7 +17,7 @@ pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, LockConfig, ServerConfig, SourceConfig};
 pub use store::{StoreConfig, UploadConfig};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use crate::secretstore::{FileAccess, Resolver, SecretRef};
 use job::load_job;
 use store::MAX_RETRY_TIMEOUT_SECS;
@@ -270,9 +270,7 @@ fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
     use std::io::Read;
     let file = path.display();
     let cannot = |e: std::io::Error| {
-        Error::config(format!(
-            "cannot read {file}: {e} (pass --config PATH or set COFFRE_CONFIG)"
-        ))
+        Error::config(format!("cannot read {file}: {e}")).with_remedy(Remedy::ConfigFile)
     };
     let mut text = String::new();
     std::fs::File::open(path)

@@ -166,7 +166,7 @@ impl Identity {
         let b64 = text
             .trim()
             .strip_prefix(IDENTITY_TEXT_PREFIX)
-            .ok_or("an identity file starts with 'coffre-x25519-identity-v1:' (from 'coffre key generate --x25519')")?;
+            .ok_or("an identity file starts with 'coffre-x25519-identity-v1:'")?;
         let bytes = Zeroizing::new(
             B64.decode(b64)
                 .map_err(|_| "the identity's base64 is invalid")?,
@@ -199,7 +199,7 @@ impl Recipient {
         let b64 = text
             .trim()
             .strip_prefix(RECIPIENT_TEXT_PREFIX)
-            .ok_or("a recipient starts with 'coffre-x25519-v1:' (printed by 'coffre key generate --x25519')")?;
+            .ok_or("a recipient starts with 'coffre-x25519-v1:'")?;
         let bytes: [u8; 32] = B64
             .decode(b64)
             .map_err(|_| "the recipient's base64 is invalid")?
