@@ -655,7 +655,7 @@ fn logs_have_no_colour_off_a_terminal_and_the_environment_can_make_them_json() {
 fn sigint_stops_a_backup_with_exit_130_and_says_interrupted() {
     let ws = Workspace::new();
     ws.shell_job("slow", "head -c 1000 /dev/zero; sleep 30");
-    let mut child = std::process::Command::new(support::coffre_bin())
+    let child = std::process::Command::new(support::coffre_bin())
         .args(["--config", "coffre.toml", "backup", "slow"])
         .current_dir(ws.dir.path())
         .stdout(std::process::Stdio::null())
