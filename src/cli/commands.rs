@@ -16,6 +16,7 @@ use crate::ops::pick::{check_job, pick_backup, pick_jobs};
 use crate::ops::restore::{self, RestoreOptions, Target};
 use crate::ops::verify::{self, Outcome};
 use crate::ops::{Context, backup, config_check, prune};
+use crate::store::Listing;
 
 /// Print one result: a text line (or block) for people, a JSON object for programs.
 fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
@@ -218,14 +219,36 @@ async fn verify_all(
     }
 }
 
-pub async fn list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
+/// A listing shown one way for people and another for programs.
+pub struct ListingView {
+    text: fn(&Listing) -> String,
+    json: fn(&Listing) -> Vec<Value>,
+}
+
+pub const BACKUPS: ListingView = ListingView {
+    text: render::listing,
+    json: json::listing,
+};
+
+pub const KEYS: ListingView = ListingView {
+    text: render::key_list,
+    json: json::key_list,
+};
+
+/// `list` and `key list`: the backups of `job` (or all), shown as `view` says.
+pub async fn list(
+    ctx: &Context,
+    job: Option<&str>,
+    view: ListingView,
+    output: Output,
+) -> Result<()> {
     check_job(&ctx.config, job)?;
     let listing = ctx.store.list(job).await?;
     match output.json {
-        true => json::listing(&listing)
+        true => (view.json)(&listing)
             .iter()
             .for_each(|item| println!("{item}")),
-        false => print!("{}", render::listing(&listing)),
+        false => print!("{}", (view.text)(&listing)),
     }
     Ok(())
 }
@@ -271,18 +294,6 @@ pub async fn prune(
         "{} failed (listed above); what was deleted is reported, nothing else was touched",
         render::count(failures.len() as u64, "delete")
     )))
-}
-
-pub async fn key_list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
-    check_job(&ctx.config, job)?;
-    let listing = ctx.store.list(job).await?;
-    match output.json {
-        true => json::key_list(&listing)
-            .iter()
-            .for_each(|item| println!("{item}")),
-        false => print!("{}", render::key_list(&listing)),
-    }
-    Ok(())
 }
 
 /// A key change leaves backups with an unreadable manifest as they were: an integrity error
