@@ -181,13 +181,20 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
     let abandoned = |r: &BackupRef| retention::is_abandoned(r.time, job.timeout.as_chrono(), now);
     let (stale_incomplete, fresh_incomplete) =
         listing.incomplete.into_iter().partition(|r| abandoned(r));
-    let strays = store
-        .strays(&job.name)
-        .await
-        .map_err(stopped)?
-        .into_iter()
-        .filter(|s| abandoned(&s.location))
-        .collect();
+    // Leftovers are cleaned when they can be listed; retention does not depend on them.
+    let strays = match store.strays(&job.name).await {
+        Ok(strays) => strays
+            .into_iter()
+            .filter(|s| abandoned(&s.location))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(
+                "job '{}': cannot list what unfinished backups left, so none of it is cleaned now: {e}",
+                job.name
+            );
+            Vec::new()
+        }
+    };
     Ok(JobPlan {
         job: job.name.clone(),
         series,

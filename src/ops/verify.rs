@@ -93,7 +93,15 @@ pub async fn verify_all(
     for backup in listing.complete {
         let outcome = match check(config, store, keys, &backup, drill).await {
             Ok(outcome) => outcome,
-            Err(e) if e.is_not_found() && !store.manifest_exists(&backup.location).await? => {
+            // Gone with its manifest: a prune got to it first. If that cannot be told, it
+            // counts as a failure.
+            Err(e)
+                if e.is_not_found()
+                    && !store
+                        .manifest_exists(&backup.location)
+                        .await
+                        .unwrap_or(true) =>
+            {
                 Outcome::PrunedMeanwhile
             }
             Err(e) => Outcome::Failed(e),
