@@ -31,8 +31,8 @@ pub struct Cli {
     /// Log format on stderr; a final error is one JSON object too with json.
     #[arg(long, global = true, value_enum, env = "COFFRE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Only errors on stderr: no logs, progress bars or informational lines (results still
-    /// go to stdout).
+    /// Only errors on stderr: no logs, progress bars or informational lines such as restore's
+    /// report (results on stdout still print; COFFRE_LOG overrides the log level).
     #[arg(long, short, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -61,7 +61,7 @@ pub enum Command {
     },
     /// Restore a backup to a file, stdout, or a PostgreSQL or MariaDB database.
     #[command(
-        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to postgres://postgres@db:5432/app_copy --create\n  coffre restore 3f2a9c1e --to mariadb://root@127.0.0.1:3306/shop_copy --create\n  coffre restore --latest --job files --to - > files.tar\n\nDatabase passwords come from PGPASSWORD / MYSQL_PWD (or the URL, which is visible in the process list). With --to - and --json, the JSON report goes to stderr."
+        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to postgres://postgres@db:5432/app_copy --create\n  coffre restore 3f2a9c1e --to mariadb://root@127.0.0.1:3306/shop_copy --create\n  coffre restore --latest --job files --to - > files.tar\n\nDatabase passwords come from PGPASSWORD / MYSQL_PWD (or the URL, which is visible in the process list). The text report goes to stderr (stdout may carry the data); the --json report goes to stdout, or to stderr with --to -."
     )]
     Restore {
         #[command(flatten)]
@@ -103,14 +103,14 @@ pub enum Command {
         /// Job of the backup (with --all: only this job's backups).
         #[arg(long)]
         job: Option<String>,
-        /// With --latest, for jobs that dump several databases: which one.
+        /// With --latest, for jobs that dump several databases: which one ('postgres-globals' for the globals).
         #[arg(long, requires = "latest")]
         database: Option<String>,
         /// Also restore into a scratch database (created and dropped by coffre) and count tables and rows.
         #[arg(long)]
         restore: bool,
-        /// Server for --restore (postgres://user@host:port/db or mariadb://...); default: the job's source server.
-        #[arg(long, requires = "restore")]
+        /// Server for --restore (postgres://user@host:port/db or mariadb://...); default: the job's source server (not with --all, which drills each on its job's server).
+        #[arg(long, requires = "restore", conflicts_with = "all")]
         restore_server: Option<String>,
         #[command(flatten)]
         keys: KeyArgs,

@@ -59,7 +59,7 @@ fn fail_with_all(mut failures: Vec<Error>, what: &str) -> Result<()> {
         1 => Err(failures.remove(0)),
         n => {
             for e in &failures {
-                eprintln!("{}", super::hints::error_line(e));
+                tracing::error!("{}", super::hints::error_line(e));
             }
             Err(Error::new(
                 failures[0].class(),
@@ -192,7 +192,7 @@ async fn verify_all(
         let (r, outcome) = (&checked.location, &checked.outcome);
         match (outcome, &checked.backup) {
             (Outcome::Failed(e), _) if !output.json => {
-                eprintln!("coffre: backup {}: {e}", r.id)
+                tracing::error!("backup {}: {e}", r.id)
             }
             (Outcome::Verified(s), Some(b)) => emit(
                 output,
@@ -288,7 +288,7 @@ pub async fn prune(
         return Ok(());
     }
     for e in &failures {
-        eprintln!("{}", super::hints::error_line(e));
+        tracing::error!("{}", super::hints::error_line(e));
     }
     Err(Error::store(format!(
         "{} failed (listed above); what was deleted is reported, nothing else was touched",
@@ -300,7 +300,7 @@ pub async fn prune(
 /// naming each, after the others were changed.
 fn unchanged_damaged(change: &KeyChange) -> Result<()> {
     for d in &change.damaged {
-        eprintln!("coffre: not changed: {}", render::damaged(d));
+        tracing::error!("not changed: {}", render::damaged(d));
     }
     match change.damaged.len() {
         0 => Ok(()),

@@ -2,10 +2,12 @@
 //!
 //! Safety rules: a plan is only made from a listing in which every object listed and every
 //! manifest could be read (a manifest read and found damaged is kept, reported, and never
-//! counted towards what the policy keeps); a plan over several jobs is only carried out when every job's listing
-//! succeeded; a complete backup loses its manifest before its data (an interrupted delete
-//! leaves an incomplete backup, cleaned later, never a manifest without data); a directory
-//! without a manifest is removed only once it is more than 24 hours old.
+//! counted towards what the policy keeps); a plan over several jobs is only carried out when
+//! every job's listing succeeded; a complete backup loses its manifest before its data (an
+//! interrupted delete leaves an incomplete backup, cleaned later, never a manifest without
+//! data); what a backup that never finished left (a directory without a manifest, staging
+//! files, open multipart uploads) is removed only once that backup is provably over: its job's
+//! timeout and a margin have passed since it started (`retention::is_abandoned`).
 
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
