@@ -153,6 +153,14 @@ fn postgres_backup_restores_into_a_new_database_with_identical_content() {
     // The restore drill creates, counts and drops a scratch database.
     let drill = run_pg(&ws, &["verify", id, "--restore", "--json"]);
     drill.ok();
+    // Every backup of the job: the dump is drilled, the globals (roles) are verified.
+    let all = run_pg(&ws, &["verify", "--all", "--job", "app", "--restore"]);
+    all.ok();
+    assert!(
+        all.stdout_text().contains("by restoring it"),
+        "{}",
+        all.stdout_text()
+    );
     let report: serde_json::Value = serde_json::from_slice(&drill.stdout).unwrap();
     assert_eq!(report["restore_drill"]["tables"], 2);
     assert_eq!(report["restore_drill"]["rows"], 7000);

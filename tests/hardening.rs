@@ -648,3 +648,115 @@ fn restoring_into_a_missing_directory_names_the_directory() {
     );
     assert!(!run.stderr.contains("partial"), "{}", run.stderr);
 }
+
+#[test]
+fn a_restore_target_that_cannot_be_written_is_a_target_error_not_damage() {
+    let (ws, ids) = three_backups();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(coffre_bin())
+        .args(["--config", "coffre.toml", "restore", &ids[0], "--to", "-"])
+        .current_dir(ws.dir.path())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(TARGET), "{stderr}");
+    assert!(!stderr.contains("does not decompress"), "{stderr}");
+}
+
+#[test]
+fn a_backup_past_its_timeout_stops_even_when_its_dump_hangs_after_closing_stdout() {
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/hang.toml",
+        "timeout = \"2s\"\n\n[source]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo some data; exec >&-; sleep 1000 & echo $! > hang.pid; wait\"]\nworkdir = \"..\"\n",
+    );
+    let started = Instant::now();
+    let run = ws.run(&["backup", "hang"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("timeout (2s)"), "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid = std::fs::read_to_string(ws.path("hang.pid")).unwrap();
+    let alive = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    assert!(!alive, "the hung dump's process {pid} is still running");
+    assert!(ws.run(&["list", "--json"]).stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_rotation_never_takes_the_old_key_from_a_backup_without_the_new_one() {
+    use coffre::ops::keys;
+    let (ws, ids) = three_backups();
+    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
+    let old = keys::key_id_of_file(&ws.path("backup.key")).unwrap();
+    let (config, store) = support::open_store(&ws).await;
+    let unlock = support::configured_keys(&config).await;
+    let new = support::key_file(&ws, "new.key").await;
+    // The new key reaches the first three backups; a fourth is made with the old key only, as
+    // if a backup ran between the rotation's two phases.
+    keys::add(&store, None, &unlock, &new).await.unwrap();
+    let late = ws.backup("files");
+    let rotation = keys::rotate(&store, None, &unlock, &new, &old)
+        .await
+        .unwrap();
+    assert_eq!(
+        rotation.added.changed, 1,
+        "the late backup gets the new key"
+    );
+    assert_eq!(rotation.removed.changed, 4);
+    assert_eq!(rotation.removed.lacking_new_key, 0);
+    // Made after the add phase listed the store: left with the old key, and counted.
+    let later = ws.backup("files");
+    let removed = keys::remove_replaced(&store, None, &old, &new)
+        .await
+        .unwrap();
+    assert_eq!(removed.lacking_new_key, 1);
+    ws.run(&["restore", &later, "--to", "-"]).ok();
+    for id in ids.iter().chain([&late]) {
+        let manifest = std::fs::read_to_string(manifest_path(&ws, id)).unwrap();
+        assert!(!manifest.contains(&old), "{id} still has the old key");
+    }
+}
+
+#[tokio::test]
+async fn a_manifest_is_never_left_without_its_data() {
+    let (ws, ids) = three_backups();
+    let (_, store) = support::open_store(&ws).await;
+    let backup = store.find(&ids[0], None).await.unwrap();
+    // A prune deleted the backup after it was listed: a key change must not bring it back.
+    std::fs::remove_dir_all(ws.backup_dir("files", &ids[0])).unwrap();
+    let bytes = backup
+        .manifest
+        .with_keys(backup.manifest.manifest.keys.clone())
+        .unwrap();
+    let err = store.rewrite_manifest(&backup, bytes).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(!ws.store_files().iter().any(|f| f.contains(&ids[0])));
+    // The data deleted right after a manifest was written: the manifest goes too.
+    let other = store.find(&ids[1], None).await.unwrap();
+    std::fs::remove_file(ws.backup_dir("files", &ids[1]).join("data.cfr")).unwrap();
+    let err = store
+        .check_data_still_there(&other.location)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), coffre::error::Class::Integrity, "{err}");
+    assert!(
+        !ws.store_files().iter().any(|f| f.contains(&ids[1])),
+        "{:?}",
+        ws.store_files()
+    );
+}

@@ -106,7 +106,7 @@ pub enum Command {
         /// With --latest, for jobs that dump several databases: which one ('postgres-globals' for the globals).
         #[arg(long, requires = "latest")]
         database: Option<String>,
-        /// Also restore into a scratch database (created and dropped by coffre) and count tables and rows.
+        /// Also restore into a scratch database (created and dropped by coffre) and count tables and rows; with --all, every database dump (other backups are verified).
         #[arg(long)]
         restore: bool,
         /// Server for --restore (postgres://user@host:port/db or mariadb://...); default: the job's source server (not with --all, which drills each on its job's server).

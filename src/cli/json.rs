@@ -203,6 +203,7 @@ fn change(c: &KeyChange) -> Value {
         "changed": c.changed,
         "already_done": c.already_done,
         "damaged": c.damaged.iter().map(|d| d.location.id.to_string()).collect::<Vec<_>>(),
+        "lacking_new_key": c.lacking_new_key,
     })
 }
 

@@ -261,8 +261,15 @@ pub fn key_removed(change: &KeyChange) -> String {
 }
 
 pub fn rotated(rotation: &Rotation, old_key_id: &str) -> String {
+    let unfinished = match rotation.removed.lacking_new_key {
+        0 => String::new(),
+        n => format!(
+            "; {} made meanwhile still only have the old key: run the rotation again",
+            count(n as u64, "backup")
+        ),
+    };
     format!(
-        "rotated: new key added to {} ({} had it), key {old_key_id} removed from {}",
+        "rotated: new key added to {} ({} had it), key {old_key_id} removed from {}{unfinished}",
         count(rotation.added.changed as u64, "backup"),
         rotation.added.already_done,
         count(rotation.removed.changed as u64, "backup"),

@@ -28,7 +28,7 @@ pub const MAX_ARGON2_P: u32 = 16;
 pub const MAX_ARGON2_WORK: u64 = 4 * 1024 * 1024;
 /// Key derivation one attempt to open a backup may spend, in all: passphrases are tried on the
 /// cheapest stanzas first, and the attempt stops here.
-pub const MAX_UNLOCK_WORK: u64 = MAX_ARGON2_WORK;
+pub const MAX_UNLOCK_WORK: u64 = 2 * MAX_ARGON2_WORK;
 /// Passphrase derivations one attempt to open a backup may run.
 pub const MAX_UNLOCK_DERIVATIONS: usize = 16;
 const WRAPPED_LEN: usize = 48;
@@ -394,14 +394,27 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
 /// derivation, and the runtime must stay free to handle SIGTERM meanwhile.
 pub async fn wrap_blocking(secrets: &[Secret], dek: &Dek, backup_id: Uuid) -> Result<Vec<Stanza>> {
     let (secrets, dek) = (secrets.to_vec(), dek.clone());
-    tokio::task::spawn_blocking(move || {
+    off_runtime(move || {
         secrets
             .iter()
             .map(|secret| wrap(secret, &dek, backup_id))
             .collect()
     })
-    .await
-    .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?
+    .await?
+}
+
+/// `holds` on a blocking thread (a passphrase is tried by deriving it).
+pub async fn holds_blocking(stanzas: &[Stanza], secret: &Secret, backup_id: Uuid) -> Result<bool> {
+    let (stanzas, secret) = (stanzas.to_vec(), secret.clone());
+    off_runtime(move || holds(&stanzas, &secret, backup_id)).await
+}
+
+/// Run key derivation on a blocking thread: it takes seconds, and the runtime must stay free
+/// to handle SIGTERM meanwhile.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))
 }
 
 /// Find a stanza that one of `secrets` opens and return the DEK.
@@ -444,10 +457,13 @@ pub fn unwrap(stanzas: &[Stanza], secrets: &[Secret], backup_id: Uuid) -> Result
             }
             if !budget.spend(params) {
                 return Err(Error::auth(format!(
-                    "stopped trying passphrases on backup {backup_id} after {} key derivations: the manifest has {} passphrase stanzas, more than coffre tries; open it with a key file or identity",
+                    "stopped trying passphrases on backup {backup_id} after {} key derivations ({} KiB-passes of argon2id; the limits are {MAX_UNLOCK_DERIVATIONS} derivations and {MAX_UNLOCK_WORK} KiB-passes): the manifest has {} passphrase stanzas and {} passphrases were given; open it with a key file or identity, or with its passphrase alone",
                     budget.derivations,
-                    argon_stanzas.len()
-                )));
+                    budget.work,
+                    argon_stanzas.len(),
+                    secrets.iter().filter(|s| matches!(s, Secret::Passphrase(..))).count()
+                ))
+                .with_remedy(Remedy::OtherKey));
             }
             if let Some(dek) = try_unwrap(stanza, secret, backup_id) {
                 return Ok(dek);
@@ -474,9 +490,7 @@ pub async fn unwrap_blocking(
     backup_id: Uuid,
 ) -> Result<Dek> {
     let (stanzas, secrets) = (stanzas.to_vec(), secrets.to_vec());
-    tokio::task::spawn_blocking(move || unwrap(&stanzas, &secrets, backup_id))
-        .await
-        .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?
+    off_runtime(move || unwrap(&stanzas, &secrets, backup_id)).await?
 }
 
 /// What one attempt to open a backup has spent on key derivation.
@@ -784,7 +798,9 @@ mod tests {
             t: 4,
             p: 1,
         };
-        assert!(budget.spend(&big));
+        // Two derivations at the largest cost fit (a default stanza and a costly one, or two
+        // passphrases), a third does not.
+        assert!(budget.spend(&big) && budget.spend(&big));
         assert!(!budget.spend(&fast_params()), "the work budget is spent");
     }
 

@@ -26,6 +26,9 @@ use crate::store::{BackupRef, Store};
 use super::Context;
 use super::prune::{self, PruneOutcome};
 
+/// How long a backup past its deadline may take to stop before it is dropped.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes buffered between the sealing and the uploading stage.
 const PIPE_BYTES: usize = 1 << 20;
 
@@ -130,18 +133,22 @@ async fn run_one(
     crate::failpoint::hit("backup:dump-started").await;
 
     // Past the deadline the upload stops (and is aborted), and no manifest is written: prune
-    // counts on a backup being over once its timeout has passed.
+    // counts on a backup being over once its timeout has passed. A transfer that does not stop
+    // within the grace after that is dropped, which kills its dump.
     let stop = store.stop_token();
+    let deadline_passed = std::sync::atomic::AtomicBool::new(false);
     let watchdog = async {
         tokio::time::sleep_until(deadline).await;
+        deadline_passed.store(true, std::sync::atomic::Ordering::SeqCst);
         stop.cancel();
-        std::future::pending::<()>().await
+        tokio::time::sleep(STOP_GRACE).await;
     };
     let transferred = tokio::select! {
         result = transfer(store, job, &location, (&dek, &header), dump, &stop) => result,
-        () = watchdog => unreachable!("the watchdog never ends"),
+        () = watchdog => Err(Error::source("the transfer did not stop")),
     };
-    let timed_out = || {
+    let timed_out = || deadline_passed.load(std::sync::atomic::Ordering::SeqCst);
+    let timeout_error = || {
         Error::source(format!(
             "job '{}': backup {backup_id} ran longer than the job's timeout ({}) and was stopped: raise 'timeout' in {} if it needs longer",
             job.name,
@@ -150,7 +157,7 @@ async fn run_one(
         ))
     };
     let data = match transferred {
-        Err(_) if tokio::time::Instant::now() >= deadline => return Err(timed_out()),
+        Err(_) if timed_out() => return Err(timeout_error()),
         other => other?,
     };
     crate::failpoint::hit("backup:data-complete").await;
@@ -183,9 +190,10 @@ async fn run_one(
         if let Err(e) = store.delete_data(&location).await {
             tracing::warn!("{e}");
         }
-        return Err(timed_out());
+        return Err(timeout_error());
     }
     store.put_manifest(&location, bytes).await?;
+    store.check_data_still_there(&location).await?;
     crate::failpoint::hit("backup:manifest-written").await;
     if let (Some(lock), Some(until)) = (job.object_lock, retain_until) {
         store
@@ -231,7 +239,13 @@ async fn transfer(
         tokio::select! {
             sealed = &mut seal => (sealed, upload_stage.await),
             uploaded = &mut upload_stage => match &uploaded.0 {
-                Ok(_) => (seal.await, uploaded),
+                // Every byte is uploaded; the dump tool still has to exit, unless told to stop.
+                Ok(_) => tokio::select! {
+                    sealed = &mut seal => (sealed, uploaded),
+                    () = stop.cancelled() => {
+                        (Err(Error::interrupted("the dump tool did not exit before the stop")), uploaded)
+                    }
+                },
                 Err(_) => (Err(Error::store("the upload stopped")), uploaded),
             },
         }

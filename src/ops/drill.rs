@@ -18,6 +18,15 @@ pub enum DrillServer {
     Mariadb(MariaConn),
 }
 
+/// Whether a backup is a database dump a drill can restore (a PostgreSQL or MariaDB database,
+/// not a globals, command or file backup).
+pub fn can_drill(backup: &Backup) -> bool {
+    matches!(
+        backup.manifest.manifest.source.kind.as_str(),
+        KIND_POSTGRES | KIND_MARIADB
+    )
+}
+
 impl DrillServer {
     /// Where to drill `backup`: the server `url` names, else the server of the backup's job.
     pub async fn for_backup(config: &Config, backup: &Backup, url: Option<&str>) -> Result<Self> {

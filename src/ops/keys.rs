@@ -58,6 +58,9 @@ pub struct KeyChange {
     pub already_done: usize,
     /// Backups whose manifest could not be read: left unchanged, and the caller must say so.
     pub damaged: Vec<Damaged>,
+    /// In a rotation: backups that did not get the new key (made while it ran) and so keep
+    /// the old one; running the rotation again finishes them.
+    pub lacking_new_key: usize,
 }
 
 /// Add `new` to every backup of `job` (or of all jobs) that it does not open yet, unwrapping
@@ -75,11 +78,7 @@ pub async fn add(
     };
     for backup in &listing.complete {
         let m = &backup.manifest.manifest;
-        let (stanzas, secret, id) = (m.keys.clone(), new.clone(), m.backup_id);
-        let held = tokio::task::spawn_blocking(move || keys::holds(&stanzas, &secret, id))
-            .await
-            .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))?;
-        if held {
+        if keys::holds_blocking(&m.keys, new, m.backup_id).await? {
             change.already_done += 1;
             continue;
         }
@@ -88,10 +87,7 @@ pub async fn add(
             .map_err(|e| e.context(format!("backup {}", m.backup_id)))?;
         let mut stanzas = m.keys.clone();
         stanzas.extend(keys::wrap_blocking(std::slice::from_ref(new), &dek, m.backup_id).await?);
-        store
-            .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
-            .await?;
-        change.changed += 1;
+        change.changed += rewrite(store, backup, stanzas).await?;
     }
     Ok(change)
 }
@@ -114,8 +110,19 @@ pub async fn rotate(
     old_key_id: &str,
 ) -> Result<Rotation> {
     let added = add(store, job, unlock, new).await?;
-    let removed = remove(store, job, Removal::KeyId(old_key_id)).await?;
+    let removed = remove_replaced(store, job, old_key_id, new).await?;
     Ok(Rotation { added, removed })
+}
+
+/// A rotation's remove phase: take the key `old_key_id` from every backup that `new` already
+/// opens; backups without `new` (made while the rotation ran) keep it and are counted.
+pub async fn remove_replaced(
+    store: &Store,
+    job: Option<&str>,
+    old_key_id: &str,
+    new: &Secret,
+) -> Result<KeyChange> {
+    remove_where(store, job, Removal::KeyId(old_key_id), Some(new)).await
 }
 
 /// Which stanzas to remove.
@@ -144,8 +151,29 @@ impl Removal<'_> {
 /// Remove stanzas from every backup of `job` (or of all jobs). Refuses, before changing
 /// anything, if any backup would be left without a stanza.
 pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Result<KeyChange> {
+    remove_where(store, job, which, None).await
+}
+
+/// `remove`, but only from backups that `held` opens (when given): a rotation never takes the
+/// old key from a backup the new key is not in.
+async fn remove_where(
+    store: &Store,
+    job: Option<&str>,
+    which: Removal<'_>,
+    held: Option<&Secret>,
+) -> Result<KeyChange> {
     let listing = store.list(job).await?;
-    let backups = listing.complete;
+    let mut backups = Vec::new();
+    let mut lacking_new_key = 0;
+    for backup in listing.complete {
+        let m = &backup.manifest.manifest;
+        match held {
+            Some(new) if !keys::holds_blocking(&m.keys, new, m.backup_id).await? => {
+                lacking_new_key += 1
+            }
+            _ => backups.push(backup),
+        }
+    }
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
     for backup in &backups {
         let mut left: Vec<Stanza> = Vec::new();
@@ -164,6 +192,7 @@ pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Res
     }
     let mut change = KeyChange {
         damaged: listing.damaged,
+        lacking_new_key,
         ..KeyChange::default()
     };
     for (backup, stanzas) in backups.iter().zip(kept) {
@@ -171,10 +200,22 @@ pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Res
             change.already_done += 1;
             continue;
         }
-        store
-            .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
-            .await?;
-        change.changed += 1;
+        change.changed += rewrite(store, backup, stanzas).await?;
     }
     Ok(change)
+}
+
+/// Rewrite a backup's stanzas; 1 if it was rewritten, 0 if a prune deleted it meanwhile.
+async fn rewrite(store: &Store, backup: &Backup, stanzas: Vec<Stanza>) -> Result<usize> {
+    match store
+        .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
+        .await
+    {
+        Ok(()) => Ok(1),
+        Err(e) if e.is_not_found() => {
+            tracing::info!("backup {}: {}", backup.location.id, e.message());
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -286,7 +286,7 @@ impl Source<'_> {
         crate::failpoint::hit("restore:opened").await;
         // The decoder writes small pieces; hand the target large ones (stdout, a pipe into
         // pg_restore and a file all cost a system call or a thread hand-off per write).
-        let mut plaintext = Metered::counting(BufWriter::with_capacity(1 << 20, out));
+        let mut plaintext = Metered::counting(TargetWriter(BufWriter::with_capacity(1 << 20, out)));
         let stats = match m.compression.as_str() {
             "zstd" => {
                 let mut decoder = ZstdDecoder::new(&mut plaintext);
@@ -345,16 +345,64 @@ impl Source<'_> {
 fn open_error(e: FormatError) -> Error {
     match e {
         FormatError::Read(io) => Error::store(format!("downloading the data object: {io}")),
+        // zstd reports a corrupt payload as a write error of the decoder; the target's own
+        // failures are marked as such on their way through it.
+        FormatError::Write(io) if io.get_ref().is_some_and(|e| e.is::<TargetFailed>()) => {
+            Error::target(format!("writing the restored data: {io}"))
+        }
         FormatError::Write(io) => {
-            // zstd reports a corrupt payload as a write error of the decoder.
-            if io.kind() == std::io::ErrorKind::InvalidData
-                || io.kind() == std::io::ErrorKind::Other
-            {
-                Error::integrity(format!("the decrypted payload does not decompress: {io}"))
-            } else {
-                Error::target(format!("writing the restored data: {io}"))
-            }
+            Error::integrity(format!("the decrypted payload does not decompress: {io}"))
         }
         integrity => Error::integrity(integrity.to_string()),
+    }
+}
+
+/// A write to the restore target that failed, carried inside the io errors that pass through
+/// the decoder, so that it is not taken for a corrupt payload.
+#[derive(Debug)]
+struct TargetFailed(std::io::Error);
+
+impl std::fmt::Display for TargetFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TargetFailed {}
+
+/// The restore target, marking each of its errors as a `TargetFailed`.
+struct TargetWriter<W>(W);
+
+fn target_failed(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), TargetFailed(e))
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for TargetWriter<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_write(cx, buf)
+            .map_err(target_failed)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_flush(cx)
+            .map_err(target_failed)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_shutdown(cx)
+            .map_err(target_failed)
     }
 }

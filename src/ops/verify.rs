@@ -125,7 +125,8 @@ async fn check(
     backup: &Backup,
     drill: bool,
 ) -> Result<Outcome> {
-    if drill {
+    // Only database dumps can be drilled: the others (roles, command output) are verified.
+    if drill && drill::can_drill(backup) {
         let server = DrillServer::for_backup(config, backup, None).await?;
         let (summary, report) = drill::drill(store, backup, keys, &server, false).await?;
         Ok(Outcome::Drilled(summary, report))

@@ -102,8 +102,12 @@ pub fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<()> {
                     Error::config(format!("cannot create {}: {e}", path.display()))
                 }
             })?;
+        // Half a key is worse than none: a failed write leaves no file.
         return fill(file, text)
             .and_then(|()| sync_parent(path))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(path);
+            })
             .map_err(fail);
     }
     let mut temp_name = std::ffi::OsString::from(".");

@@ -45,9 +45,10 @@ pub enum SecretRef {
 
 impl SecretRef {
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        // Never echo the text: it may be the secret itself, written where its reference belongs.
         let bad = |why: &str| {
             format!(
-                "'{text}' is not a secret reference ({why}): write env:NAME or file:PATH (k8s:NAMESPACE/NAME#KEY, vault:PATH#FIELD and aws-sm:ID#FIELD are planned)"
+                "the value is not a secret reference ({why}): write env:NAME or file:PATH (k8s:NAMESPACE/NAME#KEY, vault:PATH#FIELD and aws-sm:ID#FIELD are planned)"
             )
         };
         let (scheme, rest) = text.split_once(':').ok_or_else(|| bad("no scheme"))?;
@@ -203,6 +204,9 @@ mod tests {
         ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad}");
         }
+        // A password written where its reference belongs is not repeated in the error.
+        let err = SecretRef::parse("hunter2-secret:x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[tokio::test]

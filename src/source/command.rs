@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::io::AsyncRead;
+use tokio::sync::oneshot;
 
 use crate::blocking::spawn_reader;
 use crate::error::{Error, Result};
@@ -11,12 +12,17 @@ use crate::process::{describe_status, kill_group};
 
 /// How much of the child's stderr is kept to explain a failure.
 const STDERR_TAIL_LINES: usize = 5;
+/// How often an exit is looked for, and how long its stderr may still take to close (a process
+/// it left running may hold it open).
+const POLL: Duration = Duration::from_millis(20);
+const STDERR_GRACE: Duration = Duration::from_secs(1);
 
-/// The child process of a dump; killed if dropped before it was waited for.
+/// The child process of a dump; it and its process group are killed if dropped before the
+/// child exited, whenever that is (waiting included).
 pub struct ChildDump {
     program: String,
     child: Option<Child>,
-    stderr_tail: Option<JoinHandle<Vec<String>>>,
+    stderr_tail: Option<oneshot::Receiver<Vec<String>>>,
 }
 
 impl ChildDump {
@@ -39,33 +45,48 @@ impl ChildDump {
             child: Some(child),
             stderr_tail: None,
         };
-        dump.stderr_tail = Some(
-            std::thread::Builder::new()
-                .name(format!("stderr {program}"))
-                .spawn(move || tail_lines(stderr))
-                .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?,
-        );
+        let (tail_tx, tail_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("stderr {program}"))
+            .spawn(move || {
+                let _ = tail_tx.send(tail_lines(stderr));
+            })
+            .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
+        dump.stderr_tail = Some(tail_rx);
         let reader = spawn_reader(&program, stdout)
             .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
         Ok((reader, dump))
     }
 
     /// Wait for exit; a non-zero exit or a signal is a source error quoting the end of stderr.
+    /// The child stays owned here while waiting, so dropping this future kills it.
     pub async fn wait_success(mut self) -> Result<()> {
-        let mut child = self.child.take().expect("waited once");
-        let tail = self.stderr_tail.take();
-        let (status, tail) = tokio::task::spawn_blocking(move || {
-            let status = child.wait();
-            let tail = tail.and_then(|t| t.join().ok()).unwrap_or_default();
-            (status, tail)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("waiting for '{}': {e}", self.program)))?;
-        let status =
-            status.map_err(|e| Error::source(format!("waiting for '{}': {e}", self.program)))?;
+        let child = self.child.as_mut().expect("waited once");
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    return Err(Error::source(format!(
+                        "waiting for '{}': {e}",
+                        self.program
+                    )));
+                }
+            }
+        };
+        // Exited and reaped: nothing left to kill.
+        self.child = None;
         if status.success() {
             return Ok(());
         }
+        let tail = match self.stderr_tail.take() {
+            Some(rx) => tokio::time::timeout(STDERR_GRACE, rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         let why = if tail.is_empty() {
             String::new()
         } else {

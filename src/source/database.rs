@@ -77,19 +77,30 @@ async fn databases(
     list: impl Future<Output = Result<Vec<String>>>,
 ) -> Result<Vec<String>> {
     let existing = list.await?;
-    match &server.database {
-        Some(db) if existing.contains(db) => Ok(vec![db.clone()]),
-        Some(db) => Err(Error::source(format!(
-            "database '{db}' does not exist on {}:{} (it has: {})",
-            server.host,
-            server.port.map_or("default".into(), |p| p.to_string()),
-            existing.join(", ")
-        ))),
-        None => Ok(existing
+    let chosen = match &server.database {
+        Some(db) if existing.contains(db) => vec![db.clone()],
+        Some(db) => {
+            return Err(Error::source(format!(
+                "database '{db}' does not exist on {}:{} (it has: {})",
+                server.host,
+                server.port.map_or("default".into(), |p| p.to_string()),
+                existing.join(", ")
+            )));
+        }
+        None => existing
             .into_iter()
             .filter(|db| !server.exclude.contains(db))
-            .collect()),
+            .collect(),
+    };
+    // A name is passed to the dump tool as an argument: one that reads as an option (a database
+    // called '--result-file=...') is never passed.
+    if let Some(name) = chosen.iter().find(|db| db.starts_with('-')) {
+        return Err(Error::source(format!(
+            "database '{name}' on {} starts with '-', which the dump tool would take for an option: rename it, or leave it out with exclude",
+            server.host
+        )));
     }
+    Ok(chosen)
 }
 
 /// `pg_dump` in custom format, uncompressed: coffre compresses with zstd, faster than gzip.
@@ -121,4 +132,35 @@ pub fn mariadb_dump(conn: &MariaConn, extra: &[String]) -> Command {
     .args(extra)
     .arg(&conn.database);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(database: Option<&str>, exclude: &[&str]) -> ServerConfig {
+        let text = format!(
+            "all_databases = {}\nexclude = {exclude:?}\n{}",
+            database.is_none(),
+            database
+                .map(|d| format!("database = \"{d}\""))
+                .unwrap_or_default()
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_name_that_reads_as_an_option_is_never_dumped() {
+        let list = || async { Ok(vec!["app".to_string(), "--result-file=/tmp/x".to_string()]) };
+        let err = databases(&server(None, &[]), list()).await.unwrap_err();
+        assert!(err.message().contains("starts with '-'"), "{err}");
+        let chosen = databases(&server(None, &["--result-file=/tmp/x"]), list())
+            .await
+            .unwrap();
+        assert_eq!(chosen, ["app"]);
+        assert_eq!(
+            databases(&server(Some("app"), &[]), list()).await.unwrap(),
+            ["app"]
+        );
+    }
 }

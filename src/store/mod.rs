@@ -182,12 +182,7 @@ impl Store {
         mode: LockMode,
         until: DateTime<Utc>,
     ) -> Result<()> {
-        let locker = self.s3.as_ref().ok_or_else(|| {
-            Error::config(format!(
-                "{}: object_lock needs an S3 store with Object Lock enabled on the bucket",
-                self.description
-            ))
-        })?;
+        let locker = self.locker(self.backup_dir(r))?;
         locker.retain(&self.data_path(r), mode, until).await?;
         locker.retain(&self.manifest_path(r), mode, until).await
     }
@@ -231,11 +226,7 @@ impl Store {
 
     /// Delete the data object of a backup that will get no manifest.
     pub async fn delete_data(&self, r: &BackupRef) -> Result<()> {
-        let path = self.data_path(r);
-        match self.inner.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_error("deleting", &path, e)),
-        }
+        self.delete_if_exists(&self.data_path(r)).await
     }
 
     /// Write the manifest; refuses to replace one that exists.
@@ -255,23 +246,28 @@ impl Store {
     /// Replace an existing manifest whole (key changes). Every store replaces an object
     /// atomically: readers see the old manifest or the new one, never a mix. Under an object
     /// lock the new version is locked like the first one (the old version stays, locked).
+    ///
+    /// A backup a prune deleted meanwhile must not come back as a manifest without data: the
+    /// rewrite is skipped (a not-found error) when the manifest or the data is gone before it,
+    /// and undone when the data is gone after it. (Not every store has conditional writes.)
     pub async fn rewrite_manifest(&self, backup: &Backup, bytes: Vec<u8>) -> Result<()> {
         let r = &backup.location;
         let path = self.manifest_path(r);
+        if !self.exists(&path).await? || !self.exists(&self.data_path(r)).await? {
+            return Err(Error::not_found(format!(
+                "{path}: the backup was deleted meanwhile (a prune?), so it was not rewritten"
+            )));
+        }
         self.inner
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| store_error("rewriting", &path, e))?;
+        self.check_data_still_there(r).await?;
         let m = &backup.manifest.manifest;
         if let (Some(until), Some(mode)) = (m.retain_until, m.lock_mode)
             && until > Utc::now()
         {
-            let locker = self.s3.as_ref().ok_or_else(|| {
-                Error::config(format!(
-                    "{path} is under an object lock, but this store cannot set one"
-                ))
-            })?;
-            locker.retain(&path, mode, until).await?;
+            self.locker(&path)?.retain(&path, mode, until).await?;
         }
         Ok(())
     }
@@ -318,12 +314,52 @@ impl Store {
 
     /// Whether the manifest of `r` exists now (to tell a backup pruned meanwhile from a lost one).
     pub async fn manifest_exists(&self, r: &BackupRef) -> Result<bool> {
-        let path = self.manifest_path(r);
-        match self.inner.head(&path).await {
+        self.exists(&self.manifest_path(r)).await
+    }
+
+    async fn exists(&self, path: &ObjectPath) -> Result<bool> {
+        match self.inner.head(path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(store_error("checking", &path, e)),
+            Err(e) => Err(store_error("checking", path, e)),
         }
+    }
+
+    /// After a manifest was written: its data must still be there (a prune that judged the
+    /// backup abandoned, a clock far off, may have deleted it). If it is not, the manifest goes
+    /// too, and the backup fails: a manifest without data must never be visible.
+    pub async fn check_data_still_there(&self, r: &BackupRef) -> Result<()> {
+        if self.exists(&self.data_path(r)).await? {
+            return Ok(());
+        }
+        let manifest = self.manifest_path(r);
+        let removed = self.delete_if_exists(&manifest).await;
+        Err(Error::integrity(format!(
+            "{}: the data object was deleted while its manifest was written (a concurrent prune?); the manifest was {}",
+            self.backup_dir(r),
+            if removed.is_ok() {
+                "removed again"
+            } else {
+                "NOT removed: delete it by hand"
+            }
+        )))
+    }
+
+    async fn delete_if_exists(&self, path: &ObjectPath) -> Result<()> {
+        match self.inner.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error("deleting", path, e)),
+        }
+    }
+
+    /// The S3 API that sets object locks, or why there is none.
+    fn locker(&self, what: impl std::fmt::Display) -> Result<&s3::S3Api> {
+        self.s3.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "{what}: object_lock needs an S3 store with Object Lock enabled on the bucket; {} is not one",
+                self.description
+            ))
+        })
     }
 
     /// On a local store, refuse a backup reached through a symbolic link below the store's
@@ -382,10 +418,7 @@ impl Store {
     pub async fn delete_backup(&self, r: &BackupRef) -> Result<()> {
         self.refuse_links(r)?;
         for path in [self.manifest_path(r), self.data_path(r)] {
-            match self.inner.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_error("deleting", &path, e)),
-            }
+            self.delete_if_exists(&path).await?;
         }
         Ok(())
     }

@@ -136,7 +136,7 @@ async fn upload_parts<R: AsyncRead + Unpin>(
                     Error::store(format!("upload of {path}: the stream to upload failed: {e}"))
                 })?,
                 () = cancel.cancelled() => {
-                    return Err(Error::internal(format!("upload of {path} stopped on request")));
+                    return Err(Error::interrupted(format!("upload of {path} stopped on request")));
                 }
             };
             if n == 0 {
