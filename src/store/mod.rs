@@ -368,24 +368,19 @@ impl Store {
         let Some(root) = &self.local_root else {
             return Ok(());
         };
-        let mut path = root.clone();
-        let dir = self.backup_dir(r);
-        let parts: Vec<String> = dir.parts().map(|p| p.as_ref().to_string()).collect();
-        let files = [DATA_FILE, MANIFEST_FILE];
-        for part in parts.iter().map(String::as_str).chain([""]) {
-            let candidates: Vec<std::path::PathBuf> = if part.is_empty() {
-                files.iter().map(|f| path.join(f)).collect()
-            } else {
-                path.push(part);
-                vec![path.clone()]
-            };
-            for candidate in candidates {
-                if std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink()) {
-                    return Err(Error::integrity(format!(
-                        "{} is a symbolic link: coffre never follows links out of the store directory; replace it with what it points to, or remove it",
-                        candidate.display()
-                    )));
-                }
+        let mut dir = root.clone();
+        let mut below_root = Vec::new();
+        for part in self.backup_dir(r).parts() {
+            dir.push(part.as_ref());
+            below_root.push(dir.clone());
+        }
+        below_root.extend([DATA_FILE, MANIFEST_FILE].map(|file| dir.join(file)));
+        for path in below_root {
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::integrity(format!(
+                    "{} is a symbolic link: coffre never follows links out of the store directory; replace it with what it points to, or remove it",
+                    path.display()
+                )));
             }
         }
         Ok(())
