@@ -20,6 +20,7 @@ mod metered;
 pub mod ops;
 pub mod process;
 pub mod retention;
+pub mod schedule;
 pub mod secretstore;
 pub mod source;
 pub mod store;
