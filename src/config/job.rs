@@ -11,6 +11,7 @@ use crate::duration::HumanDuration;
 use crate::error::{Error, Result};
 use crate::manifest::LockMode;
 use crate::retention::Policy;
+use crate::schedule::Schedule;
 use crate::secretstore::SecretRef;
 
 /// One backup job.
@@ -35,6 +36,11 @@ pub struct Job {
     /// an unfinished backup left in the store is cleaned once this (and a margin) has passed.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// `kind = "backup"`, the default for a job file with a `[source]`.
+    #[serde(default)]
+    pub kind: BackupKind,
+    /// When the daemon runs it.
+    pub schedule: Option<Schedule>,
     /// The file this job was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -48,6 +54,14 @@ fn default_zstd_level() -> i32 {
 }
 fn default_chunk_log2() -> u8 {
     DEFAULT_CHUNK_LOG2
+}
+
+/// The kind of a backup job file: only "backup" (operations are read in `task`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    #[default]
+    Backup,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -169,16 +183,20 @@ fn default_host() -> String {
     "127.0.0.1".into()
 }
 
-/// Read and check a job file.
-pub(super) fn load_job(path: &Path) -> Result<Job> {
-    let mut job: Job = super::parse_toml_file(path)?;
+/// A job's name when its file gives none: the file's name without `.toml`.
+pub(super) fn name_from_file(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Check a backup job file, read as `value`.
+pub(super) fn load_job(path: &Path, value: toml::Value) -> Result<Job> {
+    let mut job: Job = super::deserialize_toml(value, path)?;
     let file = path.display().to_string();
     if job.name.is_empty() {
-        job.name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
+        job.name = name_from_file(path);
     }
     check_job(&file, &job)?;
     let base = super::parent_dir(path);
@@ -209,13 +227,18 @@ pub(super) fn load_job(path: &Path) -> Result<Job> {
     Ok(job)
 }
 
-fn check_job(file: &str, job: &Job) -> Result<()> {
-    if !valid_job_name(&job.name) {
-        return Err(Error::config(format!(
-            "{file}: name '{}': use lowercase letters, digits, '-', '_' or '.', starting with a letter or digit",
-            job.name
-        )));
+/// A job name is a path segment in the store: lowercase letters, digits, '-', '_', '.'.
+pub(super) fn check_name(file: &str, name: &str) -> Result<()> {
+    if valid_job_name(name) {
+        return Ok(());
     }
+    Err(Error::config(format!(
+        "{file}: name '{name}': use lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+    )))
+}
+
+fn check_job(file: &str, job: &Job) -> Result<()> {
+    check_name(file, &job.name)?;
     if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&job.chunk_log2) {
         return Err(Error::config(format!(
             "{file}: chunk_log2 = {}: must be {MIN_CHUNK_LOG2}..={MAX_CHUNK_LOG2} (default {DEFAULT_CHUNK_LOG2}: 1 MiB chunks)",

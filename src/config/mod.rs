@@ -7,6 +7,7 @@
 mod encryption;
 mod job;
 mod store;
+mod task;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -16,10 +17,10 @@ use std::path::{Path, PathBuf};
 pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, LockConfig, ServerConfig, SourceConfig};
 pub use store::{StoreConfig, UploadConfig};
+pub use task::{Task, TaskKind};
 
 use crate::error::{Error, Remedy, Result};
 use crate::secretstore::{FileAccess, Resolver, SecretRef};
-use job::load_job;
 use store::MAX_RETRY_TIMEOUT_SECS;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
@@ -33,7 +34,10 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Reads the secrets the config names.
     pub secrets: Resolver,
+    /// The backup jobs, by name.
     pub jobs: BTreeMap<String, Job>,
+    /// Every job file, of any kind (backup, prune, drill), by name: what `job run` runs.
+    pub tasks: BTreeMap<String, Task>,
     /// `jobs` patterns that matched no file, as resolved (a typo, or a missing mount).
     pub unmatched_job_patterns: Vec<String>,
 }
@@ -91,6 +95,7 @@ impl Config {
                 file_access: file.secret_file_access,
             },
             jobs: BTreeMap::new(),
+            tasks: BTreeMap::new(),
             unmatched_job_patterns: Vec::new(),
         };
         config
@@ -116,26 +121,41 @@ impl Config {
                     .push(full.display().to_string());
             }
             for job_path in job_paths {
-                let job = load_job(&job_path)?;
-                if let Some(other) = config.jobs.get(&job.name) {
-                    return Err(Error::config(format!(
-                        "{}: job name '{}' is also used by {}: give one of them another 'name'",
-                        job_path.display(),
-                        job.name,
-                        other.file.display()
-                    )));
-                }
-                if job.object_lock.is_some() && !matches!(config.store, StoreConfig::S3 { .. }) {
-                    return Err(Error::config(format!(
-                        "{}: object_lock needs an S3 store (with Object Lock enabled on the bucket); this config's store is {}",
-                        job_path.display(),
-                        config.store.kind()
-                    )));
-                }
-                config.jobs.insert(job.name.clone(), job);
+                config.add_job_file(&job_path)?;
             }
         }
+        task::check_operations(&config.tasks, &config.jobs)?;
         Ok(config)
+    }
+
+    /// Load one job file: a backup job (a task and a job), or an operation (a task).
+    fn add_job_file(&mut self, path: &Path) -> Result<()> {
+        let (task, job) = task::load(path)?;
+        if let Some(other) = self.tasks.get(&task.name) {
+            return Err(Error::config(format!(
+                "{}: job name '{}' is also used by {}: give one of them another 'name'",
+                path.display(),
+                task.name,
+                other.file.display()
+            )));
+        }
+        if let Some(job) = job {
+            if job.object_lock.is_some() && !matches!(self.store, StoreConfig::S3 { .. }) {
+                return Err(Error::config(format!(
+                    "{}: object_lock needs an S3 store (with Object Lock enabled on the bucket); this config's store is {}",
+                    path.display(),
+                    self.store.kind()
+                )));
+            }
+            self.jobs.insert(job.name.clone(), job);
+        }
+        self.tasks.insert(task.name.clone(), task);
+        Ok(())
+    }
+
+    /// The task (job of any kind) named `name`.
+    pub fn task(&self, name: &str) -> Result<&Task> {
+        self.tasks.get(name).ok_or_else(|| self.no_job_named(name))
     }
 
     /// Every job, for commands that act on all of them: an error when a `jobs` pattern matched
@@ -157,19 +177,29 @@ impl Config {
         Ok(self.jobs.values().collect())
     }
 
+    /// The backup job named `name`.
     pub fn job(&self, name: &str) -> Result<&Job> {
-        self.jobs.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
-            Error::config(format!(
-                "no job named '{name}' in {} (jobs: {})",
-                self.path.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ))
+        self.jobs.get(name).ok_or_else(|| match self.tasks.get(name) {
+            Some(task) => Error::config(format!(
+                "job '{name}' ({}) is a {} job, not a backup job",
+                task.file.display(),
+                task.kind.name()
+            )),
+            None => self.no_job_named(name),
         })
+    }
+
+    fn no_job_named(&self, name: &str) -> Error {
+        let known: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
+        Error::config(format!(
+            "no job named '{name}' in {} (jobs: {})",
+            self.path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
     }
 
     fn validate(&self) -> Result<()> {
@@ -267,6 +297,11 @@ const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 /// Read a TOML file, interpolate `${VAR}` in every string, and deserialize it,
 /// reporting errors as `file: key.path: problem`.
 fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    deserialize_toml(read_toml(path)?, path)
+}
+
+/// Read a TOML file and interpolate `${VAR}` in every string.
+fn read_toml(path: &Path) -> Result<toml::Value> {
     use std::io::Read;
     let file = path.display();
     let cannot = |e: std::io::Error| {
@@ -285,6 +320,12 @@ fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let mut value: toml::Value = toml::from_str(&text)
         .map_err(|e| Error::config(format!("{file}: {}", one_line(&e.to_string()))))?;
     interpolate(&mut value, &mut Vec::new()).map_err(|e| e.context(&file))?;
+    Ok(value)
+}
+
+/// Deserialize what `read_toml` read from `path`, reporting errors as `file: key.path: problem`.
+fn deserialize_toml<T: DeserializeOwned>(value: toml::Value, path: &Path) -> Result<T> {
+    let file = path.display();
     serde_path_to_error::deserialize(value).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();

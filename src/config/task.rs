@@ -1,0 +1,127 @@
+//! Every job file is a task, what `coffre job run` and the daemon run: a backup job (with a
+//! `[source]`), or an operation over backup jobs (`kind = "prune"` or `kind = "drill"`).
+//! Each may have a `[schedule]`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::job::{Job, load_job};
+use super::{deserialize_toml, read_toml};
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+
+/// One job file, of any kind.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub name: String,
+    pub file: PathBuf,
+    pub schedule: Option<Schedule>,
+    pub kind: TaskKind,
+}
+
+/// What a task does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Back up the backup job of the same name.
+    Backup,
+    /// Prune these backup jobs (all of them when the file lists none).
+    Prune { jobs: Vec<String> },
+    /// Restore the newest backup of each database of these backup jobs into a scratch
+    /// database, and count what arrived (all of them when the file lists none).
+    Drill { jobs: Vec<String> },
+}
+
+impl TaskKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Backup => "backup",
+            TaskKind::Prune { .. } => "prune",
+            TaskKind::Drill { .. } => "drill",
+        }
+    }
+
+    /// The backup jobs an operation names (none: all).
+    pub fn jobs(&self) -> &[String] {
+        match self {
+            TaskKind::Backup => &[],
+            TaskKind::Prune { jobs } | TaskKind::Drill { jobs } => jobs,
+        }
+    }
+}
+
+/// A prune or drill job file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationFile {
+    #[serde(default)]
+    name: String,
+    kind: OperationKind,
+    /// The backup jobs it acts on; none: every backup job.
+    #[serde(default)]
+    jobs: Vec<String>,
+    schedule: Option<Schedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OperationKind {
+    Prune,
+    Drill,
+}
+
+/// Read a job file: its task, and for a backup job the job itself.
+pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
+    let value = read_toml(path)?;
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("backup");
+    if kind == "backup" {
+        let job = load_job(path, value)?;
+        let task = Task {
+            name: job.name.clone(),
+            file: job.file.clone(),
+            schedule: job.schedule.clone(),
+            kind: TaskKind::Backup,
+        };
+        return Ok((task, Some(job)));
+    }
+    if !matches!(kind, "prune" | "drill") {
+        return Err(Error::config(format!(
+            "{}: kind = \"{kind}\": a job is a backup (the default, with a [source]), a prune or a drill",
+            path.display()
+        )));
+    }
+    let file: OperationFile = deserialize_toml(value, path)?;
+    let name = match file.name.is_empty() {
+        true => super::job::name_from_file(path),
+        false => file.name,
+    };
+    super::job::check_name(&path.display().to_string(), &name)?;
+    let kind = match file.kind {
+        OperationKind::Prune => TaskKind::Prune { jobs: file.jobs },
+        OperationKind::Drill => TaskKind::Drill { jobs: file.jobs },
+    };
+    let task = Task {
+        name,
+        file: path.to_path_buf(),
+        schedule: file.schedule,
+        kind,
+    };
+    Ok((task, None))
+}
+
+/// Every job an operation names must be a backup job.
+pub(super) fn check_operations(
+    tasks: &BTreeMap<String, Task>,
+    jobs: &BTreeMap<String, Job>,
+) -> Result<()> {
+    for task in tasks.values() {
+        if let Some(missing) = task.kind.jobs().iter().find(|j| !jobs.contains_key(*j)) {
+            return Err(Error::config(format!(
+                "{}: jobs: '{missing}' is not a backup job (backup jobs: {})",
+                task.file.display(),
+                jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
