@@ -143,6 +143,20 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Run one job of any kind (backup, prune, drill) as a CronJob would, or list the jobs.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffre job run app-db          # what a Kubernetes CronJob runs\n  coffre job list --json"
+    )]
+    Job(JobCommand),
+    /// Run every scheduled job at its times until SIGTERM (daemon mode).
+    #[command(
+        after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time, across pods too"
+    )]
+    Run {
+        #[command(flatten)]
+        output: Output,
+    },
     /// Create keys and manage the keys of stored backups.
     #[command(
         subcommand,
@@ -175,7 +189,10 @@ impl Command {
     /// Whether a signal should let the command stop cleanly (abort its uploads) rather than
     /// drop it at once.
     pub fn stops_gracefully(&self) -> bool {
-        matches!(self, Command::Backup { .. })
+        matches!(
+            self,
+            Command::Backup { .. } | Command::Run { .. } | Command::Job(JobCommand::Run { .. })
+        )
     }
 }
 
@@ -383,6 +400,24 @@ pub enum KeyCommand {
         job: Option<String>,
         #[command(flatten)]
         keys: KeyArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Run a job once (unless another process runs it now: then exit 0 saying who does).
+    #[command(after_help = "Example:\n  coffre job run app-db")]
+    Run {
+        /// The job (a job file's name).
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Every job: its kind, schedule, next three runs and last result.
+    #[command(after_help = "Example:\n  coffre job list")]
+    List {
         #[command(flatten)]
         output: Output,
     },

@@ -19,7 +19,7 @@ use crate::ops::{Context, backup, config_check, prune};
 use crate::store::Listing;
 
 /// Print one result: a text line (or block) for people, a JSON object for programs.
-fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
+pub fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
     match output.json {
         true => println!("{}", value()),
         false => println!("{}", text().trim_end()),

@@ -20,7 +20,7 @@ use crate::store::{Backup, BackupRef, Damaged, Leftover, Listing};
 /// within a version, and new fields may be added.
 const VERSION: u32 = 1;
 
-fn object(kind: &str, mut fields: Value) -> Value {
+pub fn object(kind: &str, mut fields: Value) -> Value {
     fields["type"] = json!(kind);
     fields["version"] = json!(VERSION);
     fields

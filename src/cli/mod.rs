@@ -5,13 +5,14 @@
 mod args;
 mod commands;
 pub mod hints;
+mod jobs;
 pub mod json;
 pub mod render;
 
 use tokio_util::sync::CancellationToken;
 
 pub use args::{Cli, LogFormat};
-use args::{Command, ConfigCommand, KeyCommand};
+use args::{Command, ConfigCommand, JobCommand, KeyCommand};
 use commands::{RestoreArgs, VerifyArgs};
 
 use crate::config::Config;
@@ -102,6 +103,9 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
             output,
         } => commands::prune(ctx, jobs, *all, *dry_run, *output).await,
         Command::Key(key) => run_key(ctx, key).await,
+        Command::Job(JobCommand::Run { name, output }) => jobs::run_one(ctx, name, *output).await,
+        Command::Job(JobCommand::List { output }) => jobs::list(ctx, *output).await,
+        Command::Run { output } => jobs::daemon(ctx, *output).await,
         Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("run without a store")
         }

@@ -179,14 +179,16 @@ impl Config {
 
     /// The backup job named `name`.
     pub fn job(&self, name: &str) -> Result<&Job> {
-        self.jobs.get(name).ok_or_else(|| match self.tasks.get(name) {
-            Some(task) => Error::config(format!(
-                "job '{name}' ({}) is a {} job, not a backup job",
-                task.file.display(),
-                task.kind.name()
-            )),
-            None => self.no_job_named(name),
-        })
+        self.jobs
+            .get(name)
+            .ok_or_else(|| match self.tasks.get(name) {
+                Some(task) => Error::config(format!(
+                    "job '{name}' ({}) is a {} job, not a backup job",
+                    task.file.display(),
+                    task.kind.name()
+                )),
+                None => self.no_job_named(name),
+            })
     }
 
     fn no_job_named(&self, name: &str) -> Error {

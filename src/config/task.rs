@@ -73,7 +73,10 @@ enum OperationKind {
 /// Read a job file: its task, and for a backup job the job itself.
 pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
     let value = read_toml(path)?;
-    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("backup");
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("backup");
     if kind == "backup" {
         let job = load_job(path, value)?;
         let task = Task {

@@ -4,8 +4,11 @@
 
 pub mod backup;
 pub mod config_check;
+pub mod daemon;
 pub mod drill;
+pub mod job;
 pub mod keys;
+pub mod lock;
 mod partial_file;
 pub mod pick;
 pub mod prune;

@@ -35,6 +35,12 @@ const MANIFEST_FILE: &str = "manifest.json";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// The largest manifest coffre reads: real ones are a few KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// Beside the job directories: the last run of each job, and the locks of jobs running now.
+/// Job names start with a letter or digit, so these never collide with a job.
+const RUNS_DIR: &str = "_runs";
+const LOCKS_DIR: &str = "_locks";
+/// Run records and locks are small JSON objects.
+const MAX_SMALL_OBJECT_BYTES: u64 = 64 * 1024;
 
 /// Where one backup lives: job, start time (to the second) and id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -533,6 +539,93 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    fn run_record_path(&self, task: &str) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join(RUNS_DIR)
+            .join(format!("{task}.json"))
+    }
+
+    fn lock_path(&self, name: &str) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join(LOCKS_DIR)
+            .join(format!("{name}.json"))
+    }
+
+    /// Record how the last run of a job went (replacing the previous record).
+    pub async fn put_run_record(&self, task: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.run_record_path(task);
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_error("writing", &path, e))?;
+        Ok(())
+    }
+
+    /// The record of the last run of a job, if it ever ran.
+    pub async fn get_run_record(&self, task: &str) -> Result<Option<Vec<u8>>> {
+        self.get_small(&self.run_record_path(task)).await
+    }
+
+    /// Create a lock object; false when one exists already.
+    pub async fn create_lock(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
+        let path = self.lock_path(name);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(store_error("creating the lock", &path, e)),
+        }
+    }
+
+    /// The content of a lock object, if it exists.
+    pub async fn read_lock(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_small(&self.lock_path(name)).await
+    }
+
+    /// Replace a lock object held by this process (to extend it).
+    pub async fn replace_lock(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.lock_path(name);
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_error("renewing the lock", &path, e))?;
+        Ok(())
+    }
+
+    pub async fn delete_lock(&self, name: &str) -> Result<()> {
+        self.delete_if_exists(&self.lock_path(name)).await
+    }
+
+    /// A small object whole (at most 64 KiB), or None when it does not exist.
+    async fn get_small(&self, path: &ObjectPath) -> Result<Option<Vec<u8>>> {
+        let result = match self.inner.get(path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error("reading", path, e)),
+        };
+        if result.meta.size > MAX_SMALL_OBJECT_BYTES {
+            return Err(Error::integrity(format!(
+                "{path}: {} bytes, over the {MAX_SMALL_OBJECT_BYTES} this object ever holds",
+                result.meta.size
+            )));
+        }
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| store_error("reading", path, e))?;
+        Ok(Some(bytes.to_vec()))
     }
 
     /// Find a complete backup by id (or unique id prefix), optionally within one job. Only the

@@ -1,0 +1,214 @@
+//! Running one job once, as `coffre job run` and the daemon do: take the job's lock (or find
+//! who holds it), run it by its kind (backup, prune, drill), release the lock, and record how
+//! it went in the store, for `job list`, for catch-up after downtime, and for alerts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::lock::{self, Acquired, LockRecord};
+use super::prune::PruneOutcome;
+use super::verify::{self, Outcome, VerifyReport};
+use super::{Context, backup, prune};
+use crate::config::{Job, Task, TaskKind};
+use crate::error::{Class, Error, Result};
+use crate::ops::backup::BackupSummary;
+
+/// What one run did.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub backups: Vec<BackupSummary>,
+    pub prune: Option<PruneOutcome>,
+    pub drilled: Option<VerifyReport>,
+    pub failures: Vec<Error>,
+}
+
+impl Done {
+    /// The class of the first failure, which the run fails with.
+    pub fn failure_class(&self) -> Option<Class> {
+        self.failures.first().map(Error::class)
+    }
+
+    pub fn plaintext_bytes(&self) -> u64 {
+        self.backups
+            .iter()
+            .map(|b| b.manifest.plaintext_bytes)
+            .sum()
+    }
+
+    pub fn stored_bytes(&self) -> u64 {
+        self.backups.iter().map(|b| b.manifest.stored_bytes).sum()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Done(Done),
+    /// Another process holds the job's lock: nothing was run.
+    Busy(LockRecord),
+}
+
+#[derive(Debug)]
+pub struct JobRun {
+    pub task: String,
+    pub kind: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: RunOutcome,
+}
+
+/// The record of a job's last run, kept in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub task: String,
+    pub kind: String,
+    pub holder: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// "ok" or "failed".
+    pub status: String,
+    /// The first failure's class and message.
+    pub class: Option<String>,
+    pub error: Option<String>,
+    pub backups: usize,
+    pub plaintext_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl RunRecord {
+    pub fn succeeded(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// Run `task` once, unless another process is running it.
+pub async fn run(ctx: &Context, task: &Task) -> Result<JobRun> {
+    let started_at = Utc::now();
+    let holder = lock::holder_identity();
+    let mut guard = match lock::acquire(&ctx.store, &task.name, &holder).await? {
+        Acquired::Taken(guard) => guard,
+        Acquired::Busy(record) => {
+            return Ok(JobRun {
+                task: task.name.clone(),
+                kind: task.kind.name(),
+                started_at,
+                finished_at: Utc::now(),
+                outcome: RunOutcome::Busy(record),
+            });
+        }
+    };
+    // The lock is renewed while the job runs; the job never waits on that.
+    let renewing = async {
+        loop {
+            tokio::time::sleep(lock::LOCK_TTL / 3).await;
+            if let Err(e) = guard.renew().await {
+                tracing::warn!("job '{}': {e}", task.name);
+            }
+        }
+    };
+    let done = tokio::select! {
+        done = run_body(ctx, task) => done,
+        () = renewing => unreachable!("renewing never ends"),
+    };
+    let finished_at = Utc::now();
+    if let Err(e) = guard.release().await {
+        tracing::warn!("job '{}': releasing its lock: {e}", task.name);
+    }
+    let record = RunRecord {
+        task: task.name.clone(),
+        kind: task.kind.name().into(),
+        holder,
+        started_at,
+        finished_at,
+        status: if done.failures.is_empty() {
+            "ok"
+        } else {
+            "failed"
+        }
+        .into(),
+        class: done.failure_class().map(|c| c.name().to_string()),
+        error: done.failures.first().map(|e| e.message().to_string()),
+        backups: done.backups.len(),
+        plaintext_bytes: done.plaintext_bytes(),
+        stored_bytes: done.stored_bytes(),
+    };
+    let bytes = serde_json::to_vec_pretty(&record)
+        .map_err(|e| Error::internal(format!("run record: {e}")))?;
+    if let Err(e) = ctx.store.put_run_record(&task.name, bytes).await {
+        tracing::warn!("job '{}': recording its run: {e}", task.name);
+    }
+    Ok(JobRun {
+        task: task.name.clone(),
+        kind: task.kind.name(),
+        started_at,
+        finished_at,
+        outcome: RunOutcome::Done(done),
+    })
+}
+
+/// The record of `task`'s last run, if it ran (and the record is readable).
+pub async fn last_run(ctx: &Context, task: &str) -> Result<Option<RunRecord>> {
+    let Some(bytes) = ctx.store.get_run_record(task).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::integrity(format!("the run record of job '{task}': {e}")))
+}
+
+/// The backup jobs an operation acts on: those it names, or all.
+fn operands<'a>(ctx: &'a Context, kind: &TaskKind) -> Result<Vec<&'a Job>> {
+    match kind.jobs() {
+        [] => ctx.config.all_jobs(),
+        names => names.iter().map(|n| ctx.config.job(n)).collect(),
+    }
+}
+
+async fn run_body(ctx: &Context, task: &Task) -> Done {
+    let mut done = Done::default();
+    if let Err(e) = run_kind(ctx, task, &mut done).await {
+        done.failures.push(e);
+    }
+    done
+}
+
+async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
+    let keys = || ctx.config.encryption.load_keys(&ctx.config.secrets);
+    match &task.kind {
+        TaskKind::Backup => {
+            let job = ctx.config.job(&task.name)?;
+            for outcome in backup::backup_jobs(ctx, &[job], &keys().await?).await {
+                done.backups.extend(outcome.backups);
+                done.failures.extend(outcome.failures);
+                match outcome.prune {
+                    Some(Ok(pruned)) => done.prune = Some(pruned),
+                    Some(Err(e)) => done.failures.push(e),
+                    None => {}
+                }
+            }
+        }
+        TaskKind::Prune { .. } => {
+            let jobs = operands(ctx, &task.kind)?;
+            let mut pruned = prune::prune(&ctx.store, &jobs, Utc::now(), false).await?;
+            if let Some(report) = &mut pruned.report {
+                done.failures.append(&mut report.failures);
+            }
+            done.prune = Some(pruned);
+        }
+        TaskKind::Drill { .. } => {
+            let jobs = operands(ctx, &task.kind)?;
+            let report =
+                verify::drill_newest(&ctx.config, &ctx.store, &keys().await?, &jobs).await?;
+            for checked in &report.checked {
+                if let Outcome::Failed(e) = &checked.outcome {
+                    done.failures.push(Error::new(
+                        e.class(),
+                        format!("backup {}: {}", checked.location.id, e.message()),
+                    ));
+                }
+            }
+            done.drilled = Some(report);
+        }
+    }
+    Ok(())
+}
