@@ -58,7 +58,7 @@ impl<'a> Plan<'a> {
 }
 
 /// The jobs to run at start because they missed runs while the daemon was down.
-async fn catch_up<'a>(ctx: &'a Context, now: DateTime<Utc>) -> Vec<&'a Task> {
+async fn catch_up(ctx: &Context, now: DateTime<Utc>) -> Vec<&Task> {
     let mut due = Vec::new();
     for task in ctx.config.tasks.values() {
         let Some(schedule) = task.schedule.as_ref().filter(|s| s.catch_up) else {
