@@ -115,6 +115,8 @@ fn every_json_output_matches_its_documented_shape() {
         old.trim(),
     ]);
     run(&["key", "remove", old.trim()]);
+    run(&["job", "list"]);
+    run(&["job", "run", "files"]);
 
     // A damaged manifest shows in list, key list and verify --all.
     std::fs::write(ws.backup_dir("files", &ids[1]).join("manifest.json"), "{").unwrap();

@@ -1,0 +1,276 @@
+//! Jobs as production runs them: `coffre job run` (what a CronJob calls), one run of a job at a
+//! time through its lock, the record of each run, and `coffre run`, the daemon that fires
+//! scheduled jobs, catches up once after downtime, and stops cleanly on SIGTERM.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::s3::{S3_ENV, s3_store, workspace_with_store};
+use support::{Workspace, coffre_bin, json_lines};
+
+fn spawn(ws: &Workspace, args: &[&str]) -> Child {
+    Command::new(coffre_bin())
+        .args(["--config", "coffre.toml"])
+        .args(args)
+        .current_dir(ws.dir.path())
+        .envs(S3_ENV)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn backups(ws: &Workspace) -> usize {
+    let run = ws.run_env(&["list", "--json"], &S3_ENV);
+    run.ok();
+    json_lines(&run).len()
+}
+
+fn job_list(ws: &Workspace) -> Vec<serde_json::Value> {
+    let run = ws.run_env(&["job", "list", "--json"], &S3_ENV);
+    run.ok();
+    json_lines(&run)
+}
+
+#[test]
+fn job_run_records_its_result_and_job_list_shows_schedule_and_last_run() {
+    let ws = Workspace::new();
+    ws.write("input.bin", "ward 7 admissions");
+    ws.write(
+        "jobs/files.toml",
+        "[schedule]\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Paris\"\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    ws.write(
+        "jobs/nightly-prune.toml",
+        "kind = \"prune\"\njobs = [\"files\"]\n",
+    );
+    let before = job_list(&ws);
+    assert_eq!(before.len(), 2);
+    let files = before.iter().find(|j| j["job"] == "files").unwrap();
+    assert_eq!(files["kind"], "backup");
+    assert_eq!(files["timezone"], "Europe/Paris");
+    assert_eq!(files["next_runs"].as_array().unwrap().len(), 3);
+    assert!(files["last_run"].is_null());
+
+    let run = ws.run(&["job", "run", "files", "--json"]);
+    run.ok();
+    let lines = json_lines(&run);
+    assert_eq!(lines[0]["type"], "backup");
+    assert_eq!(lines.last().unwrap()["type"], "job_run");
+    assert_eq!(lines.last().unwrap()["status"], "ok");
+    ws.run(&["job", "run", "nightly-prune"]).ok();
+
+    let after = job_list(&ws);
+    for job in &after {
+        assert_eq!(job["last_run"]["status"], "ok", "{job}");
+    }
+    // A failing run is recorded as failed, with its class, and fails the command.
+    std::fs::remove_file(ws.path("input.bin")).unwrap();
+    ws.run(&["job", "run", "files"]).expect_code(5);
+    let files = job_list(&ws)
+        .into_iter()
+        .find(|j| j["job"] == "files")
+        .unwrap();
+    assert_eq!(files["last_run"]["status"], "failed");
+    assert_eq!(files["last_run"]["class"], "source");
+}
+
+#[test]
+fn job_kinds_and_their_references_are_checked() {
+    let ws = Workspace::new();
+    ws.write("jobs/rotate.toml", "kind = \"rotate\"\n");
+    let run = ws.run(&["job", "list"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("kind = \"rotate\""), "{}", run.stderr);
+    ws.write("jobs/rotate.toml", "kind = \"drill\"\njobs = [\"nope\"]\n");
+    let run = ws.run(&["job", "list"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("'nope' is not a backup job"),
+        "{}",
+        run.stderr
+    );
+    ws.write(
+        "jobs/rotate.toml",
+        "kind = \"prune\"\n[schedule]\ncron = \"every night\"\n",
+    );
+    let run = ws.run(&["job", "list"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("schedule.cron"), "{}", run.stderr);
+    // A backup command refuses an operation's name.
+    ws.write("jobs/rotate.toml", "kind = \"prune\"\n");
+    let run = ws.run(&["backup", "rotate"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("is a prune job, not a backup job"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Two `job run` of one slow job at once: exactly one runs, the other exits 0 saying who
+/// holds the lock.
+fn only_one_of_two_runs_at_once(ws: Workspace) {
+    ws.shell_job("slow", "head -c 1000 /dev/zero; sleep 3");
+    let first = spawn(&ws, &["job", "run", "slow"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = ws.run_env(&["job", "run", "slow"], &S3_ENV);
+    second.ok();
+    assert!(
+        second
+            .stdout_text()
+            .contains("is running elsewhere: held by"),
+        "{}",
+        second.stdout_text()
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(backups(&ws), 1);
+    // The lock was released: the next run runs.
+    ws.run_env(&["job", "run", "slow"], &S3_ENV).ok();
+    assert_eq!(backups(&ws), 2);
+}
+
+#[test]
+fn two_runs_of_one_job_at_once_on_the_local_store_run_once() {
+    only_one_of_two_runs_at_once(Workspace::new());
+}
+
+#[test]
+fn two_runs_of_one_job_at_once_on_s3_run_once() {
+    let prefix = support::db::unique("jobs");
+    only_one_of_two_runs_at_once(workspace_with_store(&s3_store(&prefix)));
+}
+
+#[test]
+fn an_expired_lock_is_taken_over() {
+    let ws = Workspace::new();
+    ws.shell_job("files", "echo data");
+    ws.write(
+        "store/backups/_locks/files.json",
+        r#"{"holder":"lost-pod/1/deadbeef","acquired_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-01T00:10:00Z"}"#,
+    );
+    let run = ws.run(&["job", "run", "files"]);
+    run.ok();
+    assert!(
+        run.stderr.contains("lost-pod/1/deadbeef") && run.stderr.contains("expired"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(backups(&ws), 1);
+    assert!(!ws.path("store/backups/_locks/files.json").exists());
+}
+
+#[test]
+fn the_daemon_fires_scheduled_jobs_and_stops_on_sigterm_with_143() {
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/often.toml",
+        "[schedule]\ncron = \"*/2 * * * * *\"\n\n[source]\nkind = \"command\"\ncommand = [\"echo\", \"data\"]\n",
+    );
+    ws.shell_job("unscheduled", "echo never");
+    let daemon = spawn(&ws, &["run"]);
+    wait_for("two scheduled runs", 20, || backups(&ws) >= 2);
+    sigterm(&daemon);
+    let out = daemon.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("job 'often' (backup) ok"), "{text}");
+    assert!(!text.contains("unscheduled"), "{text}");
+}
+
+#[test]
+fn a_daemon_down_over_several_runs_catches_up_once() {
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/hourly.toml",
+        "[schedule]\ncron = \"0 * * * *\"\ncatch_up = true\n\n[source]\nkind = \"command\"\ncommand = [\"echo\", \"data\"]\n",
+    );
+    // The last run was three hours ago: three runs were missed.
+    let three_hours_ago = chrono::Utc::now() - chrono::Duration::hours(3);
+    ws.write(
+        "store/backups/_runs/hourly.json",
+        &serde_json::json!({
+            "task": "hourly", "kind": "backup", "holder": "old-pod/1/x",
+            "started_at": three_hours_ago, "finished_at": three_hours_ago, "status": "ok",
+            "class": null, "error": null, "backups": 1, "plaintext_bytes": 5, "stored_bytes": 100
+        })
+        .to_string(),
+    );
+    let daemon = spawn(&ws, &["run"]);
+    wait_for("the catch-up run", 20, || backups(&ws) >= 1);
+    // Long enough for a second catch-up, which must not come.
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&daemon);
+    daemon.wait_with_output().unwrap();
+    assert_eq!(backups(&ws), 1);
+}
+
+#[test]
+fn sigterm_to_the_daemon_during_a_backup_aborts_it_and_the_next_start_runs_normally() {
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/slow.toml",
+        "[schedule]\ncron = \"* * * * * *\"\n\n[source]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"head -c 12000000 /dev/urandom; sleep 60\"]\n",
+    );
+    let daemon = spawn(&ws, &["run"]);
+    // The upload has started when a staging file exists.
+    wait_for("the upload", 30, || {
+        ws.store_files().iter().any(|f| f.contains('#'))
+    });
+    let signalled = Instant::now();
+    sigterm(&daemon);
+    let out = daemon.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(15));
+    assert_eq!(backups(&ws), 0, "no manifest for the interrupted backup");
+    let left: Vec<String> = ws
+        .store_files()
+        .into_iter()
+        .filter(|f| !f.starts_with("backups/_runs/"))
+        .collect();
+    assert!(left.is_empty(), "the upload was not aborted: {left:?}");
+    let record = std::fs::read_to_string(ws.path("store/backups/_runs/slow.json")).unwrap();
+    assert!(record.contains("\"failed\""), "{record}");
+    // The next start runs normally.
+    ws.write(
+        "jobs/slow.toml",
+        "[source]\nkind = \"command\"\ncommand = [\"echo\", \"data\"]\n",
+    );
+    ws.run(&["job", "run", "slow"]).ok();
+    assert_eq!(backups(&ws), 1);
+}
