@@ -17,6 +17,8 @@ pub mod error;
 pub mod failpoint;
 pub mod manifest;
 mod metered;
+pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod process;
 pub mod retention;

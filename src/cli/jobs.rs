@@ -8,6 +8,10 @@ use super::{json, render};
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::manifest::rfc3339;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::ops::daemon::{self, Observer};
 use crate::ops::job::{self, JobRun, RunOutcome, RunRecord};
 use crate::ops::{Context, verify::Outcome};
@@ -139,8 +143,16 @@ fn run_result(run: &JobRun) -> Result<()> {
 
 pub async fn run_one(ctx: &Context, name: &str, output: Output) -> Result<()> {
     let task = ctx.config.task(name)?;
-    let run = job::run(ctx, task).await?;
+    let notifier = Notifier::from_config(&ctx.config).await?;
+    let run = job::run(ctx, task, &notifier).await?;
     print_run(&run, output);
+    if let (Some(pushgateway), Some(record)) = (&ctx.config.metrics.pushgateway, &run.record) {
+        let metrics = Metrics::new();
+        metrics.record(record, true);
+        if let Err(e) = crate::metrics::push(pushgateway, &run.task, &metrics).await {
+            tracing::warn!("{e}");
+        }
+    }
     run_result(&run)
 }
 
@@ -227,15 +239,19 @@ pub async fn list(ctx: &Context, output: Output) -> Result<()> {
     Ok(())
 }
 
-/// Prints each run the daemon finishes.
+/// Prints each run the daemon finishes, and keeps the metrics it serves.
 struct Printer {
     output: Output,
+    metrics: Arc<Metrics>,
 }
 
 impl Observer for Printer {
     fn finished(&self, run: &Result<JobRun>, task: &Task) {
         match run {
             Ok(run) => {
+                if let Some(record) = &run.record {
+                    self.metrics.record(record, true);
+                }
                 print_run(run, self.output);
                 if let Err(e) = run_result(run) {
                     tracing::error!("{}", super::hints::error_line(&e));
@@ -247,5 +263,27 @@ impl Observer for Printer {
 }
 
 pub async fn daemon(ctx: &Context, output: Output) -> Result<()> {
-    daemon::run(ctx, &Printer { output }).await
+    let notifier = Notifier::from_config(&ctx.config).await?;
+    // Metrics start from what the store remembers of each job.
+    let metrics = Arc::new(Metrics::new());
+    for task in ctx.config.tasks.values() {
+        match job::last_run(ctx, &task.name).await {
+            Ok(Some(record)) => metrics.record(&record, false),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let printer = Printer {
+        output,
+        metrics: Arc::clone(&metrics),
+    };
+    let scheduling = daemon::run(ctx, &notifier, &printer);
+    match ctx.config.metrics.listen {
+        None => scheduling.await,
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr).await?;
+            let serving = crate::metrics::serve(listener, metrics, ctx.stop.clone());
+            tokio::join!(scheduling, serving).0
+        }
+    }
 }

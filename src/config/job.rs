@@ -41,6 +41,8 @@ pub struct Job {
     pub kind: BackupKind,
     /// When the daemon runs it.
     pub schedule: Option<Schedule>,
+    /// A heartbeat URL pinged at the start and end of each run (a secret reference).
+    pub heartbeat: Option<SecretRef>,
     /// The file this job was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -222,6 +224,9 @@ pub(super) fn load_job(path: &Path, value: toml::Value) -> Result<Job> {
         SourceConfig::File { path } => *path = resolve(&base, path),
         SourceConfig::Postgres(server) => server.normalize(&file, true, &base)?,
         SourceConfig::Mariadb(server) => server.normalize(&file, false, &base)?,
+    }
+    if let Some(heartbeat) = &mut job.heartbeat {
+        *heartbeat = heartbeat.clone().relative_to(&base, resolve);
     }
     job.file = path.to_path_buf();
     Ok(job)

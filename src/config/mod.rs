@@ -6,6 +6,7 @@
 
 mod encryption;
 mod job;
+mod reporting;
 mod store;
 mod task;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, LockConfig, ServerConfig, SourceConfig};
+pub use reporting::{MetricsConfig, NotifyConfig};
 pub use store::{StoreConfig, UploadConfig};
 pub use task::{Task, TaskKind};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Reads the secrets the config names.
     pub secrets: Resolver,
+    pub metrics: MetricsConfig,
+    pub notify: NotifyConfig,
     /// The backup jobs, by name.
     pub jobs: BTreeMap<String, Job>,
     /// Every job file, of any kind (backup, prune, drill), by name: what `job run` runs.
@@ -56,6 +60,10 @@ struct ConfigFile {
     /// Who besides the owner may read the files secrets come from.
     #[serde(default)]
     secret_file_access: FileAccess,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    notify: NotifyConfig,
 }
 
 fn default_job_globs() -> Vec<String> {
@@ -94,6 +102,8 @@ impl Config {
             secrets: Resolver {
                 file_access: file.secret_file_access,
             },
+            metrics: file.metrics,
+            notify: file.notify,
             jobs: BTreeMap::new(),
             tasks: BTreeMap::new(),
             unmatched_job_patterns: Vec::new(),
@@ -106,6 +116,12 @@ impl Config {
             .into_iter()
             .map(|k| k.relative_to(&base))
             .collect();
+        for secret in [&mut config.notify.heartbeat, &mut config.notify.webhook]
+            .into_iter()
+            .flatten()
+        {
+            *secret = secret.clone().relative_to(&base, resolve);
+        }
         config.validate()?;
         for pattern in &file.jobs {
             let job_paths = expand_glob(&base, pattern, path)?;

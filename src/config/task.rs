@@ -10,6 +10,7 @@ use super::job::{Job, load_job};
 use super::{deserialize_toml, read_toml};
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
+use crate::secretstore::SecretRef;
 
 /// One job file, of any kind.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct Task {
     pub name: String,
     pub file: PathBuf,
     pub schedule: Option<Schedule>,
+    /// A heartbeat URL pinged at the start and end of each run.
+    pub heartbeat: Option<SecretRef>,
     pub kind: TaskKind,
 }
 
@@ -61,6 +64,7 @@ struct OperationFile {
     #[serde(default)]
     jobs: Vec<String>,
     schedule: Option<Schedule>,
+    heartbeat: Option<SecretRef>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +87,7 @@ pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
             name: job.name.clone(),
             file: job.file.clone(),
             schedule: job.schedule.clone(),
+            heartbeat: job.heartbeat.clone(),
             kind: TaskKind::Backup,
         };
         return Ok((task, Some(job)));
@@ -107,6 +112,9 @@ pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
         name,
         file: path.to_path_buf(),
         schedule: file.schedule,
+        heartbeat: file
+            .heartbeat
+            .map(|r| r.relative_to(&super::parent_dir(path), super::resolve)),
         kind,
     };
     Ok((task, None))

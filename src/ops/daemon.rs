@@ -14,6 +14,7 @@ use super::Context;
 use super::job::{self, JobRun};
 use crate::config::Task;
 use crate::error::Result;
+use crate::notify::Notifier;
 
 /// What happens after each run: the caller reports it (prints, pushes metrics, notifies).
 pub trait Observer {
@@ -74,7 +75,11 @@ async fn catch_up(ctx: &Context, now: DateTime<Utc>) -> Vec<&Task> {
 }
 
 /// Run the scheduled jobs until `ctx.stop` is cancelled.
-pub async fn run<'a>(ctx: &'a Context, observer: &dyn Observer) -> Result<()> {
+pub async fn run<'a>(
+    ctx: &'a Context,
+    notifier: &'a Notifier,
+    observer: &dyn Observer,
+) -> Result<()> {
     let scheduled: Vec<&Task> = ctx
         .config
         .tasks
@@ -85,7 +90,7 @@ pub async fn run<'a>(ctx: &'a Context, observer: &dyn Observer) -> Result<()> {
     let mut plan = Plan::new(scheduled.into_iter(), Utc::now());
     let mut running: BTreeSet<&str> = BTreeSet::new();
     let mut runs = FuturesUnordered::new();
-    let start = |task: &'a Task| async move { (task, job::run(ctx, task).await) };
+    let start = |task: &'a Task| async move { (task, job::run(ctx, task, notifier).await) };
     for task in catch_up(ctx, Utc::now()).await {
         tracing::info!(job = %task.name, "catching up a run missed while down");
         running.insert(task.name.as_str());

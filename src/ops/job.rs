@@ -3,7 +3,6 @@
 //! it went in the store, for `job list`, for catch-up after downtime, and for alerts.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::lock::{self, Acquired, LockRecord};
 use super::prune::PruneOutcome;
@@ -11,7 +10,9 @@ use super::verify::{self, Outcome, VerifyReport};
 use super::{Context, backup, prune};
 use crate::config::{Job, Task, TaskKind};
 use crate::error::{Class, Error, Result};
+use crate::notify::Notifier;
 use crate::ops::backup::BackupSummary;
+pub use crate::store::RunRecord;
 
 /// What one run did.
 #[derive(Debug, Default)]
@@ -55,34 +56,12 @@ pub struct JobRun {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub outcome: RunOutcome,
+    /// What was recorded in the store (none when the job was busy elsewhere).
+    pub record: Option<RunRecord>,
 }
 
-/// The record of a job's last run, kept in the store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub task: String,
-    pub kind: String,
-    pub holder: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    /// "ok" or "failed".
-    pub status: String,
-    /// The first failure's class and message.
-    pub class: Option<String>,
-    pub error: Option<String>,
-    pub backups: usize,
-    pub plaintext_bytes: u64,
-    pub stored_bytes: u64,
-}
-
-impl RunRecord {
-    pub fn succeeded(&self) -> bool {
-        self.status == "ok"
-    }
-}
-
-/// Run `task` once, unless another process is running it.
-pub async fn run(ctx: &Context, task: &Task) -> Result<JobRun> {
+/// Run `task` once, unless another process is running it, telling `notifier` about it.
+pub async fn run(ctx: &Context, task: &Task, notifier: &Notifier) -> Result<JobRun> {
     let started_at = Utc::now();
     let holder = lock::holder_identity();
     let mut guard = match lock::acquire(&ctx.store, &task.name, &holder).await? {
@@ -94,9 +73,18 @@ pub async fn run(ctx: &Context, task: &Task) -> Result<JobRun> {
                 started_at,
                 finished_at: Utc::now(),
                 outcome: RunOutcome::Busy(record),
+                record: None,
             });
         }
     };
+    let heartbeat = notifier
+        .heartbeat(&ctx.config, task)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        });
+    notifier.started(heartbeat.as_ref()).await;
     // The lock is renewed while the job runs; the job never waits on that.
     let renewing = async {
         loop {
@@ -114,46 +102,46 @@ pub async fn run(ctx: &Context, task: &Task) -> Result<JobRun> {
     if let Err(e) = guard.release().await {
         tracing::warn!("job '{}': releasing its lock: {e}", task.name);
     }
+    let succeeded = done.failures.is_empty();
+    let last_success_at = match succeeded {
+        true => Some(finished_at),
+        false => last_run(ctx, &task.name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.last_success_at),
+    };
     let record = RunRecord {
         task: task.name.clone(),
         kind: task.kind.name().into(),
         holder,
         started_at,
         finished_at,
-        status: if done.failures.is_empty() {
-            "ok"
-        } else {
-            "failed"
-        }
-        .into(),
+        status: if succeeded { "ok" } else { "failed" }.into(),
         class: done.failure_class().map(|c| c.name().to_string()),
         error: done.failures.first().map(|e| e.message().to_string()),
         backups: done.backups.len(),
         plaintext_bytes: done.plaintext_bytes(),
         stored_bytes: done.stored_bytes(),
+        last_success_at,
     };
-    let bytes = serde_json::to_vec_pretty(&record)
-        .map_err(|e| Error::internal(format!("run record: {e}")))?;
-    if let Err(e) = ctx.store.put_run_record(&task.name, bytes).await {
+    if let Err(e) = ctx.store.put_run_record(&record).await {
         tracing::warn!("job '{}': recording its run: {e}", task.name);
     }
+    notifier.finished(heartbeat.as_ref(), &record).await;
     Ok(JobRun {
         task: task.name.clone(),
         kind: task.kind.name(),
         started_at,
         finished_at,
         outcome: RunOutcome::Done(done),
+        record: Some(record),
     })
 }
 
-/// The record of `task`'s last run, if it ran (and the record is readable).
+/// The record of `task`'s last run, if it ran.
 pub async fn last_run(ctx: &Context, task: &str) -> Result<Option<RunRecord>> {
-    let Some(bytes) = ctx.store.get_run_record(task).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::integrity(format!("the run record of job '{task}': {e}")))
+    ctx.store.last_run(task).await
 }
 
 /// The backup jobs an operation acts on: those it names, or all.

@@ -7,6 +7,7 @@
 //! A backup exists only once its manifest does. Paths are built here and nowhere else.
 
 mod backend;
+mod runs;
 mod s3;
 mod upload;
 
@@ -28,6 +29,7 @@ use crate::error::{Error, Remedy, Result};
 use crate::manifest::{LockMode, StoredManifest};
 use crate::secretstore::Resolver;
 
+pub use runs::RunRecord;
 pub use upload::{PartSizing, StagedUpload};
 
 const DATA_FILE: &str = "data.cfr";
@@ -555,21 +557,6 @@ impl Store {
             .join(format!("{name}.json"))
     }
 
-    /// Record how the last run of a job went (replacing the previous record).
-    pub async fn put_run_record(&self, task: &str, bytes: Vec<u8>) -> Result<()> {
-        let path = self.run_record_path(task);
-        self.inner
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| store_error("writing", &path, e))?;
-        Ok(())
-    }
-
-    /// The record of the last run of a job, if it ever ran.
-    pub async fn get_run_record(&self, task: &str) -> Result<Option<Vec<u8>>> {
-        self.get_small(&self.run_record_path(task)).await
-    }
-
     /// Create a lock object; false when one exists already.
     pub async fn create_lock(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
         let path = self.lock_path(name);
@@ -596,11 +583,15 @@ impl Store {
 
     /// Replace a lock object held by this process (to extend it).
     pub async fn replace_lock(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        let path = self.lock_path(name);
+        self.put_small(&self.lock_path(name), bytes).await
+    }
+
+    /// Write a small object whole, replacing what is there.
+    async fn put_small(&self, path: &ObjectPath, bytes: Vec<u8>) -> Result<()> {
         self.inner
-            .put(&path, PutPayload::from(bytes))
+            .put(path, PutPayload::from(bytes))
             .await
-            .map_err(|e| store_error("renewing the lock", &path, e))?;
+            .map_err(|e| store_error("writing", path, e))?;
         Ok(())
     }
 
