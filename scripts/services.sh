@@ -5,6 +5,7 @@
 #   COFFRE_TEST_MARIADB mariadb://root@127.0.0.1:PORT (the machine's server, or a private one)
 #   COFFRE_TEST_S3      http://127.0.0.1:PORT (moto_server)
 #   COFFRE_TEST_AZURITE http://127.0.0.1:PORT/devstoreaccount1 (azurite)
+#   COFFRE_TEST_PUSHGATEWAY http://127.0.0.1:PORT (prometheus-pushgateway)
 #   COFFRE_TEST_S3S     http://127.0.0.1:PORT (s3s-fs, which checks SigV4 signatures), with
 #                       COFFRE_TEST_S3S_KEY and COFFRE_TEST_S3S_SECRET
 # Sourced by scripts/test and scripts/bench; everything it starts stops when the caller exits.
@@ -168,6 +169,18 @@ svc_start_s3s() {
   svc_log "s3s-fs (SigV4-checking S3) on $port"
 }
 
+svc_start_pushgateway() {
+  command -v prometheus-pushgateway >/dev/null || apt_install prometheus-pushgateway
+  local port; port=$(free_port)
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$port" --persistence.file="$svc_dir/pushgateway.data" \
+    >"$svc_dir/pushgateway.log" 2>&1 &
+  svc_pids+=($!)
+  disown $!
+  wait_port "$port" pushgateway
+  export COFFRE_TEST_PUSHGATEWAY="http://127.0.0.1:$port"
+  svc_log "Prometheus Pushgateway on $port"
+}
+
 svc_start_all() {
   svc_need_tools || return 1
   svc_start_postgres || return 1
@@ -175,4 +188,5 @@ svc_start_all() {
   svc_start_moto || return 1
   svc_start_azurite || return 1
   svc_start_s3s || return 1
+  svc_start_pushgateway || return 1
 }

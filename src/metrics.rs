@@ -20,15 +20,17 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::store::RunRecord;
 
+/// `job` is Prometheus' own label (the scrape job, the Pushgateway group): a coffre job is
+/// `coffre_job`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
-    job: String,
+    coffre_job: String,
     kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
-    job: String,
+    coffre_job: String,
     kind: String,
     class: String,
 }
@@ -111,7 +113,7 @@ impl Metrics {
     /// from the store at start.
     pub fn record(&self, run: &RunRecord, counted: bool) {
         let labels = JobLabels {
-            job: run.task.clone(),
+            coffre_job: run.task.clone(),
             kind: run.kind.clone(),
         };
         let seconds = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
@@ -139,7 +141,7 @@ impl Metrics {
         }
         if let (true, Some(class)) = (counted, &run.class) {
             let labels = FailureLabels {
-                job: run.task.clone(),
+                coffre_job: run.task.clone(),
                 kind: run.kind.clone(),
                 class: class.clone(),
             };
@@ -270,23 +272,27 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record(&record("failed", Some("source")), true);
         let text = metrics.encode();
-        assert!(text.contains("coffre_job_last_success_timestamp_seconds{job=\"app-db\",kind=\"backup\"} 1795399240.0"), "{text}");
+        assert!(text.contains("coffre_job_last_success_timestamp_seconds{coffre_job=\"app-db\",kind=\"backup\"} 1795399240.0"), "{text}");
         assert!(
-            text.contains("coffre_job_last_status{job=\"app-db\",kind=\"backup\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("coffre_job_last_duration_seconds{job=\"app-db\",kind=\"backup\"} 42.0"),
+            text.contains("coffre_job_last_status{coffre_job=\"app-db\",kind=\"backup\"} 0"),
             "{text}"
         );
         assert!(
             text.contains(
-                "coffre_job_failures_total{job=\"app-db\",kind=\"backup\",class=\"source\"} 1"
+                "coffre_job_last_duration_seconds{coffre_job=\"app-db\",kind=\"backup\"} 42.0"
             ),
             "{text}"
         );
         assert!(
-            text.contains("coffre_backup_last_stored_bytes{job=\"app-db\",kind=\"backup\"} 400"),
+            text.contains(
+                "coffre_job_failures_total{coffre_job=\"app-db\",kind=\"backup\",class=\"source\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "coffre_backup_last_stored_bytes{coffre_job=\"app-db\",kind=\"backup\"} 400"
+            ),
             "{text}"
         );
     }

@@ -274,3 +274,150 @@ fn sigterm_to_the_daemon_during_a_backup_aborts_it_and_the_next_start_runs_norma
     ws.run(&["job", "run", "slow"]).ok();
     assert_eq!(backups(&ws), 1);
 }
+
+/// A config whose store is local, with extra top-level sections.
+fn workspace_with(sections: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "coffre.toml",
+        &format!(
+            "jobs = [\"jobs/*.toml\"]\n\n[store]\nkind = \"local\"\npath = \"store\"\nprefix = \"backups\"\n\n[encryption]\nkeys = [{{ key = \"file:backup.key\" }}]\n\n{sections}\n"
+        ),
+    );
+    ws
+}
+
+fn http_get(url: &str) -> String {
+    let out = Command::new("curl").args(["-sf", url]).output().unwrap();
+    assert!(out.status.success(), "GET {url}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_job_run_pushes_its_metrics_and_a_failure_reaches_the_webhook_once_without_secrets() {
+    let pushgateway = std::env::var("COFFRE_TEST_PUSHGATEWAY").expect("scripts/test starts one");
+    let receiver = support::http::Receiver::start();
+    let ws = workspace_with(&format!(
+        "[metrics]\npushgateway = \"{pushgateway}\"\n\n[notify]\nwebhook = \"env:TEST_WEBHOOK\"\n"
+    ));
+    let job = support::db::unique("metrics").replace('_', "-");
+    ws.write("input.bin", "ward 7 admissions");
+    ws.write(
+        &format!("jobs/{job}.toml"),
+        "heartbeat = \"env:TEST_HEARTBEAT\"\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let env = [
+        (
+            "TEST_WEBHOOK",
+            format!("{}/hooks/secret-token-123", receiver.url),
+        ),
+        (
+            "TEST_HEARTBEAT",
+            format!("{}/ping/hc-uuid-456", receiver.url),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ws.run_env(&["job", "run", &job], &env).ok();
+    let metrics = http_get(&format!("{pushgateway}/metrics"));
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&format!("coffre_job=\"{job}\"")))
+            .unwrap_or_else(|| panic!("{name} for {job} is not in the Pushgateway:\n{metrics}"))
+            .to_string()
+    };
+    let success: f64 = line("coffre_job_last_success_timestamp_seconds")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((chrono::Utc::now().timestamp() as f64 - success).abs() < 120.0);
+    assert!(line("coffre_job_last_status").ends_with(" 1"));
+    assert!(line("coffre_backup_last_plaintext_bytes").ends_with(" 17"));
+
+    // A failed run: the webhook hears of it once, the success time stays, the class counts.
+    std::fs::remove_file(ws.path("input.bin")).unwrap();
+    ws.run_env(&["job", "run", &job], &env).expect_code(5);
+    let metrics = http_get(&format!("{pushgateway}/metrics"));
+    assert!(
+        metrics.contains(&format!(
+            "coffre_job_failures_total{{class=\"source\",coffre_job=\"{job}\""
+        )),
+        "{metrics}"
+    );
+    let after: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("coffre_job_last_success_timestamp_seconds") && l.contains(&job))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(after, success);
+
+    let received = receiver.received();
+    let hooks: Vec<_> = received
+        .iter()
+        .filter(|r| r.path.starts_with("/hooks/"))
+        .collect();
+    assert_eq!(hooks.len(), 1, "{received:?}");
+    let body: serde_json::Value = serde_json::from_str(&hooks[0].body).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("job '{job}' (backup) failed"))
+    );
+    assert_eq!(body["coffre"]["class"], "source");
+    let key = std::fs::read_to_string(ws.path("backup.key")).unwrap();
+    for secret in [key.trim(), "secret-token-123", "hc-uuid-456"] {
+        assert!(
+            !hooks[0].body.contains(secret),
+            "{secret} in {}",
+            hooks[0].body
+        );
+    }
+    let pings: Vec<&str> = received
+        .iter()
+        .filter(|r| r.path.starts_with("/ping/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        pings,
+        [
+            "/ping/hc-uuid-456/start",
+            "/ping/hc-uuid-456",
+            "/ping/hc-uuid-456/start",
+            "/ping/hc-uuid-456/fail"
+        ]
+    );
+}
+
+#[test]
+fn the_daemon_serves_its_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = workspace_with(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    ws.write(
+        "jobs/often.toml",
+        "[schedule]\ncron = \"*/2 * * * * *\"\n\n[source]\nkind = \"command\"\ncommand = [\"echo\", \"data\"]\n",
+    );
+    let daemon = spawn(&ws, &["run"]);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    wait_for("a run in the served metrics", 20, || {
+        Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .contains("coffre_job_last_status{coffre_job=\"often\",kind=\"backup\"} 1")
+            })
+    });
+    sigterm(&daemon);
+    assert_eq!(daemon.wait_with_output().unwrap().status.code(), Some(143));
+}

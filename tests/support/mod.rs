@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod faulty;
+pub mod http;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
