@@ -15,6 +15,7 @@ pub mod db;
 pub mod duration;
 pub mod error;
 pub mod failpoint;
+pub mod k8s;
 pub mod manifest;
 mod metered;
 pub mod metrics;

@@ -8,7 +8,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, Task};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::secretstore::SecretRef;
 use crate::manifest::rfc3339;
 use crate::store::RunRecord;
 
@@ -23,14 +24,15 @@ pub struct Heartbeat(Zeroizing<String>);
 
 impl Notifier {
     pub async fn from_config(config: &Config) -> Result<Self> {
+        // A webhook that cannot be read must not stop the backups it would report on.
         let webhook = match &config.notify.webhook {
-            Some(r) => Some(
-                config
-                    .secrets
-                    .resolve(r, "notify.webhook")
-                    .await?
-                    .text("notify.webhook")?,
-            ),
+            Some(r) => match read_url(config, r, "notify.webhook").await {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    tracing::error!("{e}: failed runs will not be announced");
+                    None
+                }
+            },
             None => None,
         };
         let http = reqwest::Client::builder()
@@ -45,8 +47,7 @@ impl Notifier {
         match &task.heartbeat {
             Some(r) => {
                 let what = format!("job '{}': heartbeat", task.name);
-                let url = config.secrets.resolve(r, &what).await?.text(&what)?;
-                Ok(Some(Heartbeat(url)))
+                Ok(Some(Heartbeat(read_url(config, r, &what).await?)))
             }
             None => Ok(None),
         }
@@ -95,6 +96,20 @@ impl Notifier {
             // The URL is the heartbeat's secret: never in a log line.
             Err(e) => tracing::warn!("heartbeat: {}", e.without_url()),
         }
+    }
+}
+
+/// A notification URL from its secret reference: an http(s) URL, never echoed (it is a
+/// credential).
+pub async fn read_url(config: &Config, r: &SecretRef, what: &str) -> Result<Zeroizing<String>> {
+    let url = config.secrets.resolve(r, what).await?.text(what)?;
+    match url::Url::parse(url.trim()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+            Ok(Zeroizing::new(url.trim().to_string()))
+        }
+        _ => Err(Error::config(format!(
+            "{what}: {r} does not hold an http(s) URL: write the URL alone in it"
+        ))),
     }
 }
 

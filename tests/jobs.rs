@@ -8,14 +8,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::s3::{S3_ENV, s3_store, workspace_with_store};
+use support::kube_api::KubeApi;
 use support::{Workspace, coffre_bin, json_lines};
 
 fn spawn(ws: &Workspace, args: &[&str]) -> Child {
+    spawn_env(ws, args, &[])
+}
+
+fn spawn_env(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(coffre_bin())
         .args(["--config", "coffre.toml"])
         .args(args)
         .current_dir(ws.dir.path())
         .envs(S3_ENV)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -131,10 +137,15 @@ fn job_kinds_and_their_references_are_checked() {
 /// Two `job run` of one slow job at once: exactly one runs, the other exits 0 saying who
 /// holds the lock.
 fn only_one_of_two_runs_at_once(ws: Workspace) {
+    only_one_of_two_runs_at_once_with(&ws, &[]);
+}
+
+fn only_one_of_two_runs_at_once_with(ws: &Workspace, env: &[(&str, &str)]) {
+    let env: Vec<(&str, &str)> = S3_ENV.iter().chain(env).copied().collect();
     ws.shell_job("slow", "head -c 1000 /dev/zero; sleep 3");
-    let first = spawn(&ws, &["job", "run", "slow"]);
+    let first = spawn_env(ws, &["job", "run", "slow"], &env);
     std::thread::sleep(Duration::from_millis(1500));
-    let second = ws.run_env(&["job", "run", "slow"], &S3_ENV);
+    let second = ws.run_env(&["job", "run", "slow"], &env);
     second.ok();
     assert!(
         second
@@ -149,10 +160,10 @@ fn only_one_of_two_runs_at_once(ws: Workspace) {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert_eq!(backups(&ws), 1);
+    assert_eq!(backups(ws), 1);
     // The lock was released: the next run runs.
-    ws.run_env(&["job", "run", "slow"], &S3_ENV).ok();
-    assert_eq!(backups(&ws), 2);
+    ws.run_env(&["job", "run", "slow"], &env).ok();
+    assert_eq!(backups(ws), 2);
 }
 
 #[test]
@@ -164,6 +175,122 @@ fn two_runs_of_one_job_at_once_on_the_local_store_run_once() {
 fn two_runs_of_one_job_at_once_on_s3_run_once() {
     let prefix = support::db::unique("jobs");
     only_one_of_two_runs_at_once(workspace_with_store(&s3_store(&prefix)));
+}
+
+const LEASES: &str = "coordination.k8s.io/v1/leases";
+
+/// A workspace whose job locks are Leases on the test API server, in namespace "coffre".
+fn workspace_with_leases(api: &KubeApi) -> Workspace {
+    let ws = workspace_with("[lock]\nkind = \"kubernetes\"");
+    api.kubeconfig(&ws.path("kubeconfig"), "coffre");
+    ws
+}
+
+fn kubeconfig_env(ws: &Workspace) -> [(&'static str, String); 1] {
+    [("KUBECONFIG", ws.path("kubeconfig").display().to_string())]
+}
+
+#[test]
+fn two_runs_of_one_job_at_once_with_a_kubernetes_lease_run_once() {
+    let api = KubeApi::start();
+    let ws = workspace_with_leases(&api);
+    let [(name, value)] = kubeconfig_env(&ws);
+    only_one_of_two_runs_at_once_with(&ws, &[(name, &value)]);
+    // The lock was the Lease, released (no holder) after the last run, and taken by three
+    // runs in turn; the store holds no lock object.
+    let lease = api.object(LEASES, "coffre", "coffre-slow").expect("a Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], serde_json::Value::Null, "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 600, "{lease}");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
+    assert!(!ws.path("store/backups/_locks").exists());
+    let verbs: Vec<String> = api.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(verbs.iter().filter(|v| *v == "POST").count(), 1, "{verbs:?}");
+}
+
+#[test]
+fn a_lease_held_elsewhere_is_respected_an_expired_one_taken_over_a_forbidden_one_refused() {
+    let api = KubeApi::start();
+    let ws = workspace_with_leases(&api);
+    ws.shell_job("files", "echo data");
+    let [(name, value)] = kubeconfig_env(&ws);
+    let env = [(name, value.as_str())];
+    let lease = |holder: &str, renewed: &str| {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "coffre-files"},
+            "spec": {
+                "holderIdentity": holder,
+                "acquireTime": renewed,
+                "renewTime": renewed,
+                "leaseDurationSeconds": 600,
+                "leaseTransitions": 4,
+            },
+        })
+    };
+    // Held, and renewed just now: this run leaves it alone.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    api.put(LEASES, "coffre", lease("busy-pod/7/cafe0001", &now));
+    let run = ws.run_env(&["job", "run", "files"], &env);
+    run.ok();
+    assert!(
+        run.stdout_text().contains("held by busy-pod/7/cafe0001"),
+        "{}",
+        run.stdout_text()
+    );
+    assert_eq!(backups(&ws), 0);
+    // Its holder died long ago: taken over.
+    api.put(
+        LEASES,
+        "coffre",
+        lease("lost-pod/1/deadbeef", "2026-01-01T00:00:00.000000Z"),
+    );
+    let run = ws.run_env(&["job", "run", "files"], &env);
+    run.ok();
+    assert!(
+        run.stderr.contains("lost-pod/1/deadbeef") && run.stderr.contains("expired"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(backups(&ws), 1);
+    let after = api.object(LEASES, "coffre", "coffre-files").unwrap();
+    assert_eq!(after["spec"]["leaseTransitions"], 5, "{after}");
+    assert_eq!(after["spec"]["holderIdentity"], serde_json::Value::Null, "{after}");
+    // A Role without update on Leases: an auth error naming the Role, and no backup.
+    api.forbid("update", "leases");
+    let run = ws.run_env(&["job", "run", "files"], &env);
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("forbidden") && run.stderr.contains("Role"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(backups(&ws), 1);
+    // config check reaches the API too, and says where locks live.
+    let check = ws.run_env(&["config", "check"], &env);
+    check.ok();
+    assert!(
+        check
+            .stdout_text()
+            .contains("locks: Kubernetes Leases in namespace coffre"),
+        "{}",
+        check.stdout_text()
+    );
+}
+
+#[test]
+fn a_job_name_that_is_no_lease_name_is_a_config_error() {
+    let api = KubeApi::start();
+    let ws = workspace_with_leases(&api);
+    ws.shell_job("files_daily", "echo data");
+    let [(name, value)] = kubeconfig_env(&ws);
+    let run = ws.run_env(&["job", "run", "files_daily"], &[(name, value.as_str())]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("cannot name a Kubernetes Lease"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

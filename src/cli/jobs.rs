@@ -11,9 +11,8 @@ use crate::manifest::rfc3339;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
 use crate::ops::daemon::{self, Observer};
-use crate::ops::job::{self, JobRun, RunOutcome, RunRecord};
+use crate::ops::job::{self, JobRun, RunOutcome, RunRecord, Runner};
 use crate::ops::{Context, verify::Outcome};
 
 /// Print what one run did, its details first, then one summary.
@@ -143,8 +142,8 @@ fn run_result(run: &JobRun) -> Result<()> {
 
 pub async fn run_one(ctx: &Context, name: &str, output: Output) -> Result<()> {
     let task = ctx.config.task(name)?;
-    let notifier = Notifier::from_config(&ctx.config).await?;
-    let run = job::run(ctx, task, &notifier).await?;
+    let runner = Runner::from_config(&ctx.config).await?;
+    let run = job::run(ctx, task, &runner).await?;
     print_run(&run, output);
     if let (Some(pushgateway), Some(record)) = (&ctx.config.metrics.pushgateway, &run.record) {
         let metrics = Metrics::new();
@@ -263,7 +262,7 @@ impl Observer for Printer {
 }
 
 pub async fn daemon(ctx: &Context, output: Output) -> Result<()> {
-    let notifier = Notifier::from_config(&ctx.config).await?;
+    let runner = Runner::from_config(&ctx.config).await?;
     // Metrics start from what the store remembers of each job.
     let metrics = Arc::new(Metrics::new());
     for task in ctx.config.tasks.values() {
@@ -277,7 +276,7 @@ pub async fn daemon(ctx: &Context, output: Output) -> Result<()> {
         output,
         metrics: Arc::clone(&metrics),
     };
-    let scheduling = daemon::run(ctx, &notifier, &printer);
+    let scheduling = daemon::run(ctx, &runner, &printer);
     match ctx.config.metrics.listen {
         None => scheduling.await,
         Some(addr) => {

@@ -255,6 +255,7 @@ pub fn config_report(report: &ConfigReport) -> Value {
         json!({
             "path": report.path.display().to_string(),
             "store": report.store,
+            "locks": report.locks,
             "keys": report.keys.iter().map(key).collect::<Vec<_>>(),
             "can_restore": report.can_restore(),
             "jobs": report.jobs.iter().map(|(name, file)| json!({"name": name, "file": file.display().to_string()})).collect::<Vec<_>>(),

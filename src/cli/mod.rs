@@ -148,7 +148,11 @@ async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
 /// Log to stderr: text (coloured only on a terminal) or JSON; `COFFRE_LOG` filters.
 pub fn init_logging(format: LogFormat, quiet: bool) {
     use std::io::IsTerminal;
-    let default = if quiet { "error" } else { "warn,coffre=info" };
+    // kube logs each failed request at error level; coffre reports the failure itself, once.
+    let default = match quiet {
+        true => "error,kube_client=off",
+        false => "warn,coffre=info,kube_client=off",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

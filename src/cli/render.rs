@@ -294,9 +294,10 @@ pub fn key_description(secret: &Secret) -> String {
 /// What `config check` found.
 pub fn config_report(report: &ConfigReport) -> String {
     let mut out = format!(
-        "config {}: ok\nstore: {}\n",
+        "config {}: ok\nstore: {}\nlocks: {}\n",
         report.path.display(),
-        report.store
+        report.store,
+        report.locks
     );
     for key in &report.keys {
         out.push_str(&format!("{}\n", key_description(key)));

@@ -31,7 +31,7 @@ pub struct Job {
     #[serde(default)]
     pub retention: Policy,
     /// S3 Object Lock on every object of every backup of this job.
-    pub object_lock: Option<LockConfig>,
+    pub object_lock: Option<ObjectLockConfig>,
     /// The longest one backup of this job may run; it is stopped and fails after that. What
     /// an unfinished backup left in the store is cleaned once this (and a margin) has passed.
     #[serde(default = "default_timeout")]
@@ -86,7 +86,7 @@ impl Compression {
 /// Object Lock settings of a job (`[object_lock]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LockConfig {
+pub struct ObjectLockConfig {
     pub mode: LockMode,
     /// Days each backup stays locked after it is written.
     pub days: u32,

@@ -7,6 +7,7 @@
 mod encryption;
 mod job;
 mod reporting;
+mod run_lock;
 mod store;
 mod task;
 
@@ -16,8 +17,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use encryption::{EncryptionConfig, KeyRef};
-pub use job::{Compression, EnvValue, Job, LockConfig, ServerConfig, SourceConfig};
+pub use job::{Compression, EnvValue, Job, ObjectLockConfig, ServerConfig, SourceConfig};
 pub use reporting::{MetricsConfig, NotifyConfig};
+pub use run_lock::{RunLockConfig, RunLockKind, lease_name};
 pub use store::{StoreConfig, UploadConfig};
 pub use task::{Task, TaskKind};
 
@@ -38,6 +40,7 @@ pub struct Config {
     pub secrets: Resolver,
     pub metrics: MetricsConfig,
     pub notify: NotifyConfig,
+    pub lock: RunLockConfig,
     /// The backup jobs, by name.
     pub jobs: BTreeMap<String, Job>,
     /// Every job file, of any kind (backup, prune, drill), by name: what `job run` runs.
@@ -64,6 +67,8 @@ struct ConfigFile {
     metrics: MetricsConfig,
     #[serde(default)]
     notify: NotifyConfig,
+    #[serde(default)]
+    lock: RunLockConfig,
 }
 
 fn default_job_globs() -> Vec<String> {
@@ -104,6 +109,7 @@ impl Config {
             },
             metrics: file.metrics,
             notify: file.notify,
+            lock: file.lock,
             jobs: BTreeMap::new(),
             tasks: BTreeMap::new(),
             unmatched_job_patterns: Vec::new(),
@@ -141,6 +147,11 @@ impl Config {
             }
         }
         task::check_operations(&config.tasks, &config.jobs)?;
+        if config.lock.kind == RunLockKind::Kubernetes {
+            for name in config.tasks.keys() {
+                lease_name(name).map_err(|e| e.context(config.path.display()))?;
+            }
+        }
         Ok(config)
     }
 

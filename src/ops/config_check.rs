@@ -1,10 +1,13 @@
-//! `config check`: load the config and every job file, read every key, open the store.
+//! `config check`: load the config and every job file, read every key and notification URL,
+//! open the store, reach the locks.
 
 use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::crypto::keys::Secret;
 use crate::error::{Error, Remedy, Result};
+use crate::notify;
+use crate::ops::lock::Locks;
 use crate::store::Store;
 
 /// What a configuration holds, once every part of it was read.
@@ -16,6 +19,8 @@ pub struct ConfigReport {
     pub keys: Vec<Secret>,
     /// Job names and the files they came from.
     pub jobs: Vec<(String, PathBuf)>,
+    /// Where the jobs' locks live.
+    pub locks: String,
 }
 
 impl ConfigReport {
@@ -41,7 +46,20 @@ pub async fn check(config: &Config) -> Result<ConfigReport> {
         ))
         .with_remedy(Remedy::NewKey));
     }
+    if let Some(webhook) = &config.notify.webhook {
+        notify::read_url(config, webhook, "notify.webhook").await?;
+    }
+    for task in config.tasks.values() {
+        if let Some(heartbeat) = &task.heartbeat {
+            let what = format!("job '{}': heartbeat", task.name);
+            notify::read_url(config, heartbeat, &what).await?;
+        }
+    }
     let store = Store::open(&config.store, &config.upload, &config.secrets).await?;
+    let locks = Locks::from_config(config)
+        .await?
+        .check(config.tasks.keys().map(String::as_str))
+        .await?;
     Ok(ConfigReport {
         path: config.path.clone(),
         store: store.description().to_string(),
@@ -50,5 +68,6 @@ pub async fn check(config: &Config) -> Result<ConfigReport> {
             .iter()
             .map(|j| (j.name.clone(), j.file.clone()))
             .collect(),
+        locks,
     })
 }

@@ -11,10 +11,9 @@ use futures::stream::FuturesUnordered;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Context;
-use super::job::{self, JobRun};
+use super::job::{self, JobRun, Runner};
 use crate::config::Task;
 use crate::error::Result;
-use crate::notify::Notifier;
 
 /// What happens after each run: the caller reports it (prints, pushes metrics, notifies).
 pub trait Observer {
@@ -77,7 +76,7 @@ async fn catch_up(ctx: &Context, now: DateTime<Utc>) -> Vec<&Task> {
 /// Run the scheduled jobs until `ctx.stop` is cancelled.
 pub async fn run<'a>(
     ctx: &'a Context,
-    notifier: &'a Notifier,
+    runner: &'a Runner,
     observer: &dyn Observer,
 ) -> Result<()> {
     let scheduled: Vec<&Task> = ctx
@@ -90,7 +89,7 @@ pub async fn run<'a>(
     let mut plan = Plan::new(scheduled.into_iter(), Utc::now());
     let mut running: BTreeSet<&str> = BTreeSet::new();
     let mut runs = FuturesUnordered::new();
-    let start = |task: &'a Task| async move { (task, job::run(ctx, task, notifier).await) };
+    let start = |task: &'a Task| async move { (task, job::run(ctx, task, runner).await) };
     for task in catch_up(ctx, Utc::now()).await {
         tracing::info!(job = %task.name, "catching up a run missed while down");
         running.insert(task.name.as_str());

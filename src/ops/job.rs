@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::lock::{self, Acquired, LockRecord};
+use super::lock::{self, Acquired, LockRecord, Locks};
 use super::prune::PruneOutcome;
 use super::verify::{self, Outcome, VerifyReport};
 use super::{Context, backup, prune};
@@ -60,11 +60,28 @@ pub struct JobRun {
     pub record: Option<RunRecord>,
 }
 
-/// Run `task` once, unless another process is running it, telling `notifier` about it.
-pub async fn run(ctx: &Context, task: &Task, notifier: &Notifier) -> Result<JobRun> {
+/// What running jobs takes besides the context, set up once per process: where the locks
+/// live, and who hears about runs.
+pub struct Runner {
+    pub locks: Locks,
+    pub notifier: Notifier,
+}
+
+impl Runner {
+    pub async fn from_config(config: &crate::config::Config) -> Result<Self> {
+        Ok(Self {
+            locks: Locks::from_config(config).await?,
+            notifier: Notifier::from_config(config).await?,
+        })
+    }
+}
+
+/// Run `task` once, unless another process is running it.
+pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> {
     let started_at = Utc::now();
     let holder = lock::holder_identity();
-    let mut guard = match lock::acquire(&ctx.store, &task.name, &holder).await? {
+    let notifier = &runner.notifier;
+    let mut guard = match runner.locks.acquire(&ctx.store, &task.name, &holder).await? {
         Acquired::Taken(guard) => guard,
         Acquired::Busy(record) => {
             return Ok(JobRun {

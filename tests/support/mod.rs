@@ -5,6 +5,7 @@
 pub mod db;
 pub mod faulty;
 pub mod http;
+pub mod kube_api;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

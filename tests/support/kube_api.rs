@@ -1,0 +1,336 @@
+//! A small Kubernetes API server for tests, since no real one can run here: namespaced objects
+//! of any resource (`/api/v1/...` and `/apis/GROUP/VERSION/...`), read, created and replaced
+//! with the API server's own rules, which coffre's correctness rests on:
+//! - create fails with 409 AlreadyExists when the name is taken;
+//! - replace carries the resourceVersion it read and fails with 409 Conflict when the object
+//!   changed since; every write gets a new resourceVersion;
+//! - a missing object is 404 NotFound; errors are `Status` objects, as kube expects;
+//! - RBAC: a test can forbid a verb on a resource (403 Forbidden).
+//!
+//! coffre reaches it through the real kube client, with a kubeconfig (`kubeconfig()`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+/// One request as received: method and path (without the query).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// By (resource path, namespace, name): "coordination.k8s.io/v1/leases", "coffre", "x".
+    objects: BTreeMap<(String, String, String), Value>,
+    version: u64,
+    /// (verb, resource) pairs refused with 403.
+    forbidden: BTreeSet<(String, String)>,
+    requests: Vec<Request>,
+}
+
+pub struct KubeApi {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+/// Where a request points.
+struct Target {
+    /// group/version/resource ("v1/secrets" for the core group).
+    kind: String,
+    /// resource.group, as Kubernetes names it in messages ("leases.coordination.k8s.io").
+    qualified: String,
+    resource: String,
+    namespace: String,
+    name: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, resource, name) = match rest {
+        ["namespaces", ns, resource] => (*ns, *resource, None),
+        ["namespaces", ns, resource, name] => (*ns, *resource, Some(name.to_string())),
+        _ => return None,
+    };
+    let kind = match group {
+        "" => format!("{version}/{resource}"),
+        group => format!("{group}/{version}/{resource}"),
+    };
+    let qualified = match group {
+        "" => resource.to_string(),
+        group => format!("{resource}.{group}"),
+    };
+    Some(Target {
+        kind,
+        qualified,
+        resource: resource.to_string(),
+        namespace: namespace.to_string(),
+        name,
+    })
+}
+
+fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    });
+    (code, body)
+}
+
+impl State {
+    fn handle(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let Some(target) = parse_path(path) else {
+            return status(404, "NotFound", format!("the server could not find {path}"));
+        };
+        let verb = match (method, &target.name) {
+            ("GET", Some(_)) => "get",
+            ("POST", None) => "create",
+            ("PUT", Some(_)) => "update",
+            _ => {
+                return status(
+                    405,
+                    "MethodNotAllowed",
+                    format!("{method} {path} is not served by the test API server"),
+                );
+            }
+        };
+        if self
+            .forbidden
+            .contains(&(verb.to_string(), target.resource.clone()))
+        {
+            let name = target.name.as_deref().unwrap_or_default();
+            return status(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: User \"system:serviceaccount:{ns}:coffre\" cannot {verb} resource \"{}\" in the namespace \"{ns}\"",
+                    target.qualified,
+                    target.resource,
+                    ns = target.namespace
+                ),
+            );
+        }
+        let body: Value = match verb {
+            "get" => Value::Null,
+            _ => match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => return status(400, "BadRequest", format!("invalid body: {e}")),
+            },
+        };
+        match verb {
+            "get" => self.get(&target),
+            "create" => self.create(&target, body),
+            _ => self.replace(&target, body),
+        }
+    }
+
+    fn key(target: &Target, name: &str) -> (String, String, String) {
+        (
+            target.kind.clone(),
+            target.namespace.clone(),
+            name.to_string(),
+        )
+    }
+
+    fn get(&self, target: &Target) -> (u16, Value) {
+        let name = target.name.as_deref().unwrap_or_default();
+        match self.objects.get(&Self::key(target, name)) {
+            Some(object) => (200, object.clone()),
+            None => status(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", target.qualified),
+            ),
+        }
+    }
+
+    fn stamp(&mut self, object: &mut Value, target: &Target) {
+        self.version += 1;
+        let meta = &mut object["metadata"];
+        meta["resourceVersion"] = json!(self.version.to_string());
+        meta["namespace"] = json!(target.namespace);
+    }
+
+    fn create(&mut self, target: &Target, mut object: Value) -> (u16, Value) {
+        let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+            return status(
+                422,
+                "Invalid",
+                format!("{} is invalid: metadata.name: Required value", target.qualified),
+            );
+        };
+        if !object["metadata"]["resourceVersion"].is_null() {
+            return status(
+                400,
+                "BadRequest",
+                "resourceVersion should not be set on objects to be created".into(),
+            );
+        }
+        let key = Self::key(target, &name);
+        if self.objects.contains_key(&key) {
+            return status(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", target.qualified),
+            );
+        }
+        object["metadata"]["uid"] = json!(format!("uid-{}", self.version + 1));
+        object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        self.stamp(&mut object, target);
+        self.objects.insert(key, object.clone());
+        (201, object)
+    }
+
+    fn replace(&mut self, target: &Target, mut object: Value) -> (u16, Value) {
+        let name = target.name.clone().unwrap_or_default();
+        if object["metadata"]["name"].as_str() != Some(name.as_str()) {
+            return status(
+                400,
+                "BadRequest",
+                "the name of the object does not match the name on the URL".into(),
+            );
+        }
+        let key = Self::key(target, &name);
+        let Some(current) = self.objects.get(&key) else {
+            return status(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", target.qualified),
+            );
+        };
+        let sent = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        if !sent.is_empty() && sent != current["metadata"]["resourceVersion"] {
+            return status(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    target.qualified
+                ),
+            );
+        }
+        object["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        object["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
+        self.stamp(&mut object, target);
+        self.objects.insert(key, object.clone());
+        (200, object)
+    }
+}
+
+impl KubeApi {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = Arc::clone(&shared);
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        Self { url, state }
+    }
+
+    /// A kubeconfig for this server, with `namespace` as its context's namespace.
+    pub fn kubeconfig(&self, path: &Path, namespace: &str) {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {namespace}\ncurrent-context: test\n",
+            self.url
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Refuse `verb` (get, create, update) on `resource` (leases), as a Role without it would.
+    pub fn forbid(&self, verb: &str, resource: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .forbidden
+            .insert((verb.to_string(), resource.to_string()));
+    }
+
+    /// The object `name` of `kind` ("coordination.k8s.io/v1/leases") in `namespace`.
+    pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let state = self.state.lock().unwrap();
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        state.objects.get(&key).cloned()
+    }
+
+    /// Put an object in place, as if someone else had written it.
+    pub fn put(&self, kind: &str, namespace: &str, mut object: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        object["metadata"]["namespace"] = json!(namespace);
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        state
+            .objects
+            .insert((kind.to_string(), namespace.to_string(), name), object);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// Answer the requests of one connection, one at a time, closing it after each.
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            assert!(
+                !name.eq_ignore_ascii_case("transfer-encoding"),
+                "the test API server reads bodies by content-length only"
+            );
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let (code, value) = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(Request {
+            method: method.clone(),
+            path: path.clone(),
+        });
+        state.handle(&method, &path, &body)
+    };
+    let body = value.to_string();
+    let response = format!(
+        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = reader.get_mut().write_all(response.as_bytes());
+}
