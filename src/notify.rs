@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use crate::config::{Config, Task};
 use crate::error::{Error, Result};
-use crate::secretstore::SecretRef;
 use crate::manifest::rfc3339;
+use crate::secretstore::SecretRef;
 use crate::store::RunRecord;
 
 /// Where notifications go, with their URLs read from their secret references.

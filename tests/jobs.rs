@@ -7,8 +7,8 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::s3::{S3_ENV, s3_store, workspace_with_store};
 use support::kube_api::KubeApi;
+use support::s3::{S3_ENV, s3_store, workspace_with_store};
 use support::{Workspace, coffre_bin, json_lines};
 
 fn spawn(ws: &Workspace, args: &[&str]) -> Child {
@@ -198,13 +198,23 @@ fn two_runs_of_one_job_at_once_with_a_kubernetes_lease_run_once() {
     only_one_of_two_runs_at_once_with(&ws, &[(name, &value)]);
     // The lock was the Lease, released (no holder) after the last run, and taken by three
     // runs in turn; the store holds no lock object.
-    let lease = api.object(LEASES, "coffre", "coffre-slow").expect("a Lease");
-    assert_eq!(lease["spec"]["holderIdentity"], serde_json::Value::Null, "{lease}");
+    let lease = api
+        .object(LEASES, "coffre", "coffre-slow")
+        .expect("a Lease");
+    assert_eq!(
+        lease["spec"]["holderIdentity"],
+        serde_json::Value::Null,
+        "{lease}"
+    );
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 600, "{lease}");
     assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
     assert!(!ws.path("store/backups/_locks").exists());
     let verbs: Vec<String> = api.requests().iter().map(|r| r.method.clone()).collect();
-    assert_eq!(verbs.iter().filter(|v| *v == "POST").count(), 1, "{verbs:?}");
+    assert_eq!(
+        verbs.iter().filter(|v| *v == "POST").count(),
+        1,
+        "{verbs:?}"
+    );
 }
 
 #[test]
@@ -255,7 +265,11 @@ fn a_lease_held_elsewhere_is_respected_an_expired_one_taken_over_a_forbidden_one
     assert_eq!(backups(&ws), 1);
     let after = api.object(LEASES, "coffre", "coffre-files").unwrap();
     assert_eq!(after["spec"]["leaseTransitions"], 5, "{after}");
-    assert_eq!(after["spec"]["holderIdentity"], serde_json::Value::Null, "{after}");
+    assert_eq!(
+        after["spec"]["holderIdentity"],
+        serde_json::Value::Null,
+        "{after}"
+    );
     // A Role without update on Leases: an auth error naming the Role, and no backup.
     api.forbid("update", "leases");
     let run = ws.run_env(&["job", "run", "files"], &env);

@@ -30,7 +30,9 @@ impl Cluster {
         config.write_timeout = Some(Duration::from_secs(30));
         let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
         let client = kube::Client::try_from(config).map_err(|e| {
-            Error::config(format!("the Kubernetes API client could not be set up: {e}"))
+            Error::config(format!(
+                "the Kubernetes API client could not be set up: {e}"
+            ))
         })?;
         Ok(Self { client, namespace })
     }

@@ -74,11 +74,7 @@ async fn catch_up(ctx: &Context, now: DateTime<Utc>) -> Vec<&Task> {
 }
 
 /// Run the scheduled jobs until `ctx.stop` is cancelled.
-pub async fn run<'a>(
-    ctx: &'a Context,
-    runner: &'a Runner,
-    observer: &dyn Observer,
-) -> Result<()> {
+pub async fn run<'a>(ctx: &'a Context, runner: &'a Runner, observer: &dyn Observer) -> Result<()> {
     let scheduled: Vec<&Task> = ctx
         .config
         .tasks

@@ -81,7 +81,11 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
     let started_at = Utc::now();
     let holder = lock::holder_identity();
     let notifier = &runner.notifier;
-    let mut guard = match runner.locks.acquire(&ctx.store, &task.name, &holder).await? {
+    let mut guard = match runner
+        .locks
+        .acquire(&ctx.store, &task.name, &holder)
+        .await?
+    {
         Acquired::Taken(guard) => guard,
         Acquired::Busy(record) => {
             return Ok(JobRun {

@@ -171,7 +171,10 @@ impl State {
             return status(
                 422,
                 "Invalid",
-                format!("{} is invalid: metadata.name: Required value", target.qualified),
+                format!(
+                    "{} is invalid: metadata.name: Required value",
+                    target.qualified
+                ),
             );
         };
         if !object["metadata"]["resourceVersion"].is_null() {

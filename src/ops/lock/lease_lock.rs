@@ -87,7 +87,10 @@ pub(super) async fn acquire<'a>(
 
 pub(super) async fn renew(leases: &Leases, lease: &mut Lease, holder: &str) -> Result<()> {
     let now = micro_time(Utc::now());
-    update(leases, lease, holder, |spec| spec.renew_time = Some(now.clone())).await
+    update(leases, lease, holder, |spec| {
+        spec.renew_time = Some(now.clone())
+    })
+    .await
 }
 
 pub(super) async fn release(leases: &Leases, lease: &mut Lease, holder: &str) -> Result<()> {

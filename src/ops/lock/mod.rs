@@ -45,7 +45,10 @@ fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
 /// Where this process keeps its locks, chosen once from `[lock]`.
 pub enum Locks {
     Store,
-    Kubernetes { leases: Leases, namespace: String },
+    Kubernetes {
+        leases: Box<Leases>,
+        namespace: String,
+    },
 }
 
 impl Locks {
@@ -55,7 +58,7 @@ impl Locks {
             RunLockKind::Kubernetes => {
                 let cluster = Cluster::connect(config.lock.namespace.as_deref()).await?;
                 Ok(Locks::Kubernetes {
-                    leases: cluster.leases(),
+                    leases: Box::new(cluster.leases()),
                     namespace: cluster.namespace().to_string(),
                 })
             }

@@ -1,0 +1,456 @@
+//! deploy/ as a cluster would take it: the kustomize base and each overlay build (with the
+//! kubectl that scripts/test installs), every object validates against the Kubernetes schemas
+//! (kubernetes-validate --strict), a security scan (checkov) of the manifests and the
+//! Dockerfile fails no check (each skip is justified in place), and the manifests agree with
+//! the example jobs: one CronJob per job with the job's schedule and time zone, a Lease per job
+//! in the Role, the job files shipped as they are in jobs/.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool from the deploy-tools environment scripts/test installs.
+fn tool(name: &str) -> Command {
+    let bin = std::env::var("COFFRE_TEST_DEPLOY_TOOLS")
+        .expect("scripts/test installs the deploy tools (tests/deploy-requirements.txt)");
+    let mut cmd = Command::new(Path::new(&bin).join(name));
+    // checkov: offline, no guideline download.
+    cmd.env("BC_SKIP_MAPPING", "TRUE");
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `kubectl kustomize DIR`, as YAML and as a list of objects.
+fn kustomize(dir: &Path) -> (String, Vec<Value>) {
+    let yaml = run_ok(tool("kubectl").args(["kustomize"]).arg(dir));
+    let mut to_json = tool("python");
+    to_json.args([
+        "-c",
+        "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+    ]);
+    let json = pipe(&mut to_json, &yaml);
+    (yaml, serde_json::from_str(&json).unwrap())
+}
+
+fn pipe(cmd: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// deploy/ copied into a temporary directory, with placeholder files for the key-secret
+/// overlay (which generates Secrets from files that never belong in version control).
+fn deploy_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("deploy"))
+            .arg(dir.path()),
+    );
+    let overlay = dir.path().join("deploy/overlays/key-secret");
+    for (file, text) in [
+        ("backup.key", "placeholder"),
+        ("app-db-password", "placeholder"),
+        ("shop-db-password", "placeholder"),
+        ("ca.crt", "placeholder"),
+        ("s3-access-key-id", "placeholder"),
+        ("s3-secret-access-key", "placeholder"),
+    ] {
+        std::fs::write(overlay.join(file), text).unwrap();
+    }
+    dir
+}
+
+fn overlays(deploy: &Path) -> Vec<PathBuf> {
+    vec![
+        deploy.join("base"),
+        deploy.join("overlays/s3-irsa"),
+        deploy.join("overlays/key-secret"),
+    ]
+}
+
+#[test]
+fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas() {
+    let copy = deploy_copy();
+    let deploy = copy.path().join("deploy");
+    for dir in overlays(&deploy) {
+        let (yaml, objects) = kustomize(&dir);
+        let file = copy.path().join("out.yaml");
+        std::fs::write(&file, &yaml).unwrap();
+        // The oldest Kubernetes coffre supports (its API client's) and the newest.
+        for version in ["1.33.0", "1.37.0"] {
+            run_ok(
+                tool("kubernetes-validate")
+                    .args(["--strict", "--quiet", "--kubernetes-version", version])
+                    .arg(&file),
+            );
+        }
+        // What every variant holds: a namespace under the restricted Pod Security Standard, a
+        // CronJob per job, the least-privilege identity, the network policy, the config.
+        let namespace = named(&objects, "Namespace", "coffre");
+        assert_eq!(
+            namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "restricted",
+            "{}",
+            dir.display()
+        );
+        assert_eq!(of_kind(&objects, "CronJob").len(), 4, "{}", dir.display());
+        for kind in ["ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"] {
+            named(&objects, kind, "coffre");
+        }
+        assert_eq!(of_kind(&objects, "ConfigMap").len(), 2, "{}", dir.display());
+        for object in &objects {
+            if object["kind"] != "Namespace" {
+                assert_eq!(object["metadata"]["namespace"], "coffre", "{object}");
+            }
+        }
+    }
+    // The overlays do what they say.
+    let (_, irsa) = kustomize(&deploy.join("overlays/s3-irsa"));
+    let account = named(&irsa, "ServiceAccount", "coffre");
+    assert!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .is_some_and(|arn| arn.starts_with("arn:aws:iam::")),
+        "{account}"
+    );
+    let (_, secrets) = kustomize(&deploy.join("overlays/key-secret"));
+    let names: BTreeSet<&str> = of_kind(&secrets, "Secret")
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
+    // Generated Secrets carry a hash suffix, which kustomize also writes into the CronJobs.
+    for prefix in ["coffre-keys-", "coffre-db-", "coffre-s3-"] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+    }
+    for cronjob in of_kind(&secrets, "CronJob") {
+        let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let keys = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "keys")
+            .unwrap();
+        let secret = keys["secret"]["secretName"].as_str().unwrap();
+        assert!(names.contains(secret), "{secret} is not generated");
+        // The S3 keys are files where the overlay's config reads them.
+        let s3 = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "s3")
+            .expect("an s3 volume");
+        assert!(
+            s3["secret"]["secretName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("coffre-s3-")),
+            "{cronjob}"
+        );
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "s3" && m["mountPath"] == "/var/run/secrets/coffre/s3"),
+            "{cronjob}"
+        );
+    }
+    // Generated ConfigMaps carry a hash suffix too.
+    let config = of_kind(&secrets, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"]["coffre.toml"].is_string())
+        .expect("the coffre-config ConfigMap");
+    let config = config["data"]["coffre.toml"].as_str().unwrap();
+    for line in [
+        "access_key_id = \"file:/var/run/secrets/coffre/s3/access-key-id\"",
+        "secret_access_key = \"file:/var/run/secrets/coffre/s3/secret-access-key\"",
+    ] {
+        assert!(config.contains(line), "{config}");
+    }
+}
+
+#[test]
+fn every_pod_runs_under_the_restricted_pod_security_standard() {
+    let (_, objects) = kustomize(&root().join("deploy/base"));
+    for cronjob in of_kind(&objects, "CronJob") {
+        let name = &cronjob["metadata"]["name"];
+        let spec = &cronjob["spec"];
+        assert_eq!(spec["concurrencyPolicy"], "Forbid", "{name}");
+        for field in ["startingDeadlineSeconds", "successfulJobsHistoryLimit"] {
+            assert!(spec[field].as_u64().is_some(), "{name}: {field}");
+        }
+        assert!(spec["timeZone"].as_str().is_some(), "{name}");
+        let job = &spec["jobTemplate"]["spec"];
+        assert!(job["backoffLimit"].as_u64().is_some(), "{name}");
+        assert!(job["activeDeadlineSeconds"].as_u64().is_some(), "{name}");
+        let pod = &job["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(pod["securityContext"]["runAsUser"], 1000, "{name}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "{name}");
+        let container = &containers[0];
+        let security = &container["securityContext"];
+        assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(security["capabilities"]["drop"][0], "ALL", "{name}");
+        for limit in ["cpu", "memory"] {
+            assert!(
+                container["resources"]["limits"][limit].is_string(),
+                "{name}: {limit}"
+            );
+            assert!(
+                container["resources"]["requests"][limit].is_string(),
+                "{name}: {limit}"
+            );
+        }
+        // Secrets only mounted read-only; the only writable place is /tmp.
+        for mount in container["volumeMounts"].as_array().unwrap() {
+            let writable = mount["readOnly"] != true;
+            assert_eq!(writable, mount["mountPath"] == "/tmp", "{name}: {mount}");
+        }
+    }
+}
+
+/// The number in a checkov JSON report's summary (one report, or one per framework).
+fn checkov_summary(report: &str) -> Vec<Value> {
+    let value: Value = serde_json::from_str(report).unwrap();
+    match value {
+        Value::Array(reports) => reports.into_iter().map(|r| r["summary"].clone()).collect(),
+        report => vec![report["summary"].clone()],
+    }
+}
+
+fn checkov(file: &Path, framework: &str) -> Vec<Value> {
+    let out = tool("checkov")
+        .args(["--quiet", "--compact", "--skip-download", "-o", "json"])
+        .args(["--framework", framework, "-f"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    checkov_summary(&report)
+}
+
+#[test]
+fn checkov_fails_no_check_of_the_manifests_or_the_dockerfile() {
+    let copy = deploy_copy();
+    let deploy = copy.path().join("deploy");
+    for dir in overlays(&deploy) {
+        let (yaml, _) = kustomize(&dir);
+        let file = copy.path().join("manifests.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        for summary in checkov(&file, "kubernetes") {
+            assert_eq!(summary["failed"], 0, "{}: {summary}", dir.display());
+            assert_eq!(summary["parsing_errors"], 0, "{}: {summary}", dir.display());
+            assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");
+        }
+    }
+    for summary in checkov(&root().join("deploy/Dockerfile"), "dockerfile") {
+        assert_eq!(summary["failed"], 0, "Dockerfile: {summary}");
+        assert!(summary["passed"].as_u64().unwrap() > 5, "{summary}");
+    }
+    // Each skip says why, in place.
+    let (_, objects) = kustomize(&root().join("deploy/base"));
+    for object in &objects {
+        let annotations = object["metadata"]["annotations"].as_object();
+        for (key, value) in annotations.into_iter().flatten() {
+            if key.starts_with("checkov.io/skip") {
+                let (check, why) = value.as_str().unwrap().split_once('=').unwrap_or_default();
+                assert!(
+                    check.starts_with("CKV_") && why.len() > 20,
+                    "{key}: {value}"
+                );
+            }
+        }
+    }
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    for skip in dockerfile.lines().filter(|l| l.contains("checkov:skip=")) {
+        let why = skip.split_once(':').map(|x| x.1).unwrap_or_default();
+        assert!(
+            why.split_once(':')
+                .is_some_and(|(_, w)| w.trim().len() > 20),
+            "{skip}"
+        );
+    }
+}
+
+/// The container args of a CronJob name the job it runs: `... job run NAME`.
+fn job_of(cronjob: &Value) -> String {
+    let args = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"];
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args
+        .windows(2)
+        .position(|w| w == ["job", "run"])
+        .expect("job run NAME");
+    args[at + 2].to_string()
+}
+
+#[test]
+fn the_manifests_agree_with_the_example_jobs() {
+    // The job files shipped are those of jobs/ (all but the quick start's).
+    let shipped = root().join("deploy/base/jobs");
+    let mut shipped_names = BTreeSet::new();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            std::fs::read_to_string(root().join("jobs").join(&name))
+                .unwrap_or_else(|_| panic!("deploy/base/jobs/{name} is not in jobs/")),
+            "deploy/base/jobs/{name} differs from jobs/{name}: copy it again"
+        );
+        shipped_names.insert(name);
+    }
+    for entry in std::fs::read_dir(root().join("jobs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            name == "quickstart.toml" || shipped_names.contains(&name),
+            "jobs/{name} is not shipped in deploy/base/jobs"
+        );
+    }
+
+    // The config loads as the pods load it (the bucket the CronJobs set), with every job.
+    let (_, objects) = kustomize(&root().join("deploy/base"));
+    let cronjobs = of_kind(&objects, "CronJob");
+    let env =
+        &cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
+    let bucket = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "COFFRE_BUCKET")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap();
+    let load = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        let text = std::fs::read_to_string(root().join(config))
+            .unwrap()
+            .replace("${COFFRE_BUCKET}", bucket);
+        std::fs::write(dir.path().join("config/coffre.toml"), text).unwrap();
+        run_ok(
+            Command::new("cp")
+                .arg("-r")
+                .arg(&shipped)
+                .arg(dir.path().join("jobs")),
+        );
+        coffre::config::Config::load(&dir.path().join("config/coffre.toml"))
+            .unwrap_or_else(|e| panic!("{config} does not load: {e}"))
+    };
+    let config = load("deploy/base/config/coffre.toml");
+    // The key-secret overlay's config is the base's with S3 keys: nothing else may drift.
+    let overlay = load("deploy/overlays/key-secret/coffre.toml");
+    assert_eq!(overlay.tasks.len(), config.tasks.len());
+    assert_eq!(
+        format!("{:?}", overlay.encryption),
+        format!("{:?}", config.encryption)
+    );
+    assert_eq!(
+        format!("{:?}", overlay.metrics),
+        format!("{:?}", config.metrics)
+    );
+
+    // One CronJob per job, running it on its schedule, in its time zone.
+    let mut run_by_cronjobs = BTreeSet::new();
+    for cronjob in &cronjobs {
+        let job = job_of(cronjob);
+        assert_eq!(cronjob["metadata"]["name"], format!("coffre-{job}"));
+        let task = config
+            .tasks
+            .get(&job)
+            .unwrap_or_else(|| panic!("a CronJob runs job '{job}', which no job file defines"));
+        let schedule = task.schedule.as_ref().expect("a scheduled job");
+        assert_eq!(cronjob["spec"]["schedule"], schedule.cron.as_str(), "{job}");
+        assert_eq!(
+            cronjob["spec"]["timeZone"],
+            schedule.timezone.name(),
+            "{job}"
+        );
+        run_by_cronjobs.insert(job);
+    }
+    let jobs: BTreeSet<String> = config.tasks.keys().cloned().collect();
+    assert_eq!(
+        run_by_cronjobs, jobs,
+        "a job without a CronJob, or the reverse"
+    );
+
+    // The Role names exactly the Leases of these jobs, and allows nothing else.
+    let role = named(&objects, "Role", "coffre");
+    let mut leases = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["resources"], serde_json::json!(["leases"]), "{rule}");
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            verbs
+                .iter()
+                .all(|v| ["create", "get", "update"].contains(v)),
+            "{rule}"
+        );
+        if let Some(names) = rule["resourceNames"].as_array() {
+            leases.extend(names.iter().map(|n| n.as_str().unwrap().to_string()));
+        } else {
+            assert_eq!(verbs, ["create"], "only create may go unnamed: {rule}");
+        }
+    }
+    let expected: BTreeSet<String> = jobs
+        .iter()
+        .map(|j| coffre::config::lease_name(j).unwrap())
+        .collect();
+    assert_eq!(leases, expected);
+}
