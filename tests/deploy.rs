@@ -107,7 +107,28 @@ fn overlays(deploy: &Path) -> Vec<PathBuf> {
         deploy.join("base"),
         deploy.join("overlays/s3-irsa"),
         deploy.join("overlays/key-secret"),
+        deploy.join("overlays/daemon"),
     ]
+}
+
+/// Every pod template: a CronJob's or a Deployment's, with the object's name.
+fn pods(objects: &[Value]) -> Vec<(String, &Value)> {
+    let mut pods = Vec::new();
+    for object in objects {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match object["kind"].as_str() {
+            Some("CronJob") => pods.push((
+                name,
+                &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            )),
+            Some("Deployment") => pods.push((name, &object["spec"]["template"]["spec"])),
+            _ => {}
+        }
+    }
+    pods
 }
 
 #[test]
@@ -135,11 +156,36 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
             "{}",
             dir.display()
         );
-        assert_eq!(of_kind(&objects, "CronJob").len(), 4, "{}", dir.display());
+        let daemon = dir.ends_with("daemon");
+        let (cronjobs, deployments) = if daemon { (0, 1) } else { (4, 0) };
+        assert_eq!(
+            of_kind(&objects, "CronJob").len(),
+            cronjobs,
+            "{}",
+            dir.display()
+        );
+        assert_eq!(
+            of_kind(&objects, "Deployment").len(),
+            deployments,
+            "{}",
+            dir.display()
+        );
+        // One image everywhere, with its tag (kustomize sets it per kustomization).
+        let images: BTreeSet<&str> = pods(&objects)
+            .iter()
+            .flat_map(|(_, pod)| pod["containers"].as_array().unwrap())
+            .map(|c| c["image"].as_str().unwrap())
+            .collect();
+        assert_eq!(images.len(), 1, "{}: {images:?}", dir.display());
+        assert!(
+            images.iter().all(|i| i.contains(':')),
+            "{}: {images:?}",
+            dir.display()
+        );
         for kind in ["ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"] {
             named(&objects, kind, "coffre");
         }
-        assert_eq!(of_kind(&objects, "ConfigMap").len(), 2, "{}", dir.display());
+        assert_eq!(of_kind(&objects, "ConfigMap").len(), 3, "{}", dir.display());
         for object in &objects {
             if object["kind"] != "Namespace" {
                 assert_eq!(object["metadata"]["namespace"], "coffre", "{object}");
@@ -211,8 +257,8 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
 
 #[test]
 fn every_pod_runs_under_the_restricted_pod_security_standard() {
-    let (_, objects) = kustomize(&root().join("deploy/base"));
-    for cronjob in of_kind(&objects, "CronJob") {
+    let (_, base) = kustomize(&root().join("deploy/base"));
+    for cronjob in of_kind(&base, "CronJob") {
         let name = &cronjob["metadata"]["name"];
         let spec = &cronjob["spec"];
         assert_eq!(spec["concurrencyPolicy"], "Forbid", "{name}");
@@ -223,7 +269,19 @@ fn every_pod_runs_under_the_restricted_pod_security_standard() {
         let job = &spec["jobTemplate"]["spec"];
         assert!(job["backoffLimit"].as_u64().is_some(), "{name}");
         assert!(job["activeDeadlineSeconds"].as_u64().is_some(), "{name}");
-        let pod = &job["template"]["spec"];
+    }
+    let (_, daemon) = kustomize(&root().join("deploy/overlays/daemon"));
+    let deployment = named(&daemon, "Deployment", "coffre");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let policy = named(&daemon, "NetworkPolicy", "coffre");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][0]["port"], 9464,
+        "{policy}"
+    );
+    let mut all = pods(&base);
+    all.extend(pods(&daemon));
+    assert_eq!(all.len(), 5);
+    for (name, pod) in all {
         assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         assert_eq!(pod["securityContext"]["runAsUser"], 1000, "{name}");
@@ -359,36 +417,66 @@ fn the_manifests_agree_with_the_example_jobs() {
         );
     }
 
-    // The config loads as the pods load it (the bucket the CronJobs set), with every job.
+    // The config loads as the pods load it: with the variables of the coffre-env ConfigMap
+    // that every CronJob takes its environment from, and every job.
     let (_, objects) = kustomize(&root().join("deploy/base"));
     let cronjobs = of_kind(&objects, "CronJob");
-    let env =
-        &cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
-    let bucket = env
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "COFFRE_BUCKET")
-        .unwrap()["value"]
-        .as_str()
-        .unwrap();
+    let settings = of_kind(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("coffre-env-")
+        })
+        .expect("the coffre-env ConfigMap");
+    for cronjob in &cronjobs {
+        let container =
+            &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["envFrom"][0]["configMapRef"]["name"], settings["metadata"]["name"],
+            "{cronjob}"
+        );
+    }
+    let settings = settings["data"].as_object().unwrap().clone();
+    // ${VAR} and ${VAR:-default} as the pod's environment resolves them.
+    let resolve = |text: String| {
+        let mut text = text;
+        for (name, value) in &settings {
+            let pattern = format!("${{{name}");
+            while let Some(at) = text.find(&pattern) {
+                let end = at + text[at..].find('}').unwrap();
+                text.replace_range(at..=end, value.as_str().unwrap());
+            }
+        }
+        text
+    };
     let load = |config: &str| {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("config")).unwrap();
-        let text = std::fs::read_to_string(root().join(config))
-            .unwrap()
-            .replace("${COFFRE_BUCKET}", bucket);
-        std::fs::write(dir.path().join("config/coffre.toml"), text).unwrap();
-        run_ok(
-            Command::new("cp")
-                .arg("-r")
-                .arg(&shipped)
-                .arg(dir.path().join("jobs")),
-        );
+        for sub in ["config", "jobs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let text = std::fs::read_to_string(root().join(config)).unwrap();
+        std::fs::write(dir.path().join("config/coffre.toml"), resolve(text)).unwrap();
+        for entry in std::fs::read_dir(&shipped).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                dir.path().join("jobs").join(path.file_name().unwrap()),
+                resolve(text),
+            )
+            .unwrap();
+        }
         coffre::config::Config::load(&dir.path().join("config/coffre.toml"))
             .unwrap_or_else(|e| panic!("{config} does not load: {e}"))
     };
     let config = load("deploy/base/config/coffre.toml");
+    let bucket = settings["COFFRE_BUCKET"].as_str().unwrap();
+    assert!(
+        format!("{:?}", config.store).contains(&format!("bucket: \"{bucket}\"")),
+        "{:?}",
+        config.store
+    );
     // The key-secret overlay's config is the base's with S3 keys: nothing else may drift.
     let overlay = load("deploy/overlays/key-secret/coffre.toml");
     assert_eq!(overlay.tasks.len(), config.tasks.len());
