@@ -17,7 +17,8 @@ pub enum Class {
     Auth,
     /// The dump tool or command failed, or the database is unreachable.
     Source,
-    /// The object store failed or does not hold what was asked for.
+    /// The object store failed or does not hold what was asked for, or the Kubernetes API
+    /// holding the locks could not be reached.
     Store,
     /// Data or manifest failed authentication: tampered, truncated or mixed up.
     Integrity,
