@@ -587,3 +587,110 @@ async fn a_restore_drill_called_as_a_library_function_returns_its_counts() {
     assert_eq!(scratch, "0", "the scratch database was dropped");
     drop_pg_database(&db);
 }
+
+/// A PostgreSQL backup user as the README creates it: reads everything (pg_read_all_data), may
+/// create the drill's scratch database, is no superuser.
+fn pg_backup_user() -> (String, String) {
+    let user = unique("coffre_backup");
+    let password = "backup-pw-31415".to_string();
+    psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE pg_read_all_data CREATEDB"
+        ),
+    );
+    (user, password)
+}
+
+/// A MariaDB backup user with the README's grants: it reads everything, and may only create and
+/// fill the drill's scratch databases.
+fn mariadb_backup_user() -> (String, String) {
+    let user = unique("coffre_backup");
+    let password = "backup-pw-27182".to_string();
+    for host in ["%", "localhost", "127.0.0.1"] {
+        let account = format!("'{user}'@'{host}'");
+        mariadb(
+            "",
+            &format!(
+                "CREATE USER {account} IDENTIFIED BY '{password}';
+                 GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, PROCESS ON *.* TO {account};
+                 GRANT CREATE, DROP, INSERT, ALTER, INDEX, REFERENCES, CREATE VIEW, CREATE ROUTINE,
+                   ALTER ROUTINE ON `coffre\\_verify\\_%`.* TO {account}"
+            ),
+        );
+    }
+    (user, password)
+}
+
+#[test]
+fn least_privileged_backup_users_back_up_and_drill_with_the_readmes_grants() {
+    let pg_db = create_pg_database("coffre_src", PG_SCHEMA);
+    let my_db = unique("coffre_src");
+    mariadb(
+        "",
+        &format!("CREATE DATABASE {my_db} CHARACTER SET utf8mb4"),
+    );
+    // Views, a function and a trigger, all owned by root: restoring them as anyone else needs
+    // their DEFINER clauses dropped.
+    mariadb(&my_db, MARIADB_SCHEMA);
+    let (pg_user, pg_pw) = pg_backup_user();
+    let (my_user, my_pw) = mariadb_backup_user();
+    let ws = Workspace::new();
+    let (host, port) = pg_addr();
+    ws.write(
+        "jobs/ehr.toml",
+        &format!("[source]\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nuser = \"{pg_user}\"\npassword = \"env:EHR_PW\"\ndatabase = \"{pg_db}\"\nglobals = true\n"),
+    );
+    let (host, port) = mariadb_addr();
+    ws.write(
+        "jobs/shop.toml",
+        &format!("[source]\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\nuser = \"{my_user}\"\npassword = \"env:SHOP_PW\"\ndatabase = \"{my_db}\"\n"),
+    );
+    ws.write("jobs/drill.toml", "kind = \"drill\"\n");
+    let env = [("EHR_PW", pg_pw.as_str()), ("SHOP_PW", my_pw.as_str())];
+    for job in ["ehr", "shop", "drill"] {
+        let run = ws.run_env(&["job", "run", job], &env);
+        assert_eq!(
+            run.code,
+            0,
+            "job {job}: {}\n{}",
+            run.stdout_text(),
+            run.stderr
+        );
+        if job == "drill" {
+            let drilled = run.stdout_text();
+            assert!(
+                drilled.contains(&format!(
+                    "database '{my_db}' by restoring it: 2 tables, 7000 rows"
+                )),
+                "{drilled}"
+            );
+        }
+    }
+
+    // The same filter on a restore as root with --no-owner keeps every object and row.
+    let copy = unique("coffre_copy");
+    let url = format!("mariadb://root@{host}:{port}/{copy}");
+    ws.run(&[
+        "restore",
+        "--latest",
+        "--job",
+        "shop",
+        "--to",
+        &url,
+        "--create",
+        "--no-owner",
+    ])
+    .ok();
+    assert_eq!(
+        mariadb(&copy, MARIADB_FINGERPRINT),
+        mariadb(&my_db, MARIADB_FINGERPRINT)
+    );
+
+    drop_pg_database(&pg_db);
+    psql("postgres", &format!("DROP ROLE {pg_user}"));
+    mariadb("", &format!("DROP DATABASE {my_db}; DROP DATABASE {copy}"));
+    for host in ["%", "localhost", "127.0.0.1"] {
+        mariadb("", &format!("DROP USER '{my_user}'@'{host}'"));
+    }
+}

@@ -3,7 +3,7 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Loader, Server, TableCounts, first_cell, parse_count, rows, run_tool};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::manifest::KIND_MARIADB;
@@ -296,13 +296,17 @@ impl Server for MariaConn {
         })
     }
 
-    fn loader(&self, kind: &str, _clean: bool, _no_owner: bool) -> Option<(Command, bool)> {
+    fn loader(&self, kind: &str, _clean: bool, no_owner: bool) -> Option<Loader> {
         // mariadb-dump output drops and recreates each table itself: nothing to add for --clean.
         (kind == KIND_MARIADB).then(|| {
             let mut cmd = self.command(client_tool());
             cmd.args(["--default-character-set=utf8mb4", "--batch"])
                 .arg(format!("--database={}", self.database));
-            (cmd, false)
+            Loader {
+                command: cmd,
+                whole_server: false,
+                strip_definers: no_owner,
+            }
         })
     }
 }

@@ -2,6 +2,7 @@
 //! mariadb-dump), so that TLS settings, auth methods and server quirks behave exactly as they
 //! do for the dump itself. Passwords go to the tools through the environment, never argv.
 
+pub mod definer;
 pub mod mariadb;
 pub mod postgres;
 
@@ -101,15 +102,18 @@ pub(crate) trait Server: Clone {
     /// Objects in this connection's database: zero for a fresh one.
     async fn user_object_count(&self) -> Result<u64>;
     async fn table_counts(&self) -> Result<TableCounts>;
-    /// The command that loads a backup of source `kind` into this connection's database
-    /// (reading it on stdin), and whether it loads into the whole server rather than this
-    /// one database. None when this server cannot load that kind.
-    fn loader(
-        &self,
-        kind: &str,
-        clean: bool,
-        no_owner: bool,
-    ) -> Option<(std::process::Command, bool)>;
+    /// How to load a backup of source `kind` into this connection's database; None when this
+    /// server cannot load that kind.
+    fn loader(&self, kind: &str, clean: bool, no_owner: bool) -> Option<Loader>;
+}
+
+/// The server's own tool that loads a backup, reading it on stdin.
+pub struct Loader {
+    pub command: std::process::Command,
+    /// It loads into the whole server (roles), not one database.
+    pub whole_server: bool,
+    /// The dump goes through `definer::StripDefiners` first (MariaDB's --no-owner).
+    pub strip_definers: bool,
 }
 
 /// The password a database source names, if any.

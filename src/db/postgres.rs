@@ -4,7 +4,7 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Loader, Server, TableCounts, first_cell, parse_count, rows, run_tool};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::manifest::{KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
@@ -246,7 +246,7 @@ impl Server for PgConn {
         }
     }
 
-    fn loader(&self, kind: &str, clean: bool, no_owner: bool) -> Option<(Command, bool)> {
+    fn loader(&self, kind: &str, clean: bool, no_owner: bool) -> Option<Loader> {
         match kind {
             KIND_POSTGRES => {
                 let mut cmd = self.command("pg_restore");
@@ -258,12 +258,20 @@ impl Server for PgConn {
                     cmd.args(["--no-owner", "--no-privileges"]);
                 }
                 cmd.arg(format!("--dbname={}", self.database));
-                Some((cmd, false))
+                Some(Loader {
+                    command: cmd,
+                    whole_server: false,
+                    strip_definers: false,
+                })
             }
             KIND_POSTGRES_GLOBALS => {
                 let mut cmd = self.command("psql");
                 cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
-                Some((cmd, true))
+                Some(Loader {
+                    command: cmd,
+                    whole_server: true,
+                    strip_definers: false,
+                })
             }
             _ => None,
         }

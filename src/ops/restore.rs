@@ -14,9 +14,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use super::partial_file::PartialFile;
 use crate::crypto::format::{self, FormatError, Header};
 use crate::crypto::keys::{self as crypto_keys, Secret};
+use crate::db::definer::StripDefiners;
 use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
-use crate::db::{Server, stderr_summary};
+use crate::db::{Loader, Server, stderr_summary};
 use crate::error::{Class, Error, Remedy, Result};
 use crate::metered::Metered;
 use crate::process::describe_status;
@@ -146,14 +147,14 @@ pub(super) async fn restore_into<S: Server>(
     options: RestoreOptions,
 ) -> Result<OpenSummary> {
     let kind = source.kind();
-    let (loader, whole_server) = conn.loader(kind, options.clean, options.no_owner).ok_or_else(|| {
+    let loader = conn.loader(kind, options.clean, options.no_owner).ok_or_else(|| {
         Error::config(format!(
             "a backup of kind '{kind}' cannot be restored into {}: restore it to a file or to stdout and load it with the matching tool",
             S::PRODUCT
         ))
         .with_remedy(Remedy::RestoreToFile)
     })?;
-    let created = if whole_server {
+    let created = if loader.whole_server {
         false
     } else {
         prepare_database(conn, options).await?
@@ -207,9 +208,9 @@ impl Source<'_> {
 
     /// Feed the backup to a loader process on its stdin. If the loader fails, its stderr
     /// explains why; if the backup fails, the loader is killed before it sees the end.
-    async fn feed_process(&self, cmd: std::process::Command) -> Result<OpenSummary> {
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        let mut child = tokio::process::Command::from(cmd)
+    async fn feed_process(&self, loader: Loader) -> Result<OpenSummary> {
+        let program = loader.command.get_program().to_string_lossy().into_owned();
+        let mut child = tokio::process::Command::from(loader.command)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -225,7 +226,17 @@ impl Source<'_> {
             let _ = stderr.read_to_end(&mut buf).await;
             buf
         });
-        let opened = self.open_into(&mut stdin).await;
+        let opened = match loader.strip_definers {
+            false => self.open_into(&mut stdin).await,
+            true => {
+                let mut filtered = StripDefiners::new(&mut stdin);
+                let opened = self.open_into(&mut filtered).await;
+                match (opened, filtered.shutdown().await) {
+                    (Ok(_), Err(e)) => Err(Error::target(format!("writing to '{program}': {e}"))),
+                    (opened, _) => opened,
+                }
+            }
+        };
         if let Err(e) = &opened
             && e.class() != Class::Target
         {
