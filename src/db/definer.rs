@@ -127,9 +127,9 @@ fn name_end(line: &[u8], at: usize) -> Option<usize> {
         &quote @ (b'`' | b'\'') => {
             let mut i = at + 1;
             loop {
-                match line.get(i)? {
-                    &b if b == quote && line.get(i + 1) == Some(&quote) => i += 2,
-                    &b if b == quote => return Some(i + 1),
+                match *line.get(i)? {
+                    b if b == quote && line.get(i + 1) == Some(&quote) => i += 2,
+                    b if b == quote => return Some(i + 1),
                     _ => i += 1,
                 }
             }
