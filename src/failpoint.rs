@@ -3,6 +3,23 @@
 //! `failpoint NAME reached` on stderr and waits there until it is killed, so a test can kill it
 //! at an exact step of a backup.
 
+/// A step that may fail: with `COFFRE_FAILPOINT_MODE=error` an armed point returns an error
+/// (as a failed step would) instead of waiting to be killed.
+pub async fn step(name: &str) -> crate::error::Result<()> {
+    #[cfg(debug_assertions)]
+    if std::env::var("COFFRE_FAILPOINT_MODE").as_deref() == Ok("error") {
+        if armed(name) {
+            eprintln!("failpoint {name} reached");
+            return Err(crate::error::Error::internal(format!(
+                "failpoint {name}: injected error"
+            )));
+        }
+        return Ok(());
+    }
+    hit(name).await;
+    Ok(())
+}
+
 /// Stop here when this point is the one asked for.
 pub async fn hit(name: &str) {
     #[cfg(debug_assertions)]

@@ -7,6 +7,7 @@
 //! utilities (error, duration, process, secretstore) <- crypto <- manifest, retention <-
 //! config <- db, source, store <- ops <- cli.
 
+pub mod audit;
 mod blocking;
 pub mod cli;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod notify;
 pub mod ops;
 pub mod process;
 pub mod retention;
+pub mod rotation;
 pub mod schedule;
 pub mod secretstore;
 pub mod source;

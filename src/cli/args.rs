@@ -149,6 +149,12 @@ pub enum Command {
         after_help = "Examples:\n  coffre job run app-db          # what a Kubernetes CronJob runs\n  coffre job list --json"
     )]
     Job(JobCommand),
+    /// Rotate database passwords now, resume interrupted rotations, or show where they stand.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --abandon app-db       # close a rotation stopped at NEEDS_HUMAN, after checking it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
+    )]
+    Rotate(RotateArgs),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
     #[command(
         after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time, across pods too"
@@ -418,6 +424,41 @@ pub enum JobCommand {
     /// Every job: its kind, schedule, next three runs and last result.
     #[command(after_help = "Example:\n  coffre job list")]
     List {
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    #[command(subcommand)]
+    pub command: Option<RotateCommand>,
+    /// Rotation targets (the `name`s of `[[target]]`s).
+    pub targets: Vec<String>,
+    /// Every target of this rotation job.
+    #[arg(long, conflicts_with_all = ["targets", "all"])]
+    pub job: Option<String>,
+    /// Every configured target.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+    /// Print what would happen to each target, and change nothing.
+    #[arg(long, conflicts_with = "abandon")]
+    pub dry_run: bool,
+    /// Close a rotation stopped at NEEDS_HUMAN (or failing), after checking it by hand:
+    /// the database and the published secret are left as they are.
+    #[arg(long)]
+    pub abandon: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Subcommand)]
+pub enum RotateCommand {
+    /// Where each target's rotation stands (its journal).
+    #[command(after_help = "Example:\n  coffre rotate status --json")]
+    Status {
+        /// Targets to show (default: all).
+        targets: Vec<String>,
         #[command(flatten)]
         output: Output,
     },

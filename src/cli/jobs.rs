@@ -52,6 +52,13 @@ fn print_run(run: &JobRun, output: Output) {
                 ),
             }
         }
+        for outcome in &done.rotated {
+            super::commands::emit(
+                output,
+                || super::rotate::outcome_line(outcome),
+                || super::rotate::outcome_json(outcome),
+            );
+        }
     }
     super::commands::emit(output, || run_line(run), || run_json(run));
 }

@@ -8,6 +8,7 @@ pub mod hints;
 mod jobs;
 pub mod json;
 pub mod render;
+mod rotate;
 
 use tokio_util::sync::CancellationToken;
 
@@ -106,6 +107,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Job(JobCommand::Run { name, output }) => jobs::run_one(ctx, name, *output).await,
         Command::Job(JobCommand::List { output }) => jobs::list(ctx, *output).await,
         Command::Run { output } => jobs::daemon(ctx, *output).await,
+        Command::Rotate(args) => rotate::run(ctx, args).await,
         Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("run without a store")
         }

@@ -7,6 +7,7 @@
 mod encryption;
 mod job;
 mod reporting;
+mod rotation;
 mod run_lock;
 mod store;
 mod task;
@@ -19,12 +20,15 @@ use std::path::{Path, PathBuf};
 pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, ObjectLockConfig, ServerConfig, SourceConfig};
 pub use reporting::{MetricsConfig, NotifyConfig};
+pub use rotation::{DatabaseKind, RotationTarget};
 pub use run_lock::{RunLockConfig, RunLockKind, lease_name};
 pub use store::{StoreConfig, UploadConfig};
 pub use task::{Task, TaskKind};
 
 use crate::error::{Error, Remedy, Result};
-use crate::secretstore::{FileAccess, Resolver, SecretRef};
+use crate::secretstore::{
+    FileAccess, Resolver, SecretRef, SecretStores, SecretsManagerConfig, VaultConfig,
+};
 use store::MAX_RETRY_TIMEOUT_SECS;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/coffre.toml";
@@ -45,6 +49,8 @@ pub struct Config {
     pub jobs: BTreeMap<String, Job>,
     /// Every job file, of any kind (backup, prune, drill), by name: what `job run` runs.
     pub tasks: BTreeMap<String, Task>,
+    /// Every rotation target, by name, across rotation jobs.
+    pub targets: BTreeMap<String, RotationTarget>,
     /// `jobs` patterns that matched no file, as resolved (a typo, or a missing mount).
     pub unmatched_job_patterns: Vec<String>,
 }
@@ -69,6 +75,12 @@ struct ConfigFile {
     notify: NotifyConfig,
     #[serde(default)]
     lock: RunLockConfig,
+    /// Vault, for vault: references and rotation targets published there.
+    #[serde(default)]
+    vault: VaultConfig,
+    /// AWS Secrets Manager, for aws-sm: references and rotation targets published there.
+    #[serde(default)]
+    secrets_manager: SecretsManagerConfig,
 }
 
 fn default_job_globs() -> Vec<String> {
@@ -106,12 +118,18 @@ impl Config {
             encryption: file.encryption,
             secrets: Resolver {
                 file_access: file.secret_file_access,
+                stores: std::sync::Arc::new(SecretStores::new(
+                    file.vault,
+                    file.secrets_manager,
+                    file.secret_file_access,
+                )),
             },
             metrics: file.metrics,
             notify: file.notify,
             lock: file.lock,
             jobs: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            targets: BTreeMap::new(),
             unmatched_job_patterns: Vec::new(),
         };
         config
@@ -157,7 +175,7 @@ impl Config {
 
     /// Load one job file: a backup job (a task and a job), or an operation (a task).
     fn add_job_file(&mut self, path: &Path) -> Result<()> {
-        let (task, job) = task::load(path)?;
+        let (task, defined) = task::load(path)?;
         if let Some(other) = self.tasks.get(&task.name) {
             return Err(Error::config(format!(
                 "{}: job name '{}' is also used by {}: give one of them another 'name'",
@@ -166,7 +184,19 @@ impl Config {
                 other.file.display()
             )));
         }
-        if let Some(job) = job {
+        if let task::Defined::Targets(targets) = defined {
+            for target in targets {
+                if let Some(other) = self.targets.get(&target.name) {
+                    return Err(Error::config(format!(
+                        "{}: target name '{}' is also used in {}: give one of them another name",
+                        path.display(),
+                        target.name,
+                        other.file.display()
+                    )));
+                }
+                self.targets.insert(target.name.clone(), target);
+            }
+        } else if let task::Defined::Backup(job) = defined {
             if job.object_lock.is_some() && !matches!(self.store, StoreConfig::S3 { .. }) {
                 return Err(Error::config(format!(
                     "{}: object_lock needs an S3 store (with Object Lock enabled on the bucket); this config's store is {}",
@@ -174,7 +204,7 @@ impl Config {
                     self.store.kind()
                 )));
             }
-            self.jobs.insert(job.name.clone(), job);
+            self.jobs.insert(job.name.clone(), *job);
         }
         self.tasks.insert(task.name.clone(), task);
         Ok(())

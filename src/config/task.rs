@@ -1,12 +1,13 @@
 //! Every job file is a task, what `coffre job run` and the daemon run: a backup job (with a
-//! `[source]`), or an operation over backup jobs (`kind = "prune"` or `kind = "drill"`).
-//! Each may have a `[schedule]`.
+//! `[source]`), an operation over backup jobs (`kind = "prune"` or `kind = "drill"`), or a
+//! password rotation (`kind = "rotation"`, with `[[target]]`s). Each may have a `[schedule]`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::job::{Job, load_job};
+use super::rotation::RotationTarget;
 use super::{deserialize_toml, read_toml};
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
@@ -33,6 +34,8 @@ pub enum TaskKind {
     /// Restore the newest backup of each database of these backup jobs into a scratch
     /// database, and count what arrived (all of them when the file lists none).
     Drill { jobs: Vec<String> },
+    /// Rotate these targets' passwords (the `[[target]]`s of the file).
+    Rotation { targets: Vec<String> },
 }
 
 impl TaskKind {
@@ -41,13 +44,14 @@ impl TaskKind {
             TaskKind::Backup => "backup",
             TaskKind::Prune { .. } => "prune",
             TaskKind::Drill { .. } => "drill",
+            TaskKind::Rotation { .. } => "rotation",
         }
     }
 
     /// The backup jobs an operation names (none: all).
     pub fn jobs(&self) -> &[String] {
         match self {
-            TaskKind::Backup => &[],
+            TaskKind::Backup | TaskKind::Rotation { .. } => &[],
             TaskKind::Prune { jobs } | TaskKind::Drill { jobs } => jobs,
         }
     }
@@ -65,6 +69,8 @@ struct OperationFile {
     jobs: Vec<String>,
     schedule: Option<Schedule>,
     heartbeat: Option<SecretRef>,
+    /// Rotation jobs only.
+    target: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -72,10 +78,18 @@ struct OperationFile {
 enum OperationKind {
     Prune,
     Drill,
+    Rotation,
 }
 
-/// Read a job file: its task, and for a backup job the job itself.
-pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
+/// What a job file defines besides its task.
+pub(super) enum Defined {
+    Nothing,
+    Backup(Box<Job>),
+    Targets(Vec<RotationTarget>),
+}
+
+/// Read a job file: its task, and what else it defines.
+pub(super) fn load(path: &Path) -> Result<(Task, Defined)> {
     let value = read_toml(path)?;
     let kind = value
         .get("kind")
@@ -90,11 +104,11 @@ pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
             heartbeat: job.heartbeat.clone(),
             kind: TaskKind::Backup,
         };
-        return Ok((task, Some(job)));
+        return Ok((task, Defined::Backup(Box::new(job))));
     }
-    if !matches!(kind, "prune" | "drill") {
+    if !matches!(kind, "prune" | "drill" | "rotation") {
         return Err(Error::config(format!(
-            "{}: kind = \"{kind}\": a job is a backup (the default, with a [source]), a prune or a drill",
+            "{}: kind = \"{kind}\": a job is a backup (the default, with a [source]), a prune, a drill or a rotation",
             path.display()
         )));
     }
@@ -104,9 +118,22 @@ pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
         false => file.name,
     };
     super::job::check_name(&path.display().to_string(), &name)?;
+    let mut defined = Defined::Nothing;
     let kind = match file.kind {
+        OperationKind::Prune | OperationKind::Drill if file.target.is_some() => {
+            return Err(Error::config(format!(
+                "{}: [[target]] belongs in a rotation job (kind = \"rotation\")",
+                path.display()
+            )));
+        }
         OperationKind::Prune => TaskKind::Prune { jobs: file.jobs },
         OperationKind::Drill => TaskKind::Drill { jobs: file.jobs },
+        OperationKind::Rotation => {
+            let targets = super::rotation::targets(file.target, path)?;
+            let names = targets.iter().map(|t| t.name.clone()).collect();
+            defined = Defined::Targets(targets);
+            TaskKind::Rotation { targets: names }
+        }
     };
     let task = Task {
         name,
@@ -117,7 +144,7 @@ pub(super) fn load(path: &Path) -> Result<(Task, Option<Job>)> {
             .map(|r| r.relative_to(&super::parent_dir(path), super::resolve)),
         kind,
     };
-    Ok((task, None))
+    Ok((task, defined))
 }
 
 /// Every job an operation names must be a backup job.

@@ -41,6 +41,11 @@ impl Cluster {
         &self.namespace
     }
 
+    /// The Secrets of `namespace` (any namespace the service account may reach).
+    pub fn secrets(&self, namespace: &str) -> kube::Api<k8s_openapi::api::core::v1::Secret> {
+        kube::Api::namespaced(self.client.clone(), namespace)
+    }
+
     pub fn leases(&self) -> Leases {
         Leases::new(kube::Api::namespaced(self.client.clone(), &self.namespace))
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::lock::{self, Acquired, LockRecord, Locks};
 use super::prune::PruneOutcome;
 use super::verify::{self, Outcome, VerifyReport};
-use super::{Context, backup, prune};
+use super::{Context, backup, prune, rotate};
 use crate::config::{Job, Task, TaskKind};
 use crate::error::{Class, Error, Result};
 use crate::notify::Notifier;
@@ -20,6 +20,7 @@ pub struct Done {
     pub backups: Vec<BackupSummary>,
     pub prune: Option<PruneOutcome>,
     pub drilled: Option<VerifyReport>,
+    pub rotated: Vec<rotate::Outcome>,
     pub failures: Vec<Error>,
 }
 
@@ -217,6 +218,31 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
                 }
             }
             done.drilled = Some(report);
+        }
+        TaskKind::Rotation { targets } => {
+            let targets = rotate::select(&ctx.config, targets)?;
+            let audit = crate::audit::Audit::new(Some(&ctx.store), |event| {
+                tracing::info!(
+                    target: "coffre::audit",
+                    "{}",
+                    serde_json::to_string(event).unwrap_or_default()
+                );
+            });
+            let options = rotate::RotateOptions {
+                trigger: "schedule".into(),
+                actor: rotate::actor(),
+                holder: lock::holder_identity(),
+                abandon: false,
+                attempts: 3,
+            };
+            for result in rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await {
+                match result {
+                    Ok(outcome) => done.rotated.push(outcome),
+                    Err(e) => done.failures.push(e),
+                }
+            }
+            done.failures
+                .extend(audit.unstored().into_iter().map(Error::store));
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ mod partial_file;
 pub mod pick;
 pub mod prune;
 pub mod restore;
+pub mod rotate;
 pub mod verify;
 
 use tokio_util::sync::CancellationToken;

@@ -4,16 +4,24 @@
 //! ```text
 //! env:NAME                   an environment variable of coffre's
 //! file:PATH                  a file (a mounted Kubernetes Secret, say), read whole
-//! k8s:NAMESPACE/NAME#KEY     a key of a Kubernetes Secret       (with the rotation work)
-//! vault:PATH#FIELD           a field of a Vault KV v2 secret    (with the rotation work)
-//! aws-sm:SECRET_ID#FIELD     a field of an AWS Secrets Manager secret (with the rotation work)
+//! k8s:NAMESPACE/NAME#KEY     a key of a Kubernetes Secret
+//! vault:MOUNT/PATH#FIELD     a field of a Vault KV v2 secret
+//! aws-sm:SECRET_ID#FIELD     a field of an AWS Secrets Manager secret (a JSON SecretString)
 //! ```
 //!
 //! One resolver reads any of them into a `SecretValue`, which zeroizes its bytes when dropped and
 //! never shows them in `Debug`. A reference names where a secret is, never the secret, so it may
-//! appear in messages.
+//! appear in messages. The same stores, written through one trait (`versioned`), are where
+//! rotated credentials are published.
 
+pub mod aws;
 pub mod env_file;
+pub mod file_store;
+pub mod kubernetes;
+mod location;
+mod stores;
+pub mod vault;
+pub mod versioned;
 
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -21,7 +29,12 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+pub use aws::SecretsManagerConfig;
 pub use env_file::FileAccess;
+pub use location::{Backend, Location};
+pub use stores::SecretStores;
+pub use vault::VaultConfig;
+pub use versioned::{Fields, SecretStore, Versioned, Written};
 
 /// Where a secret is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +61,7 @@ impl SecretRef {
         // Never echo the text: it may be the secret itself, written where its reference belongs.
         let bad = |why: &str| {
             format!(
-                "the value is not a secret reference ({why}): write env:NAME or file:PATH (k8s:NAMESPACE/NAME#KEY, vault:PATH#FIELD and aws-sm:ID#FIELD are planned)"
+                "the value is not a secret reference ({why}): write env:NAME, file:PATH, k8s:NAMESPACE/NAME#KEY, vault:MOUNT/PATH#FIELD or aws-sm:ID#FIELD"
             )
         };
         let (scheme, rest) = text.split_once(':').ok_or_else(|| bad("no scheme"))?;
@@ -99,6 +112,23 @@ impl SecretRef {
             SecretRef::File(path) => SecretRef::File(resolve(base, &path)),
             other => other,
         }
+    }
+
+    /// The secret a store reference points into, and the field: `None` for env: and file:.
+    pub fn location(&self) -> Option<(Location, &str)> {
+        let (backend, name, field) = match self {
+            SecretRef::Env(_) | SecretRef::File(_) => return None,
+            SecretRef::Kubernetes {
+                namespace,
+                name,
+                key,
+            } => (Backend::Kubernetes, format!("{namespace}/{name}"), key),
+            SecretRef::Vault { path, field } => (Backend::Vault, path.clone(), field),
+            SecretRef::AwsSecretsManager { secret_id, field } => {
+                (Backend::SecretsManager, secret_id.clone(), field)
+            }
+        };
+        Some((Location { backend, name }, field.as_str()))
     }
 }
 
@@ -155,10 +185,12 @@ impl fmt::Debug for SecretValue {
 }
 
 /// Reads secrets from where their references say.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Resolver {
     /// Who besides the owner may read a file a secret comes from.
     pub file_access: FileAccess,
+    /// The stores behind k8s:, vault: and aws-sm: references, connected on first use.
+    pub stores: std::sync::Arc<SecretStores>,
 }
 
 impl Resolver {
@@ -168,9 +200,24 @@ impl Resolver {
             SecretRef::Env(name) => env_file::read_env(name, what)?,
             SecretRef::File(path) => env_file::read(path, what, self.file_access)?,
             other => {
-                return Err(Error::config(format!(
-                    "{what} at {other}: this coffre reads secrets from env: and file: only (the other stores come with the rotation work)"
-                )));
+                let (location, field) = other.location().expect("a store reference");
+                let store = self.stores.open(location.backend).await?;
+                let secret = store
+                    .read(&location.name)
+                    .await
+                    .map_err(|e| e.context(what))?
+                    .ok_or_else(|| {
+                        Error::config(format!(
+                            "{what}: {location} does not exist: create it, or fix the reference {other}"
+                        ))
+                    })?;
+                let value = secret.fields.get(field).ok_or_else(|| {
+                    Error::config(format!(
+                        "{what}: {location} has no field {field} (it has: {}): fix the reference {other}",
+                        secret.fields.names().collect::<Vec<_>>().join(", ")
+                    ))
+                })?;
+                zeroize::Zeroizing::new(value.as_bytes().to_vec())
             }
         };
         Ok(SecretValue(value))
@@ -225,10 +272,13 @@ mod tests {
             "hunter2-secret"
         );
         assert!(!format!("{value:?}").contains("hunter2"));
-        let err = Resolver::default()
-            .resolve(&SecretRef::parse("vault:a#b").unwrap(), "the password")
-            .await
-            .unwrap_err();
-        assert!(err.message().contains("env: and file: only"), "{err}");
+        // A store that is not configured says how to configure it.
+        if std::env::var_os("VAULT_ADDR").is_none() {
+            let err = Resolver::default()
+                .resolve(&SecretRef::parse("vault:a/b#c").unwrap(), "the password")
+                .await
+                .unwrap_err();
+            assert!(err.message().contains("[vault] address"), "{err}");
+        }
     }
 }

@@ -41,6 +41,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 /// Job names start with a letter or digit, so these never collide with a job.
 const RUNS_DIR: &str = "_runs";
 const LOCKS_DIR: &str = "_locks";
+/// Audit events, one object each, never overwritten (`_audit/rotation/YYYY/MM/DD/...`).
+const AUDIT_DIR: &str = "_audit";
 /// Run records and locks are small JSON objects.
 const MAX_SMALL_OBJECT_BYTES: u64 = 64 * 1024;
 
@@ -574,6 +576,46 @@ impl Store {
             | Err(object_store::Error::Precondition { .. }) => Ok(false),
             Err(e) => Err(store_error("creating the lock", &path, e)),
         }
+    }
+
+    /// Store one audit event as a new object under the audit prefix (`key` is its path below
+    /// it). It is created, never replaced; with S3 Object Lock's default retention on the
+    /// bucket, no one can delete it before its time.
+    pub async fn put_audit(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = key
+            .split('/')
+            .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part));
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+            .map_err(|e| store_error("writing the audit event", &path, e))?;
+        Ok(())
+    }
+
+    /// The audit events under `key_prefix` (below the audit prefix), oldest first.
+    pub async fn read_audit(&self, key_prefix: &str) -> Result<Vec<Vec<u8>>> {
+        let prefix = key_prefix
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part));
+        let mut objects: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| store_error("listing", &prefix, e))?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut events = Vec::new();
+        for meta in objects {
+            if let Some(bytes) = self.get_small(&meta.location).await? {
+                events.push(bytes);
+            }
+        }
+        Ok(events)
     }
 
     /// The content of a lock object, if it exists.

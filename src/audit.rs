@@ -1,0 +1,123 @@
+//! Audit events: one per rotation state transition, each a JSON object naming the rotation,
+//! what started it and who, the target, the transition and the fingerprint of the new
+//! credential (never a value). Each event goes to whoever watches the run (the command line
+//! prints JSON lines) and to the object store, one object per event under `_audit/`, so a year
+//! of rotations can be shown to an auditor, and kept unalterable with S3 Object Lock.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Mutex;
+
+use crate::store::Store;
+
+/// One transition of one rotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Always "rotation" (other kinds come with API keys and certificates).
+    pub event: String,
+    pub at: DateTime<Utc>,
+    pub rotation_id: uuid::Uuid,
+    pub trigger: String,
+    pub actor: String,
+    pub target: String,
+    /// The database user whose password changed.
+    pub user: String,
+    pub from: String,
+    pub to: String,
+    /// `fingerprint()` of the new credential.
+    pub fingerprint: String,
+    /// Why, for FAILED and NEEDS_HUMAN; what was skipped, for steps already done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A short, one-way fingerprint of a secret value: tells two credentials apart in an audit
+/// trail without revealing either (SHA-256 over a coffre-specific prefix, first 16 hex digits).
+pub fn fingerprint(value: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"coffre/v1/fingerprint\0")
+        .chain_update(value.as_bytes())
+        .finalize();
+    format!("sha256:{}", &hex::encode(digest)[..16])
+}
+
+/// Where events go.
+pub struct Audit<'a> {
+    store: Option<&'a Store>,
+    watcher: Box<dyn Fn(&Event) + Send + Sync>,
+    /// Events the store would not take: the run reports them at the end.
+    unstored: Mutex<Vec<String>>,
+}
+
+impl<'a> Audit<'a> {
+    /// Events go to `watcher`, and to `store` when given.
+    pub fn new(store: Option<&'a Store>, watcher: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        Self {
+            store,
+            watcher: Box::new(watcher),
+            unstored: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Record one event. A store failure does not stop the rotation (a half-done rotation is
+    /// worse than a late audit record): it is kept, retried once, and reported.
+    pub async fn record(&self, event: Event) {
+        (self.watcher)(&event);
+        let Some(store) = &self.store else {
+            return;
+        };
+        let key = format!(
+            "rotation/{}/{}-{}-{}-{}.json",
+            event.at.format("%Y/%m/%d"),
+            event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            event.target,
+            &event.rotation_id.simple().to_string()[..8],
+            event.to
+        );
+        let bytes = serde_json::to_vec(&event).expect("an event serializes");
+        let mut result = store.put_audit(&key, bytes.clone()).await;
+        if result.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            result = store.put_audit(&key, bytes).await;
+        }
+        if let Err(e) = result {
+            tracing::warn!("audit event not stored: {e}");
+            self.unstored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(e.message().to_string());
+        }
+    }
+
+    /// The store errors of events that were not stored.
+    pub fn unstored(&self) -> Vec<String> {
+        self.unstored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Every stored rotation event, oldest first (for `coffre audit` and tests).
+pub async fn read_events(store: &Store) -> crate::error::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for bytes in store.read_audit("rotation").await? {
+        match serde_json::from_slice(&bytes) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::warn!("an audit object is not an event: {e}"),
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprints_tell_values_apart_without_showing_them() {
+        let a = super::fingerprint("hunter2-secret");
+        assert_eq!(a, super::fingerprint("hunter2-secret"));
+        assert_ne!(a, super::fingerprint("hunter3-secret"));
+        assert!(a.starts_with("sha256:") && a.len() == 23 && !a.contains("hunter"));
+    }
+}

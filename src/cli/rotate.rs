@@ -1,0 +1,236 @@
+//! `coffre rotate`: rotate, plan (`--dry-run`), abandon, and `rotate status`. Each state change
+//! prints its audit event as a JSON line on stdout as it happens; results follow.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::args::{Output, RotateArgs, RotateCommand};
+use super::commands::emit;
+use super::json::object;
+use crate::audit::Audit;
+use crate::error::{Error, Result};
+use crate::manifest::rfc3339;
+use crate::ops::Context;
+use crate::ops::lock::holder_identity;
+use crate::ops::rotate::{self, Outcome, Plan, RotateOptions};
+use crate::rotation::journal::Record;
+
+pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
+    if let Some(RotateCommand::Status { targets, output }) = &args.command {
+        return status(ctx, targets, *output).await;
+    }
+    let names: Vec<String> = match (&args.job, args.all, args.targets.is_empty()) {
+        (Some(job), _, _) => match &ctx.config.task(job)?.kind {
+            crate::config::TaskKind::Rotation { targets } => targets.clone(),
+            other => {
+                return Err(Error::config(format!(
+                    "job '{job}' is a {} job, not a rotation job",
+                    other.name()
+                )));
+            }
+        },
+        (None, true, _) => Vec::new(),
+        (None, false, false) => args.targets.clone(),
+        (None, false, true) => {
+            return Err(Error::config(
+                "name the targets to rotate, or --job NAME, or --all (coffre rotate status lists them)",
+            ));
+        }
+    };
+    let targets = rotate::select(&ctx.config, &names)?;
+    if args.dry_run {
+        let mut first_error = None;
+        for (target, plan) in targets
+            .iter()
+            .zip(rotate::plan(&targets, &ctx.config.secrets).await)
+        {
+            match plan {
+                Ok(plan) => emit(args.output, || plan_line(&plan), || plan_json(&plan)),
+                Err(e) => {
+                    eprintln!("{}: {e}", target.name);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        return first_error.map_or(Ok(()), Err);
+    }
+    let audit = Audit::new(Some(&ctx.store), |event| {
+        let mut value = serde_json::to_value(event).expect("an event serializes");
+        value = object("rotation_event", value);
+        println!("{value}");
+    });
+    let options = RotateOptions {
+        trigger: "manual".into(),
+        actor: rotate::actor(),
+        holder: holder_identity(),
+        abandon: args.abandon,
+        attempts: 3,
+    };
+    let results = rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await;
+    let mut first_error = None;
+    for (target, result) in targets.iter().zip(results) {
+        match result {
+            Ok(outcome) => emit(
+                args.output,
+                || outcome_line(&outcome),
+                || outcome_json(&outcome),
+            ),
+            Err(e) => {
+                eprintln!("{}: {e}", target.name);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(why) = audit.unstored().first() {
+        return Err(Error::store(format!(
+            "the rotations are done, but audit events could not be stored: {why}"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn outcome_line(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Rotated {
+            target,
+            user,
+            rotation_id,
+            fingerprint,
+            resumed_from,
+        } => {
+            let resumed = resumed_from
+                .as_ref()
+                .map(|s| format!(", resumed from {s}"))
+                .unwrap_or_default();
+            format!(
+                "{target}: rotated {user} (rotation {rotation_id}, new credential {fingerprint}{resumed})"
+            )
+        }
+        Outcome::Held { target, holder } => {
+            format!("{target}: a rotation is in progress, held by {holder}; nothing done here")
+        }
+        Outcome::Abandoned {
+            target,
+            rotation_id,
+        } => {
+            format!(
+                "{target}: rotation {rotation_id} abandoned; the database and the published secret are as it left them"
+            )
+        }
+    }
+}
+
+pub(super) fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+    let mut value = json!({
+        "target": null, "outcome": null, "user": null, "rotation_id": null,
+        "fingerprint": null, "resumed_from": null, "holder": null,
+    });
+    if let serde_json::Value::Object(fields) = serde_json::to_value(outcome).expect("serializes") {
+        for (k, v) in fields {
+            value[k] = v;
+        }
+    }
+    object("rotation", value)
+}
+
+fn plan_line(plan: &Plan) -> String {
+    format!(
+        "{}: {} ({} -> {}; journal {}, now {})",
+        plan.target,
+        plan.action,
+        plan.database,
+        plan.publish,
+        plan.journal,
+        plan.state.as_deref().unwrap_or("never rotated")
+    )
+}
+
+fn plan_json(plan: &Plan) -> serde_json::Value {
+    object(
+        "rotation_plan",
+        serde_json::to_value(plan).expect("serializes"),
+    )
+}
+
+async fn status(ctx: &Context, names: &[String], output: Output) -> Result<()> {
+    let targets = rotate::select(&ctx.config, names)?;
+    let mut first_error = None;
+    for (name, record) in rotate::status(&targets, &ctx.config.secrets).await {
+        match record {
+            Ok(record) => emit(
+                output,
+                || status_line(&name, record.as_ref()),
+                || status_json(&name, record.as_ref()),
+            ),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn status_line(name: &str, record: Option<&Record>) -> String {
+    let Some(r) = record else {
+        return format!("{name}: never rotated");
+    };
+    let mut line = format!(
+        "{name}: {} (rotation {}, user {}, {} by {}, started {}, updated {})",
+        r.shown_state(),
+        r.rotation_id,
+        r.user,
+        r.trigger,
+        r.actor,
+        rfc3339::format(&r.started_at),
+        rfc3339::format(&r.updated_at)
+    );
+    if let Some(f) = &r.failure {
+        line.push_str(&format!(
+            "; {} failed run(s), last at {} in {}: {}",
+            f.count,
+            rfc3339::format(&f.at),
+            f.step.name(),
+            f.error
+        ));
+    }
+    if let Some(why) = &r.stopped_because {
+        line.push_str(&format!("; {why}"));
+    }
+    if let (Some(holder), Some(until)) = (&r.holder, r.held_until)
+        && until > Utc::now()
+    {
+        line.push_str(&format!(
+            "; held by {holder} until {}",
+            rfc3339::format(&until)
+        ));
+    }
+    line
+}
+
+fn status_json(name: &str, record: Option<&Record>) -> serde_json::Value {
+    let r = record;
+    object(
+        "rotation_status",
+        json!({
+            "target": name,
+            "state": r.map(Record::shown_state),
+            "step": r.map(|r| r.state.name()),
+            "rotation_id": r.map(|r| r.rotation_id),
+            "user": r.map(|r| &r.user),
+            "trigger": r.map(|r| &r.trigger),
+            "actor": r.map(|r| &r.actor),
+            "fingerprint": r.map(|r| &r.fingerprint),
+            "started_at": r.map(|r| rfc3339::format(&r.started_at)),
+            "updated_at": r.map(|r| rfc3339::format(&r.updated_at)),
+            "finished_at": r.and_then(|r| r.finished_at.as_ref().map(rfc3339::format)),
+            "holder": r.and_then(|r| r.holder.as_ref()),
+            "failed_runs": r.map_or(0, |r| r.failure.as_ref().map_or(0, |f| f.count)),
+            "last_error": r.and_then(|r| r.failure.as_ref().map(|f| &f.error)),
+            "stopped_because": r.and_then(|r| r.stopped_because.as_ref()),
+        }),
+    )
+}

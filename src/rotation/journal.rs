@@ -1,0 +1,251 @@
+//! The journal of one rotation target: where its rotation stands, kept in the same secret
+//! store as the credential it publishes (consumers never read it). It holds the pending
+//! password while a rotation is in flight, so a resumed run finishes the same rotation instead
+//! of making a second password; the record itself (the `journal` field) holds no secret and is
+//! what `coffre rotate status` shows.
+//!
+//! Every write names the version read (or creates), so two runs can never both advance a
+//! rotation: that is the lock. The record also names its holder until `held_until`, so a
+//! second run arriving while one is working says who holds it instead of racing it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secretstore::{Fields, SecretStore, Written};
+
+/// The journal's field holding the record (JSON, no secret in it).
+const RECORD_FIELD: &str = "journal";
+/// The journal's field holding the pending password while a rotation is in flight.
+const PENDING_FIELD: &str = "pending_password";
+
+/// Where a rotation stands. A rotation goes through these in order; `NeedsHuman` stops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// The pending password is chosen and journaled; nothing else changed.
+    Planned,
+    /// The database user has the pending password.
+    DbSet,
+    /// A login with the pending password ran the test query.
+    Tested,
+    /// The published secret holds the new credential.
+    Published,
+    /// The consumers run with it.
+    RolledOut,
+    /// Done; the record stays as the audit trail of the last rotation.
+    Finished,
+    /// Stopped: something changed that coffre must not decide about.
+    NeedsHuman,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Planned => "PLANNED",
+            State::DbSet => "DB_SET",
+            State::Tested => "TESTED",
+            State::Published => "PUBLISHED",
+            State::RolledOut => "ROLLED_OUT",
+            State::Finished => "FINISHED",
+            State::NeedsHuman => "NEEDS_HUMAN",
+        }
+    }
+
+    /// The state after this one on the way to FINISHED.
+    pub fn next(self) -> Option<State> {
+        match self {
+            State::Planned => Some(State::DbSet),
+            State::DbSet => Some(State::Tested),
+            State::Tested => Some(State::Published),
+            State::Published => Some(State::RolledOut),
+            State::RolledOut => Some(State::Finished),
+            State::Finished | State::NeedsHuman => None,
+        }
+    }
+
+    pub fn in_flight(self) -> bool {
+        self.next().is_some()
+    }
+}
+
+/// The last run that failed, and how many in a row did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub count: u32,
+    pub at: DateTime<Utc>,
+    /// The state the failed step was leaving.
+    pub step: State,
+    /// The error's message (coffre's messages never hold a secret value).
+    pub error: String,
+}
+
+/// The journal record of one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub target: String,
+    pub rotation_id: uuid::Uuid,
+    pub state: State,
+    /// What started it: schedule, manual, incident.
+    pub trigger: String,
+    /// Who started it: the user or service account.
+    pub actor: String,
+    /// The database user whose password changes.
+    pub user: String,
+    /// The user the published secret named when the rotation began (dual-user mode: the other one).
+    pub previous_user: Option<String>,
+    /// The published secret's version when the rotation began (none: it did not exist); a
+    /// different version at publish time means someone else edited it.
+    pub published_version: Option<String>,
+    /// A fingerprint of the published secret's content then: a later content change that is
+    /// not this rotation's own write is an edit behind coffre's back.
+    pub published_fingerprint: Option<String>,
+    /// The fingerprint of the pending (then current) password: never the password.
+    pub fingerprint: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Who is working on it, until when.
+    pub holder: Option<String>,
+    pub held_until: Option<DateTime<Utc>>,
+    pub failure: Option<Failure>,
+    /// Why it needs a human (NEEDS_HUMAN only).
+    pub stopped_because: Option<String>,
+}
+
+impl Record {
+    /// The state as people read it: FAILED while a failed rotation waits for its next run.
+    pub fn shown_state(&self) -> &'static str {
+        match (&self.failure, self.state.in_flight()) {
+            (Some(_), true) => "FAILED",
+            _ => self.state.name(),
+        }
+    }
+
+    /// Whether another process is working on it right now.
+    pub fn held_by_other(&self, me: &str, now: DateTime<Utc>) -> Option<&str> {
+        match (&self.holder, self.held_until) {
+            (Some(holder), Some(until))
+                if holder != me && until > now && !holder_is_gone(holder) =>
+            {
+                Some(holder)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A holder on this machine whose process has exited (killed mid-rotation) holds nothing.
+/// Holders are `host/pid/tag`; on other hosts only `held_until` can tell.
+fn holder_is_gone(holder: &str) -> bool {
+    let mut parts = holder.split('/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    host == here.trim()
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+/// A journal as read: its record, the pending password, and the version to write over.
+pub struct Journal {
+    pub record: Record,
+    pub pending: Option<Zeroizing<String>>,
+    pub version: String,
+}
+
+/// Read the journal at `name`; `None` when the target was never rotated.
+pub async fn read(store: &dyn SecretStore, name: &str) -> Result<Option<Journal>> {
+    let Some(secret) = store.read(name).await? else {
+        return Ok(None);
+    };
+    let text = secret.fields.get(RECORD_FIELD).ok_or_else(|| {
+        Error::store(format!(
+            "{name} is not a coffre journal (no '{RECORD_FIELD}' field): move it away"
+        ))
+    })?;
+    let record: Record = serde_json::from_str(text).map_err(|e| {
+        Error::store(format!(
+            "{name}: the journal record is damaged ({e}): see docs/ROTATION.md, recovering by hand"
+        ))
+    })?;
+    let pending = secret
+        .fields
+        .get(PENDING_FIELD)
+        .map(|p| Zeroizing::new(p.to_string()));
+    Ok(Some(Journal {
+        record,
+        pending,
+        version: secret.version,
+    }))
+}
+
+/// Write `record` (and the pending password, while in flight) over `expected`, or create it.
+/// `Ok(None)`: someone else wrote the journal since it was read.
+pub async fn write(
+    store: &dyn SecretStore,
+    name: &str,
+    record: &Record,
+    pending: Option<&str>,
+    expected: Option<&str>,
+) -> Result<Option<String>> {
+    let mut fields = Fields::new().with(
+        RECORD_FIELD,
+        &serde_json::to_string_pretty(record).expect("a record serializes"),
+    );
+    if let Some(pending) =
+        pending.filter(|_| record.state.in_flight() || record.state == State::NeedsHuman)
+    {
+        fields.insert(PENDING_FIELD, pending);
+    }
+    match store.write(name, &fields, expected).await? {
+        Written::Done(version) => Ok(Some(version)),
+        Written::Conflict => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_run_in_order_to_finished() {
+        let mut state = State::Planned;
+        let mut seen = vec![state.name()];
+        while let Some(next) = state.next() {
+            assert!(next > state);
+            state = next;
+            seen.push(state.name());
+        }
+        assert_eq!(
+            seen,
+            [
+                "PLANNED",
+                "DB_SET",
+                "TESTED",
+                "PUBLISHED",
+                "ROLLED_OUT",
+                "FINISHED"
+            ]
+        );
+        assert!(!State::NeedsHuman.in_flight());
+    }
+
+    #[test]
+    fn a_dead_local_holder_holds_nothing() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(holder_is_gone(&format!("{}/{pid}/abcd", host.trim())));
+        assert!(!holder_is_gone(&format!(
+            "{}/{}/abcd",
+            host.trim(),
+            std::process::id()
+        )));
+        assert!(!holder_is_gone(&format!("elsewhere/{pid}/abcd")));
+    }
+}

@@ -1,0 +1,153 @@
+//! PostgreSQL roles, through tokio-postgres. `ALTER ROLE ... PASSWORD` is sent with a
+//! SCRAM-SHA-256 verifier computed here, so the clear password reaches neither the server nor
+//! its statement log.
+
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use zeroize::Zeroizing;
+
+use super::database::{Database, TlsMode, rustls_config};
+use crate::error::{Error, Result};
+
+pub struct Postgres {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub admin_user: String,
+    pub admin_password: Option<Zeroizing<String>>,
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Postgres {
+    fn describe(&self) -> String {
+        format!("PostgreSQL at {}:{}", self.host, self.port)
+    }
+
+    /// Connect as `user`; `Ok(None)` when the server refuses the password.
+    async fn connect(&self, user: &str, password: &str) -> Result<Option<tokio_postgres::Client>> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .dbname(&self.database)
+            .user(user)
+            .password(password)
+            .application_name("coffre")
+            .connect_timeout(Duration::from_secs(10))
+            .ssl_mode(match self.tls {
+                TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+                TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+        let connected = match self.tls {
+            TlsMode::Disable => {
+                config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map(|(client, conn)| {
+                        tokio::spawn(conn);
+                        client
+                    })
+            }
+            mode => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(
+                    mode,
+                    self.ca_file.as_deref(),
+                )?);
+                config.connect(tls).await.map(|(client, conn)| {
+                    tokio::spawn(conn);
+                    client
+                })
+            }
+        };
+        match connected {
+            Ok(client) => Ok(Some(client)),
+            Err(e) if refused(&e) => Ok(None),
+            Err(e) => Err(Error::source(format!(
+                "{}: cannot connect as {user}: {e}: is the server up, and the host, port and sslmode right?",
+                self.describe()
+            ))),
+        }
+    }
+}
+
+impl Postgres {
+    async fn admin(&self) -> Result<tokio_postgres::Client> {
+        let admin_password = self.admin_password.as_deref().map_or("", |p| p.as_str());
+        self.connect(&self.admin_user, admin_password)
+            .await?
+            .ok_or_else(|| {
+                Error::auth(format!(
+                    "{}: the server refused the admin user {}: check admin_user and admin_password",
+                    self.describe(),
+                    self.admin_user
+                ))
+            })
+    }
+}
+
+/// The server refused the credentials (wrong password, no such role, pg_hba rejects it).
+fn refused(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::INVALID_PASSWORD) | Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    )
+}
+
+/// A role name as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl Database for Postgres {
+    async fn log_in(&self, user: &str, password: &str, query: &str) -> Result<bool> {
+        let Some(client) = self.connect(user, password).await? else {
+            return Ok(false);
+        };
+        client.batch_execute(query).await.map_err(|e| {
+            Error::source(format!(
+                "{}: logged in as {user}, but the test query failed: {e}",
+                self.describe()
+            ))
+        })?;
+        Ok(true)
+    }
+
+    async fn check_admin(&self) -> Result<()> {
+        self.admin().await.map(drop)
+    }
+
+    async fn set_password(&self, user: &str, password: &str) -> Result<()> {
+        let client = self.admin().await?;
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        // A verifier is base64 and punctuation without quotes; it is a literal because utility
+        // statements take no parameters.
+        let statement = Zeroizing::new(format!(
+            "ALTER ROLE {} WITH PASSWORD '{}'",
+            quote_ident(user),
+            verifier.replace('\'', "''")
+        ));
+        client.batch_execute(&statement).await.map_err(|e| {
+            let why = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
+            match e.code() {
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Error::auth(format!(
+                    "{}: {} may not change {user}'s password ({why}): grant it CREATEROLE, or use a superuser",
+                    self.describe(),
+                    self.admin_user
+                )),
+                Some(&SqlState::UNDEFINED_OBJECT) => Error::config(format!(
+                    "{}: role {user} does not exist: create it, or fix the target's users",
+                    self.describe()
+                )),
+                _ => Error::source(format!(
+                    "{}: changing {user}'s password: {why}",
+                    self.describe()
+                )),
+            }
+        })
+    }
+}

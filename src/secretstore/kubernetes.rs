@@ -1,0 +1,139 @@
+//! Kubernetes Secrets (`NAMESPACE/NAME`), through the kube client. A conditional write is a
+//! create (409 AlreadyExists when the name is taken) or a replace carrying the resourceVersion
+//! read (409 Conflict when the Secret changed since): the API server decides the race.
+
+use async_trait::async_trait;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use std::collections::BTreeMap;
+
+use super::versioned::{Fields, SecretStore, Versioned, Written};
+use crate::error::{Error, Result};
+use crate::k8s::{Cluster, api_error, is_status};
+
+/// Marks the Secrets coffre writes, so `kubectl get secrets -l` finds them.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "coffre");
+
+pub struct KubernetesStore {
+    cluster: Cluster,
+}
+
+impl KubernetesStore {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+
+    fn api(&self, name: &str) -> Result<(kube::Api<Secret>, String)> {
+        let (namespace, secret) = split(name)?;
+        Ok((self.cluster.secrets(namespace), secret.to_string()))
+    }
+}
+
+fn split(name: &str) -> Result<(&str, &str)> {
+    match name.split_once('/') {
+        Some((ns, secret)) if !ns.is_empty() && !secret.is_empty() && !secret.contains('/') => {
+            Ok((ns, secret))
+        }
+        _ => Err(Error::config(format!(
+            "k8s:{name}: a Kubernetes Secret is named NAMESPACE/NAME"
+        ))),
+    }
+}
+
+fn fields_of(secret: &Secret, name: &str) -> Result<Fields> {
+    let mut fields = Fields::new();
+    for (key, value) in secret.data.iter().flatten() {
+        let text = std::str::from_utf8(&value.0).map_err(|_| {
+            Error::store(format!(
+                "Kubernetes Secret {name}: key {key} is not UTF-8 text, so it is not a credential coffre wrote"
+            ))
+        })?;
+        fields.insert(key, text);
+    }
+    for (key, value) in secret.string_data.iter().flatten() {
+        fields.insert(key, value);
+    }
+    Ok(fields)
+}
+
+fn secret_of(name: &str, fields: &Fields, version: Option<&str>) -> Secret {
+    let data: BTreeMap<String, ByteString> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            resource_version: version.map(str::to_string),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY.0.to_string(),
+                MANAGED_BY.1.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// Overwrite the encoded values in a Secret about to be dropped (they are plain bytes there).
+fn scrub(mut secret: Secret) {
+    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        zeroize::Zeroize::zeroize(&mut value.0);
+    }
+}
+
+#[async_trait]
+impl SecretStore for KubernetesStore {
+    async fn read(&self, name: &str) -> Result<Option<Versioned>> {
+        let (api, secret) = self.api(name)?;
+        let doing = format!("reading Secret {name}");
+        let Some(found) = api
+            .get_opt(&secret)
+            .await
+            .map_err(|e| api_error(e, &doing))?
+        else {
+            return Ok(None);
+        };
+        let fields = fields_of(&found, name)?;
+        let version = found.metadata.resource_version.clone().unwrap_or_default();
+        scrub(found);
+        Ok(Some(Versioned { fields, version }))
+    }
+
+    async fn write(&self, name: &str, fields: &Fields, expected: Option<&str>) -> Result<Written> {
+        let (api, secret) = self.api(name)?;
+        let object = secret_of(&secret, fields, expected);
+        let result = match expected {
+            None => api.create(&PostParams::default(), &object).await,
+            Some(_) => api.replace(&secret, &PostParams::default(), &object).await,
+        };
+        scrub(object);
+        match result {
+            Ok(written) => {
+                let version = written
+                    .metadata
+                    .resource_version
+                    .clone()
+                    .unwrap_or_default();
+                scrub(written);
+                Ok(Written::Done(version))
+            }
+            Err(e) if is_status(&e, 409) => Ok(Written::Conflict),
+            // A replace of a Secret deleted since it was read: it changed, so it is a conflict.
+            Err(e) if expected.is_some() && is_status(&e, 404) => Ok(Written::Conflict),
+            Err(e) => Err(api_error(e, &format!("writing Secret {name}"))),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let (api, secret) = self.api(name)?;
+        match api.delete(&secret, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_error(e, &format!("deleting Secret {name}"))),
+        }
+    }
+}
