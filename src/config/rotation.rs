@@ -158,7 +158,7 @@ pub(super) fn targets(value: Option<toml::Value>, file: &Path) -> Result<Vec<Rot
                     .map(|r| r.relative_to(&base, super::resolve)),
                 users,
                 user_host: t.user_host,
-                publish: t.publish.relative_to(&base),
+                publish: t.publish.relative_to(&base, super::resolve),
                 password: t.password,
                 test_query: t.test_query,
                 name: t.name,

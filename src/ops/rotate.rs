@@ -422,6 +422,7 @@ impl<'a> Run<'a> {
         };
         let journal_name = target.journal().name;
         let expected = previous.as_ref().map(|j| j.version.as_str());
+        crate::failpoint::step("rotate.before.PLANNED").await?;
         let Some(version) = journal::write(
             store.as_ref(),
             &journal_name,
@@ -435,6 +436,8 @@ impl<'a> Run<'a> {
                 holder_now(store.as_ref(), &journal_name).await?,
             ));
         };
+        // An error here leaves a PLANNED journal, as a crash would: the next run resumes it.
+        crate::failpoint::step("rotate.after.PLANNED").await?;
         let from = previous.map_or("NONE", |j| j.record.state.name());
         let run = Run {
             target,

@@ -92,9 +92,15 @@ impl Location {
     }
 
     /// A file location made relative to `base` (the directory of the file that names it).
-    pub fn relative_to(mut self, base: &std::path::Path) -> Self {
-        if self.backend == Backend::File && !self.name.starts_with('/') {
-            self.name = base.join(&self.name).display().to_string();
+    pub fn relative_to(
+        mut self,
+        base: &std::path::Path,
+        resolve: impl Fn(&std::path::Path, &std::path::Path) -> std::path::PathBuf,
+    ) -> Self {
+        if self.backend == Backend::File {
+            self.name = resolve(base, std::path::Path::new(&self.name))
+                .display()
+                .to_string();
         }
         self
     }

@@ -101,6 +101,7 @@ impl State {
             ("GET", Some(_)) => "get",
             ("POST", None) => "create",
             ("PUT", Some(_)) => "update",
+            ("DELETE", Some(_)) => "delete",
             _ => {
                 return status(
                     405,
@@ -126,7 +127,7 @@ impl State {
             );
         }
         let body: Value = match verb {
-            "get" => Value::Null,
+            "get" | "delete" => Value::Null,
             _ => match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return status(400, "BadRequest", format!("invalid body: {e}")),
@@ -134,6 +135,7 @@ impl State {
         };
         match verb {
             "get" => self.get(&target),
+            "delete" => self.delete(&target),
             "create" => self.create(&target, body),
             _ => self.replace(&target, body),
         }
@@ -151,6 +153,21 @@ impl State {
         let name = target.name.as_deref().unwrap_or_default();
         match self.objects.get(&Self::key(target, name)) {
             Some(object) => (200, object.clone()),
+            None => status(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", target.qualified),
+            ),
+        }
+    }
+
+    fn delete(&mut self, target: &Target) -> (u16, Value) {
+        let name = target.name.as_deref().unwrap_or_default();
+        match self.objects.remove(&Self::key(target, name)) {
+            Some(_) => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ),
             None => status(
                 404,
                 "NotFound",

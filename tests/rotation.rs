@@ -1,0 +1,723 @@
+//! Password rotation against the real PostgreSQL and MariaDB servers: the journal state machine
+//! under crashes and injected errors at every step, dual-user rotations under a client that
+//! keeps logging in, edits behind coffre's back, two runs at once, bad input, and every
+//! generated password searched for in everything coffre printed, stored or passed on.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde_json::Value;
+use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, psql, unique};
+use support::{Run, Workspace, coffre_bin};
+
+const ADMIN_ENV: &str = "COFFRE_TEST_ADMIN_PW";
+
+/// A workspace with one rotation target `app` over two fresh PostgreSQL roles (or one, with
+/// `dual = false`), published to a file.
+struct Target {
+    ws: Workspace,
+    users: Vec<String>,
+}
+
+impl Target {
+    fn postgres(dual: bool) -> Self {
+        let base = unique("rot");
+        let users: Vec<String> = match dual {
+            true => vec![format!("{base}_a"), format!("{base}_b")],
+            false => vec![base],
+        };
+        for user in &users {
+            psql(
+                "postgres",
+                &format!("CREATE ROLE {user} LOGIN PASSWORD 'initial-{user}'"),
+            );
+        }
+        let (host, port) = pg_addr();
+        let who = match dual {
+            true => format!("users = [\"{}\", \"{}\"]", users[0], users[1]),
+            false => format!("user = \"{}\"", users[0]),
+        };
+        let ws = Workspace::new();
+        ws.write(
+            "jobs/passwords.toml",
+            &format!(
+                "kind = \"rotation\"\n\n[[target]]\nname = \"app\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\ndatabase = \"postgres\"\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"env:{ADMIN_ENV}\"\n{who}\npublish = \"file:../secrets/app.json\"\ntest_query = \"SELECT count(*) FROM pg_class\"\n"
+            ),
+        );
+        Self { ws, users }
+    }
+
+    fn rotate(&self, args: &[&str]) -> Run {
+        self.rotate_env(args, &[])
+    }
+
+    fn rotate_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut full = vec!["rotate"];
+        full.extend_from_slice(args);
+        let mut env = env.to_vec();
+        let password = pg_password();
+        env.push((ADMIN_ENV, &password));
+        self.ws.run_env(&full, &env)
+    }
+
+    /// The published secret's fields, if any.
+    fn published(&self) -> Option<Value> {
+        read_fields(&self.ws.path("secrets/app.json"))
+    }
+
+    /// The journal record and pending password.
+    fn journal(&self) -> (Value, Option<String>) {
+        let fields = read_fields(&self.ws.path("secrets/journal/app.json")).expect("a journal");
+        let record = serde_json::from_str(fields["journal"].as_str().unwrap()).unwrap();
+        let pending = fields["pending_password"].as_str().map(str::to_string);
+        (record, pending)
+    }
+
+    /// Every audit event stored, oldest first.
+    fn audit_events(&self) -> Vec<Value> {
+        let mut files = Vec::new();
+        collect_files(&self.ws.path("store/backups/_audit"), &mut files);
+        files.sort();
+        files
+            .iter()
+            .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Start `coffre rotate app` stopped at failpoint `point` (kill mode); returns the child
+    /// once it is there.
+    fn start_at(&self, point: &str) -> std::process::Child {
+        let mut child = Command::new(coffre_bin())
+            .args(["--config", "coffre.toml", "rotate", "app"])
+            .current_dir(self.ws.dir.path())
+            .env(ADMIN_ENV, pg_password())
+            .env("COFFRE_FAILPOINT", point)
+            .env("COFFRE_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("failpoint") && line.contains("reached") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            child.kill().unwrap();
+            panic!("coffre rotate never reached {point}");
+        }
+        child
+    }
+}
+
+fn read_fields(path: &std::path::Path) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: Value = serde_json::from_str(&text).unwrap();
+    Some(value["fields"].clone())
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// Whether PostgreSQL lets `user` in with `password`.
+async fn pg_login(user: &str, password: &str) -> bool {
+    let (host, port) = pg_addr();
+    let connected = tokio_postgres::Config::new()
+        .host(&host)
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await;
+    match connected {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client.simple_query("SELECT 1").await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// The published credential opens the database.
+async fn published_opens(t: &Target) -> bool {
+    let p = t.published().expect("a published secret");
+    pg_login(
+        p["username"].as_str().unwrap(),
+        p["password"].as_str().unwrap(),
+    )
+    .await
+}
+
+/// Audit events of one rotation name one credential, whatever runs it took.
+fn one_password_per_rotation(events: &[Value]) {
+    let mut seen: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for e in events {
+        seen.entry(e["rotation_id"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(e["fingerprint"].as_str().unwrap().to_string());
+    }
+    for (id, prints) in seen {
+        assert_eq!(
+            prints.len(),
+            1,
+            "rotation {id} made several passwords: {prints:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dual_user_rotation_alternates_users_and_audits_each_step() {
+    let t = Target::postgres(true);
+    let run = t.rotate(&["app", "--json"]);
+    run.ok();
+    let first = t.published().unwrap();
+    assert_eq!(first["username"], t.users[0].as_str());
+    assert!(published_opens(&t).await);
+    // The other user still has its old password: dual-user rotation leaves it alone.
+    assert!(pg_login(&t.users[1], &format!("initial-{}", t.users[1])).await);
+
+    t.rotate(&["app"]).ok();
+    let second = t.published().unwrap();
+    assert_eq!(second["username"], t.users[1].as_str());
+    assert!(published_opens(&t).await);
+    // The previously published credential still works until the next rotation changes it.
+    assert!(pg_login(&t.users[0], first["password"].as_str().unwrap()).await);
+    assert!(!pg_login(&t.users[1], &format!("initial-{}", t.users[1])).await);
+
+    let (record, pending) = t.journal();
+    assert_eq!(record["state"], "FINISHED");
+    assert!(pending.is_none(), "a finished journal keeps no password");
+
+    let lines: Vec<Value> = support::json_lines(&run);
+    let events: Vec<&Value> = support::of_type(&lines, "rotation_event");
+    let steps: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("NONE", "PLANNED"),
+            ("PLANNED", "DB_SET"),
+            ("DB_SET", "TESTED"),
+            ("TESTED", "PUBLISHED"),
+            ("PUBLISHED", "ROLLED_OUT"),
+            ("ROLLED_OUT", "FINISHED")
+        ]
+    );
+    let result = support::of_type(&lines, "rotation");
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0]["outcome"], "rotated");
+    // The same events are in the store, two rotations' worth, each with one fingerprint.
+    let stored = t.audit_events();
+    assert_eq!(stored.len(), 12);
+    assert_eq!(stored[0]["trigger"], "manual");
+    one_password_per_rotation(&stored);
+
+    let status = t.ws.run(&["rotate", "status", "--json"]);
+    status.ok();
+    let status = support::json_lines(&status);
+    assert_eq!(status[0]["state"], "FINISHED");
+    assert_eq!(status[0]["user"], t.users[1].as_str());
+}
+
+#[tokio::test]
+async fn single_user_rotation_replaces_the_password() {
+    let t = Target::postgres(false);
+    let user = &t.users[0];
+    t.rotate(&["app"]).ok();
+    let published = t.published().unwrap();
+    assert_eq!(published["username"], user.as_str());
+    assert!(published_opens(&t).await);
+    assert!(!pg_login(user, &format!("initial-{user}")).await);
+    // The server saw a SCRAM verifier, never the password.
+    if let Ok(log) = std::env::var("COFFRE_TEST_PG_LOG") {
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(log.contains(&format!(
+            "ALTER ROLE \"{user}\" WITH PASSWORD 'SCRAM-SHA-256$"
+        )));
+        assert!(!log.contains(published["password"].as_str().unwrap()));
+    }
+}
+
+/// Every step, just before and just after its journal write, killed or failing: the next run
+/// finishes the rotation with the one password it planned, and the published secret always
+/// opens the database.
+#[tokio::test]
+async fn a_crash_or_an_error_at_any_step_converges_on_one_password() {
+    let states = [
+        "PLANNED",
+        "DB_SET",
+        "TESTED",
+        "PUBLISHED",
+        "ROLLED_OUT",
+        "FINISHED",
+    ];
+    let mut cases = Vec::new();
+    for state in states {
+        for when in ["before", "after"] {
+            for mode in ["kill", "error"] {
+                cases.push((format!("rotate.{when}.{state}"), mode));
+            }
+        }
+    }
+    for (point, mode) in cases {
+        let t = Target::postgres(true);
+        // A first rotation, so that there is a published secret to keep working.
+        t.rotate(&["app"]).ok();
+        let before = t.published().unwrap();
+        match mode {
+            "kill" => {
+                let mut child = t.start_at(&point);
+                // While stopped, the published secret opens the database.
+                assert!(
+                    published_opens(&t).await,
+                    "{point}: published secret broken"
+                );
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            _ => {
+                let run = t.rotate_env(
+                    &["app"],
+                    &[
+                        ("COFFRE_FAILPOINT", &point),
+                        ("COFFRE_FAILPOINT_MODE", "error"),
+                    ],
+                );
+                assert_ne!(
+                    run.code, 0,
+                    "{point}: the injected error did not fail the run"
+                );
+                assert!(
+                    run.stderr.contains("injected error"),
+                    "{point}: {}",
+                    run.stderr
+                );
+            }
+        }
+        assert!(
+            published_opens(&t).await,
+            "{point} {mode}: published secret broken"
+        );
+        let pending_then = t.journal().1;
+        let run = t.rotate(&["app", "--json"]);
+        run.ok();
+        assert!(published_opens(&t).await, "{point} {mode}: not converged");
+        let (record, pending) = t.journal();
+        assert_eq!(record["state"], "FINISHED", "{point} {mode}");
+        assert!(pending.is_none());
+        let after = t.published().unwrap();
+        assert_ne!(after["password"], before["password"], "{point} {mode}");
+        // A resumed rotation publishes the password it planned before the crash.
+        if let Some(pending_then) = pending_then {
+            let resumed =
+                support::of_type(&support::json_lines(&run), "rotation")[0]["resumed_from"]
+                    .is_string();
+            assert!(resumed, "{point} {mode}: the rerun did not resume");
+            assert_eq!(
+                after["password"].as_str(),
+                Some(pending_then.as_str()),
+                "{point} {mode}"
+            );
+        }
+        one_password_per_rotation(&t.audit_events());
+    }
+}
+
+#[tokio::test]
+async fn a_client_logging_in_throughout_twenty_rotations_never_fails() {
+    let t = Arc::new(Target::postgres(true));
+    t.rotate(&["app"]).ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (logins, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (t, stop, logins, failures) =
+            (t.clone(), stop.clone(), logins.clone(), failures.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let p = t.published().unwrap();
+                let ok = pg_login(
+                    p["username"].as_str().unwrap(),
+                    p["password"].as_str().unwrap(),
+                )
+                .await;
+                logins.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    for _ in 0..20 {
+        let t = t.clone();
+        tokio::task::spawn_blocking(move || t.rotate(&["app"]).ok().code)
+            .await
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.await.unwrap();
+    assert!(logins.load(Ordering::Relaxed) > 20, "the client barely ran");
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert_eq!(t.audit_events().len(), 21 * 6);
+}
+
+#[tokio::test]
+async fn an_edit_behind_coffres_back_stops_the_rotation_and_changes_nothing_else() {
+    let t = Target::postgres(false);
+    t.rotate(&["app"]).ok();
+    let mut child = t.start_at("rotate.before.DB_SET");
+    // Someone edits the published secret while the rotation is planned.
+    let path = t.ws.path("secrets/app.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let old_password = doc["fields"]["password"].as_str().unwrap().to_string();
+    doc["fields"]["note"] = "edited by hand".into();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let run = t.rotate(&["app"]);
+    run.expect_code(7);
+    assert!(run.stderr.contains("needs a human"), "{}", run.stderr);
+    assert!(run.stderr.contains("--abandon"), "{}", run.stderr);
+    // The edit stands, and the database still takes the password it had.
+    let published = t.published().unwrap();
+    assert_eq!(published["note"], "edited by hand");
+    assert!(pg_login(&t.users[0], &old_password).await);
+    assert_eq!(t.journal().0["state"], "NEEDS_HUMAN");
+    // Another run does not touch it either, until a person closes it.
+    t.rotate(&["app"]).expect_code(7);
+    t.rotate(&["--abandon", "app"]).ok();
+    assert_eq!(t.journal().0["state"], "FINISHED");
+    assert!(t.journal().1.is_none());
+    t.rotate(&["app"]).ok();
+    assert!(published_opens(&t).await);
+}
+
+#[tokio::test]
+async fn an_edit_just_before_publishing_is_not_overwritten() {
+    let t = Target::postgres(true);
+    t.rotate(&["app"]).ok();
+    let mut child = t.start_at("rotate.before.PUBLISHED");
+    let path = t.ws.path("secrets/app.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["fields"]["password"] = "set-by-a-person".into();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    t.rotate(&["app"]).expect_code(7);
+    assert_eq!(t.published().unwrap()["password"], "set-by-a-person");
+    let events = t.audit_events();
+    assert_eq!(events.last().unwrap()["to"], "NEEDS_HUMAN");
+}
+
+#[test]
+fn two_runs_at_once_one_rotates_the_other_says_who_holds_it() {
+    let t = Target::postgres(true);
+    let mut first = t.start_at("rotate.before.DB_SET");
+    let second = t.rotate(&["app"]);
+    second.ok();
+    assert!(
+        second.stdout_text().contains("held by"),
+        "{}",
+        second.stdout_text()
+    );
+    let held_by = t.journal().0["holder"].as_str().unwrap().to_string();
+    assert!(held_by.contains(&format!("/{}/", first.id())), "{held_by}");
+    assert!(second.stdout_text().contains(&held_by));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The holder is gone: the next run takes the rotation over and finishes it.
+    let third = t.rotate(&["app", "--json"]);
+    third.ok();
+    let lines = support::json_lines(&third);
+    assert_eq!(
+        support::of_type(&lines, "rotation")[0]["resumed_from"],
+        "PLANNED"
+    );
+}
+
+#[tokio::test]
+async fn no_generated_password_appears_anywhere_but_where_it_belongs() {
+    let t = Target::postgres(true);
+    let mut outputs = Vec::new();
+    let mut passwords = BTreeSet::new();
+    let mut argv = Vec::new();
+    for point in ["rotate.before.DB_SET", "rotate.after.TESTED"] {
+        let mut child = t.start_at(point);
+        argv.push(std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap());
+        argv.push(std::fs::read(format!("/proc/{}/environ", child.id())).unwrap());
+        passwords.extend(t.journal().1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let run = t.rotate(&["app"]);
+        run.ok();
+        outputs.push(run.stdout_text() + &run.stderr);
+        passwords.insert(
+            t.published().unwrap()["password"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for args in [
+        vec!["app", "--json"],
+        vec!["app", "--dry-run"],
+        vec!["status"],
+        vec!["status", "--json"],
+    ] {
+        let run = t.rotate(&args);
+        run.ok();
+        outputs.push(run.stdout_text() + &run.stderr);
+        passwords.insert(
+            t.published().unwrap()["password"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let failed = t.rotate_env(
+        &["app"],
+        &[
+            ("COFFRE_FAILPOINT", "rotate.after.DB_SET"),
+            ("COFFRE_FAILPOINT_MODE", "error"),
+        ],
+    );
+    outputs.push(failed.stdout_text() + &failed.stderr);
+    passwords.extend(t.journal().1);
+    // Three rotations finished (two resumed after a kill), one failed with its password pending.
+    assert_eq!(passwords.len(), 4, "{}", passwords.len());
+    let journal_record = std::fs::read_to_string(t.ws.path("secrets/journal/app.json")).unwrap();
+    let record_field =
+        read_fields(&t.ws.path("secrets/journal/app.json")).unwrap()["journal"].clone();
+    let audit: Vec<String> = t.audit_events().iter().map(Value::to_string).collect();
+    let pg_log = std::env::var("COFFRE_TEST_PG_LOG")
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap_or_default();
+    for password in &passwords {
+        for (i, out) in outputs.iter().enumerate() {
+            assert!(
+                !out.contains(password.as_str()),
+                "output {i} holds a password"
+            );
+        }
+        for a in &argv {
+            assert!(
+                !String::from_utf8_lossy(a).contains(password.as_str()),
+                "argv/env holds a password"
+            );
+        }
+        assert!(
+            !record_field.to_string().contains(password.as_str()),
+            "the journal record holds a password"
+        );
+        assert!(
+            !audit.iter().any(|e| e.contains(password.as_str())),
+            "an audit event holds a password"
+        );
+        assert!(
+            !pg_log.contains(password.as_str()),
+            "the server log holds a password"
+        );
+    }
+    // The pending password of the failed run is in the journal's secret field only.
+    assert!(journal_record.contains("pending_password"));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let t = Target::postgres(true);
+    // Unknown target.
+    let run = t.rotate(&["nope"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("no rotation target named 'nope'") && run.stderr.contains("app"),
+        "{}",
+        run.stderr
+    );
+    // Wrong admin password: an auth error, and no journal, no secret.
+    let run =
+        t.ws.run_env(&["rotate", "app"], &[(ADMIN_ENV, "wrong-admin-password")]);
+    run.expect_code(4);
+    assert!(run.stderr.contains("admin_password"), "{}", run.stderr);
+    assert!(!t.ws.path("secrets").exists());
+    assert!(!run.stderr.contains("wrong-admin-password"));
+    // The admin password's variable not set: a config error naming it.
+    let run = t.ws.run(&["rotate", "app"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains(ADMIN_ENV), "{}", run.stderr);
+    // An unreachable database.
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    let port = pg_addr().1;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(&format!("port = {port}"), &format!("port = {closed}")),
+    );
+    let run = t.rotate(&["app"]);
+    run.expect_code(5);
+    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert!(!t.ws.path("secrets").exists());
+    // A user that does not exist: nothing published, the journal says what failed.
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(&t.users[0], "no_such_role_x"),
+    );
+    let run = t.rotate(&["app"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(t.published().is_none());
+    // Bad job files.
+    for (bad, says) in [
+        (
+            text.replace("users = [", "colour = \"blue\"\nusers = ["),
+            "unknown field",
+        ),
+        (
+            text.replace(
+                "publish = \"file:../secrets/app.json\"",
+                "publish = \"s3:x\"",
+            ),
+            "not a secret location",
+        ),
+        (
+            text.replace("kind = \"postgres\"", "kind = \"oracle\""),
+            "unknown variant",
+        ),
+        (
+            text.replace("sslmode = \"disable\"", "sslmode = \"sometimes\""),
+            "sslmode",
+        ),
+        (
+            text.replace("name = \"app\"", "name = \"status\""),
+            "name the target otherwise",
+        ),
+    ] {
+        t.ws.write("jobs/passwords.toml", &bad);
+        let run = t.rotate(&["app"]);
+        run.expect_code(3);
+        assert!(run.stderr.contains(says), "{says}: {}", run.stderr);
+    }
+}
+
+#[tokio::test]
+async fn mariadb_users_rotate_with_a_hash_computed_client_side() {
+    let base = unique("rot");
+    let users = [format!("{base}_a"), format!("{base}_b")];
+    for user in &users {
+        mariadb(
+            "",
+            &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'initial'"),
+        );
+    }
+    let (host, port) = mariadb_addr();
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n\n[[target]]\nname = \"shop\"\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\nadmin_user = \"root\"\nusers = [\"{}\", \"{}\"]\npublish = \"file:../secrets/shop.json\"\n[target.password]\nlength = 40\nalphabet = \"url-safe\"\n",
+            users[0], users[1]
+        ),
+    );
+    for expected in [&users[0], &users[1], &users[0]] {
+        ws.run(&["rotate", "shop"]).ok();
+        let published = read_fields(&ws.path("secrets/shop.json")).unwrap();
+        assert_eq!(published["username"], expected.as_str());
+        let password = published["password"].as_str().unwrap();
+        assert_eq!(password.len(), 40);
+        let login = Command::new("mariadb")
+            .args([
+                "--protocol=TCP",
+                "-h",
+                &host,
+                "-P",
+                &port.to_string(),
+                "-u",
+                expected,
+                "-e",
+                "SELECT 1",
+            ])
+            .env("MYSQL_PWD", password)
+            .output()
+            .unwrap();
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+    }
+    let login = Command::new("mariadb")
+        .args([
+            "--protocol=TCP",
+            "-h",
+            &host,
+            "-P",
+            &port.to_string(),
+            "-u",
+            &users[1],
+            "-e",
+            "SELECT 1",
+        ])
+        .env("MYSQL_PWD", "initial")
+        .output()
+        .unwrap();
+    assert!(
+        !login.status.success(),
+        "the rotated user kept its first password"
+    );
+}
+
+#[test]
+fn a_rotation_job_runs_through_job_run_and_lists_its_kind() {
+    let t = Target::postgres(true);
+    let password = pg_password();
+    let run = t.ws.run_env(
+        &["job", "run", "passwords", "--json"],
+        &[(ADMIN_ENV, &password)],
+    );
+    run.ok();
+    let lines = support::json_lines(&run);
+    assert_eq!(
+        support::of_type(&lines, "rotation")[0]["outcome"],
+        "rotated"
+    );
+    assert_eq!(t.audit_events()[0]["trigger"], "schedule");
+    let list = t.ws.run(&["job", "list", "--json"]);
+    list.ok();
+    assert!(list.stdout_text().contains("\"rotation\""));
+    // A dry run changes nothing and says what it would do.
+    let before = t.published().unwrap();
+    let plan = t.rotate(&["--all", "--dry-run"]);
+    plan.ok();
+    assert!(
+        plan.stdout_text()
+            .contains(&format!("rotate {}", t.users[1])),
+        "{}",
+        plan.stdout_text()
+    );
+    assert_eq!(t.published().unwrap(), before);
+    assert_eq!(t.audit_events().len(), 6);
+}
