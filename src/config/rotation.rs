@@ -139,6 +139,14 @@ pub(super) fn targets(value: Option<toml::Value>, file: &Path) -> Result<Vec<Rot
                 }
             };
             t.password.check(&at)?;
+            // Its journal is the Secret coffre-journal-NAME, and Secret names are DNS labels.
+            if t.publish.backend == crate::secretstore::Backend::Kubernetes
+                && !t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                return Err(Error::config(format!(
+                    "{at}: published to Kubernetes, the target's name must be lowercase letters, digits, '-' and '.' (its journal is the Secret coffre-journal-NAME)"
+                )));
+            }
             let tls = TlsMode::parse(t.sslmode.as_deref()).map_err(|e| e.context(&at))?;
             let port = t.port.unwrap_or(match t.kind {
                 DatabaseKind::Postgres => 5432,

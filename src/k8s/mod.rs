@@ -19,11 +19,16 @@ pub struct Cluster {
 impl Cluster {
     /// Connect in the pod's namespace, the kubeconfig context's, or `namespace` when given.
     pub async fn connect(namespace: Option<&str>) -> Result<Self> {
-        let mut config = kube::Config::infer().await.map_err(|e| {
+        let config = kube::Config::infer().await.map_err(|e| {
             Error::config(format!(
                 "no Kubernetes API to talk to ({e}): run coffre in a pod, or point KUBECONFIG at a kubeconfig"
             ))
         })?;
+        Self::with_config(config, namespace)
+    }
+
+    /// Connect with a client configuration made elsewhere (a kubeconfig read by the caller).
+    pub fn with_config(mut config: kube::Config, namespace: Option<&str>) -> Result<Self> {
         // A hung API server must not hang a job: these calls are small.
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
