@@ -157,7 +157,7 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
             dir.display()
         );
         let daemon = dir.ends_with("daemon");
-        let (cronjobs, deployments) = if daemon { (0, 1) } else { (4, 0) };
+        let (cronjobs, deployments) = if daemon { (0, 1) } else { (5, 0) };
         assert_eq!(
             of_kind(&objects, "CronJob").len(),
             cronjobs,
@@ -280,7 +280,7 @@ fn every_pod_runs_under_the_restricted_pod_security_standard() {
     );
     let mut all = pods(&base);
     all.extend(pods(&daemon));
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 6);
     for (name, pod) in all {
         assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
@@ -391,6 +391,71 @@ fn job_of(cronjob: &Value) -> String {
         .position(|w| w == ["job", "run"])
         .expect("job run NAME");
     args[at + 2].to_string()
+}
+
+/// deploy/rotation grants, in each application namespace, exactly the Secrets the example
+/// rotation targets publish and journal to, to coffre's service account; it validates too.
+#[test]
+fn the_rotation_rbac_covers_the_example_targets_and_no_more() {
+    let copy = deploy_copy();
+    let dir = copy.path().join("deploy/rotation");
+    let (yaml, objects) = kustomize(&dir);
+    let file = copy.path().join("rotation.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    for version in ["1.33.0", "1.37.0"] {
+        run_ok(
+            tool("kubernetes-validate")
+                .args(["--strict", "--quiet", "--kubernetes-version", version])
+                .arg(&file),
+        );
+    }
+    let mut granted = BTreeSet::new();
+    for role in of_kind(&objects, "Role") {
+        let namespace = role["metadata"]["namespace"].as_str().unwrap();
+        for rule in role["rules"].as_array().unwrap() {
+            assert_eq!(rule["resources"], serde_json::json!(["secrets"]), "{role}");
+            match rule["resourceNames"].as_array() {
+                Some(names) => {
+                    assert_eq!(
+                        rule["verbs"],
+                        serde_json::json!(["get", "update"]),
+                        "{role}"
+                    );
+                    for name in names {
+                        granted.insert(format!("{namespace}/{}", name.as_str().unwrap()));
+                    }
+                }
+                None => assert_eq!(rule["verbs"], serde_json::json!(["create"]), "{role}"),
+            }
+        }
+    }
+    for binding in of_kind(&objects, "RoleBinding") {
+        assert_eq!(
+            binding["subjects"],
+            serde_json::json!([{"kind": "ServiceAccount", "name": "coffre", "namespace": "coffre"}])
+        );
+    }
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("jobs")).unwrap();
+    std::fs::copy(
+        root().join("jobs/weekly-passwords.toml"),
+        ws.path().join("jobs/weekly-passwords.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path().join("coffre.toml"),
+        "jobs = [\"jobs/*.toml\"]\n[store]\nkind = \"local\"\npath = \"store\"\n[encryption]\nkeys = []\n",
+    )
+    .unwrap();
+    let config = coffre::config::Config::load(&ws.path().join("coffre.toml")).unwrap();
+    let mut needed = BTreeSet::new();
+    for target in config.targets.values() {
+        for location in [&target.publish, &target.journal()] {
+            assert_eq!(location.backend, coffre::secretstore::Backend::Kubernetes);
+            needed.insert(location.name.clone());
+        }
+    }
+    assert_eq!(granted, needed);
 }
 
 #[test]
@@ -513,10 +578,22 @@ fn the_manifests_agree_with_the_example_jobs() {
         "a job without a CronJob, or the reverse"
     );
 
-    // The Role names exactly the Leases of these jobs, and allows nothing else.
+    // The Role names exactly the Leases of these jobs and the Secrets in coffre's namespace
+    // that the jobs read through the API (get only), and allows nothing else.
     let role = named(&objects, "Role", "coffre");
     let mut leases = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
+        if rule["resources"] == serde_json::json!(["secrets"]) {
+            assert_eq!(rule["verbs"], serde_json::json!(["get"]), "{rule}");
+            for name in rule["resourceNames"]
+                .as_array()
+                .expect("named Secrets only")
+            {
+                secrets.insert(name.as_str().unwrap().to_string());
+            }
+            continue;
+        }
         assert_eq!(rule["resources"], serde_json::json!(["leases"]), "{rule}");
         let verbs: Vec<&str> = rule["verbs"]
             .as_array()
@@ -541,4 +618,11 @@ fn the_manifests_agree_with_the_example_jobs() {
         .map(|j| coffre::config::lease_name(j).unwrap())
         .collect();
     assert_eq!(leases, expected);
+    let read_through_the_api: BTreeSet<String> = config
+        .targets
+        .values()
+        .filter_map(|t| t.admin_password.as_ref()?.location())
+        .filter_map(|(location, _)| location.name.strip_prefix("coffre/").map(str::to_string))
+        .collect();
+    assert_eq!(secrets, read_through_the_api);
 }
