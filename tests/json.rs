@@ -118,6 +118,26 @@ fn every_json_output_matches_its_documented_shape() {
     run(&["job", "list"]);
     run(&["job", "run", "files"]);
 
+    // Password rotation: a plan, a rotation (its events and result), and its status.
+    let user = support::db::unique("json");
+    support::db::psql("postgres", &format!("CREATE ROLE {user} LOGIN"));
+    let (host, port) = support::db::pg_addr();
+    ws.write("pgadmin", &support::db::pg_password());
+    std::fs::set_permissions(
+        ws.path("pgadmin"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n[[target]]\nname = \"app\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"file:../pgadmin\"\nuser = \"{user}\"\npublish = \"file:../secrets/app.json\"\n"
+        ),
+    );
+    run(&["rotate", "--all", "--dry-run"]);
+    run(&["rotate", "app"]);
+    run(&["rotate", "status"]);
+
     // A damaged manifest shows in list, key list and verify --all.
     std::fs::write(ws.backup_dir("files", &ids[1]).join("manifest.json"), "{").unwrap();
     run(&["list"]);
