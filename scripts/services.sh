@@ -2,6 +2,7 @@
 # Starts the real servers the tests talk to, on free loopback ports, and exports where they are:
 #   COFFRE_TEST_PG      postgres://postgres@127.0.0.1:PORT (a private cluster, scram-sha-256 auth)
 #   COFFRE_TEST_PG_PASSWORD
+#   COFFRE_TEST_PG_CA   the certificate the server's TLS uses (self-signed, for localhost)
 #   COFFRE_TEST_MARIADB mariadb://root@127.0.0.1:PORT (the machine's server, or a private one)
 #   COFFRE_TEST_S3      http://127.0.0.1:PORT (moto_server)
 #   COFFRE_TEST_AZURITE http://127.0.0.1:PORT/devstoreaccount1 (azurite)
@@ -63,6 +64,7 @@ svc_need_tools() {
   command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
   command -v curl >/dev/null || missing+=(curl)
   command -v strace >/dev/null || missing+=(strace)
+  command -v openssl >/dev/null || missing+=(openssl)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
@@ -82,10 +84,25 @@ svc_start_postgres() {
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$svc_dir/initdb.log" 2>&1 \
     || { cat "$svc_dir/initdb.log" >&2; svc_log "initdb failed"; return 1; }
   rm -f "$svc_dir/pgpw"
+  # TLS with a certificate from a CA of its own (for localhost and 127.0.0.1): the tests connect
+  # with sslmode require and verify-full (COFFRE_TEST_PG_CA is the CA to trust).
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=coffre test CA" -keyout "$svc_dir/pg-ca.key" -out "$svc_dir/pg-ca.crt" &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+      -keyout "$svc_dir/pg/server.key" -out "$svc_dir/pg-server.csr" &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n' >"$svc_dir/pg-ext" &&
+    openssl x509 -req -in "$svc_dir/pg-server.csr" -CA "$svc_dir/pg-ca.crt" -CAkey "$svc_dir/pg-ca.key" \
+      -CAcreateserial -days 2 -extfile "$svc_dir/pg-ext" -out "$svc_dir/pg/server.crt"
+  } >/dev/null 2>&1 || { svc_log "openssl could not make the PostgreSQL certificate"; return 1; }
+  rm -f "$svc_dir/pg-ca.key"
+  chown postgres "$svc_dir/pg/server.key" "$svc_dir/pg/server.crt"
+  chmod 600 "$svc_dir/pg/server.key"
   runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg-socket/pg.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off -c log_statement=ddl" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off -c log_statement=ddl -c ssl=on" start >/dev/null \
     || { cat "$svc_dir/pg-socket/pg.log" >&2; svc_log "PostgreSQL did not start"; return 1; }
-  export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port" COFFRE_TEST_PG_LOG="$svc_dir/pg-socket/pg.log"
+  export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port" COFFRE_TEST_PG_LOG="$svc_dir/pg-socket/pg.log" \
+    COFFRE_TEST_PG_CA="$svc_dir/pg-ca.crt"
   svc_log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on $port"
 }
 

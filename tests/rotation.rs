@@ -721,3 +721,50 @@ fn a_rotation_job_runs_through_job_run_and_lists_its_kind() {
     assert_eq!(t.published().unwrap(), before);
     assert_eq!(t.audit_events().len(), 6);
 }
+
+/// sslmode as libpq means it: require encrypts without checking the certificate, verify-full
+/// checks it against sslrootcert and the host name, and a failed check changes nothing.
+#[tokio::test]
+async fn tls_modes_encrypt_and_verify_as_libpq_does() {
+    let ca = std::env::var("COFFRE_TEST_PG_CA").expect("COFFRE_TEST_PG_CA: run with scripts/test");
+    let only_over_tls = "DO $$ BEGIN IF NOT (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) THEN RAISE EXCEPTION 'not over TLS'; END IF; END $$";
+    let t = Target::postgres(false);
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    let with = |sslmode: &str, host: &str, extra: &str| {
+        let (pg_host, _) = pg_addr();
+        let job = text
+            .replace(
+                "sslmode = \"disable\"",
+                &format!("sslmode = \"{sslmode}\"\n{extra}"),
+            )
+            .replace(
+                &format!("host = \"{pg_host}\""),
+                &format!("host = \"{host}\""),
+            )
+            .replace(
+                "test_query = \"SELECT count(*) FROM pg_class\"",
+                &format!("test_query = {}", toml::Value::from(only_over_tls)),
+            );
+        t.ws.write("jobs/passwords.toml", &job);
+    };
+    // The server's certificate is self-signed: no system CA vouches for it.
+    with("verify-full", "localhost", "");
+    let run = t.rotate(&["app"]);
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains("cannot connect") && run.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        run.stderr
+    );
+    assert!(t.published().is_none() && !t.ws.path("secrets").exists());
+    with(
+        "verify-full",
+        "localhost",
+        &format!("sslrootcert = \"{ca}\""),
+    );
+    t.rotate(&["app"]).ok();
+    assert!(published_opens(&t).await);
+    with("require", "127.0.0.1", "");
+    t.rotate(&["app"]).ok();
+    assert!(published_opens(&t).await);
+}

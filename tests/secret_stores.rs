@@ -424,3 +424,105 @@ fn store_problems_are_clear_errors_that_change_nothing() {
         run.stderr
     );
 }
+
+/// Vault's API as root, for setting OpenBao up.
+async fn vault_admin(method: reqwest::Method, path: &str, body: Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", vault_url()))
+        .header("X-Vault-Token", "root")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{path}: {status} {}",
+        response.text().await.unwrap()
+    );
+}
+
+/// coffre logs in to Vault with its service account token (the Kubernetes auth method, which
+/// reviews the token with the API server) and rotates with the policy the role grants.
+#[tokio::test]
+async fn vault_kubernetes_auth_logs_in_as_the_service_account() {
+    let api = KubeApi::start();
+    let id = unique("k8sauth").replace('_', "-");
+    let mount = format!("kubernetes-{id}");
+    use reqwest::Method;
+    vault_admin(
+        Method::POST,
+        &format!("sys/auth/{mount}"),
+        json!({"type": "kubernetes"}),
+    )
+    .await;
+    vault_admin(
+        Method::POST,
+        &format!("auth/{mount}/config"),
+        // Any CA will do: the test API server speaks plain HTTP, but OpenBao insists on one.
+        json!({"kubernetes_host": api.url, "disable_local_ca_jwt": true,
+               "kubernetes_ca_cert": std::fs::read_to_string(std::env::var("COFFRE_TEST_PG_CA").unwrap()).unwrap()}),
+    )
+    .await;
+    let policy = format!(
+        "path \"secret/data/{id}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"secret/data/coffre/journal/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
+    );
+    vault_admin(
+        Method::PUT,
+        &format!("sys/policies/acl/{id}"),
+        json!({"policy": policy}),
+    )
+    .await;
+    vault_admin(
+        Method::POST,
+        &format!("auth/{mount}/role/coffre"),
+        json!({"bound_service_account_names": ["coffre"], "bound_service_account_namespaces": ["coffre"], "token_policies": [id]}),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = private_file(dir.path(), "token", &api.issue_token("coffre", "coffre"));
+    let top = format!(
+        "[vault]\naddress = \"{}\"\nauth = \"kubernetes\"\nrole = \"coffre\"\nauth_mount = \"{mount}\"\njwt = \"{jwt}\"\n",
+        vault_url()
+    );
+    let (ws, users, name) = target(
+        &format!("vault:secret/{id}/app-db"),
+        "env:COFFRE_TEST_ADMIN_PW",
+        &top,
+    );
+    ws.run_env(
+        &["rotate", &name],
+        &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
+    )
+    .ok();
+    let published = vault_store(dir.path())
+        .read(&format!("secret/{id}/app-db"))
+        .await
+        .unwrap()
+        .expect("published through the Kubernetes login");
+    assert!(pg_login(
+        &users[0],
+        published.fields.get("password").unwrap()
+    ));
+
+    // Another service account's token: Vault refuses the login, nothing changes.
+    let other = private_file(dir.path(), "other", &api.issue_token("default", "web"));
+    let top = top.replace(&jwt.to_string(), &other.to_string());
+    let (ws, users, name) = target(
+        &format!("vault:secret/{id}/other"),
+        "env:COFFRE_TEST_ADMIN_PW",
+        &top,
+    );
+    let run = ws.run_env(
+        &["rotate", &name],
+        &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
+    );
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("refused the Kubernetes login"),
+        "{}",
+        run.stderr
+    );
+    assert!(pg_login(&users[0], "initial"));
+}

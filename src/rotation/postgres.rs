@@ -67,8 +67,9 @@ impl Postgres {
             Ok(client) => Ok(Some(client)),
             Err(e) if refused(&e) => Ok(None),
             Err(e) => Err(Error::source(format!(
-                "{}: cannot connect as {user}: {e}: is the server up, and the host, port and sslmode right?",
-                self.describe()
+                "{}: cannot connect as {user}: {}: is the server up, and the host, port and sslmode right?",
+                self.describe(),
+                with_causes(&e)
             ))),
         }
     }
@@ -87,6 +88,17 @@ impl Postgres {
                 ))
             })
     }
+}
+
+/// An error and what caused it ("error performing TLS handshake: invalid peer certificate: ...").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// The server refused the credentials (wrong password, no such role, pg_hba rejects it).

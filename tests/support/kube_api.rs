@@ -5,7 +5,9 @@
 //! - replace carries the resourceVersion it read and fails with 409 Conflict when the object
 //!   changed since; every write gets a new resourceVersion;
 //! - a missing object is 404 NotFound; errors are `Status` objects, as kube expects;
-//! - RBAC: a test can forbid a verb on a resource (403 Forbidden).
+//! - RBAC: a test can forbid a verb on a resource (403 Forbidden);
+//! - TokenReview: the service account tokens it issued (`issue_token`) review as authenticated,
+//!   which is what Vault's Kubernetes auth method asks of the API server.
 //!
 //! coffre reaches it through the real kube client, with a kubeconfig (`kubeconfig()`).
 
@@ -32,6 +34,8 @@ struct State {
     /// (verb, resource) pairs refused with 403.
     forbidden: BTreeSet<(String, String)>,
     requests: Vec<Request>,
+    /// Service account tokens issued: token -> (namespace, name, uid).
+    tokens: BTreeMap<String, (String, String, String)>,
 }
 
 pub struct KubeApi {
@@ -94,6 +98,9 @@ fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
 
 impl State {
     fn handle(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        if method == "POST" && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            return self.review(body);
+        }
         let Some(target) = parse_path(path) else {
             return status(404, "NotFound", format!("the server could not find {path}"));
         };
@@ -139,6 +146,27 @@ impl State {
             "create" => self.create(&target, body),
             _ => self.replace(&target, body),
         }
+    }
+
+    /// A TokenReview: authenticated for a token this server issued, as the API server answers.
+    fn review(&self, body: &[u8]) -> (u16, Value) {
+        let review: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let token = review["spec"]["token"].as_str().unwrap_or_default();
+        let status = match self.tokens.get(token) {
+            Some((namespace, name, uid)) => json!({
+                "authenticated": true,
+                "user": {
+                    "username": format!("system:serviceaccount:{namespace}:{name}"),
+                    "uid": uid,
+                    "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{namespace}")],
+                },
+            }),
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        };
+        (
+            201,
+            json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {}, "spec": review["spec"], "status": status}),
+        )
     }
 
     fn key(target: &Target, name: &str) -> (String, String, String) {
@@ -274,6 +302,33 @@ impl KubeApi {
             self.url
         );
         std::fs::write(path, text).unwrap();
+    }
+
+    /// A service account token (a JWT, as the kubelet mounts it) that TokenReviews accept.
+    pub fn issue_token(&self, namespace: &str, name: &str) -> String {
+        use base64::Engine;
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let uid = uuid::Uuid::new_v4().to_string();
+        let claims = json!({
+            "iss": "kubernetes/serviceaccount",
+            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+            "kubernetes.io/serviceaccount/namespace": namespace,
+            "kubernetes.io/serviceaccount/service-account.name": name,
+            "kubernetes.io/serviceaccount/service-account.uid": uid,
+        });
+        let token = format!(
+            "{}.{}.{}",
+            b64(&json!({"alg": "RS256", "kid": "test"})),
+            b64(&claims),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uid.as_bytes())
+        );
+        let mut state = self.state.lock().unwrap();
+        state.tokens.insert(
+            token.clone(),
+            (namespace.to_string(), name.to_string(), uid),
+        );
+        token
     }
 
     /// Refuse `verb` (get, create, update) on `resource` (leases), as a Role without it would.
