@@ -505,6 +505,12 @@ async fn vault_kubernetes_auth_logs_in_as_the_service_account() {
         &users[0],
         published.fields.get("password").unwrap()
     ));
+    // OpenBao asked the API server whether the token is the service account's.
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/tokenreviews"))
+    );
 
     // Another service account's token: Vault refuses the login, nothing changes.
     let other = private_file(dir.path(), "other", &api.issue_token("default", "web"));
