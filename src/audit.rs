@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 
+use crate::config::ObjectLockConfig;
 use crate::store::Store;
 
 /// One transition of one rotation.
@@ -44,16 +45,23 @@ pub fn fingerprint(value: &str) -> String {
 /// Where events go.
 pub struct Audit<'a> {
     store: Option<&'a Store>,
+    /// Object Lock for each stored event, when the config asks for it.
+    lock: Option<ObjectLockConfig>,
     watcher: Box<dyn Fn(&Event) + Send + Sync>,
     /// Events the store would not take: the run reports them at the end.
     unstored: Mutex<Vec<String>>,
 }
 
 impl<'a> Audit<'a> {
-    /// Events go to `watcher`, and to `store` when given.
-    pub fn new(store: Option<&'a Store>, watcher: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+    /// Events go to `watcher`, and to `store` when given (locked as `lock` says).
+    pub fn new(
+        store: Option<&'a Store>,
+        lock: Option<ObjectLockConfig>,
+        watcher: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Self {
         Self {
             store,
+            lock,
             watcher: Box::new(watcher),
             unstored: Mutex::new(Vec::new()),
         }
@@ -75,10 +83,15 @@ impl<'a> Audit<'a> {
             event.to
         );
         let bytes = serde_json::to_vec(&event).expect("an event serializes");
-        let mut result = store.put_audit(&key, bytes.clone()).await;
+        let lock = self
+            .lock
+            .as_ref()
+            .map(|l| (l.mode, event.at + chrono::Duration::days(i64::from(l.days))));
+        let mut result = store.put_audit(&key, bytes.clone(), lock).await;
+        // A retry of a created object finds it exists: then only its lock may be missing.
         if result.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            result = store.put_audit(&key, bytes).await;
+            result = store.put_audit(&key, bytes, lock).await;
         }
         if let Err(e) = result {
             tracing::warn!("audit event not stored: {e}");

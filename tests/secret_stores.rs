@@ -347,6 +347,8 @@ fn rotations_publish_to_kubernetes_secrets_and_respect_their_versions() {
     run_kube(&ws, &["rotate", &name]).ok();
     let secret = api.object(SECRETS, "prod", "app-db").unwrap();
     assert_eq!(secret_field(&secret, "username"), users[1]);
+    // ... and what others set on the Secret stays.
+    assert_eq!(secret["metadata"]["labels"]["team"], "payments");
 }
 
 #[test]

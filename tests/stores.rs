@@ -335,3 +335,44 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
         .unwrap_err();
     assert_eq!(err.class(), coffre::error::Class::Auth, "{err}");
 }
+
+/// The audit trail of rotations under Object Lock: every event object is locked when written.
+#[test]
+fn audit_events_are_locked_when_the_config_says_so() {
+    let prefix = unique("audit");
+    let ws = workspace_with_store(&lock_store(&prefix));
+    let config = std::fs::read_to_string(ws.path("coffre.toml")).unwrap();
+    ws.write(
+        "coffre.toml",
+        &format!("{config}\n[audit]\nobject_lock = {{ mode = \"governance\", days = 2 }}\n"),
+    );
+    let user = unique("audited");
+    support::db::psql("postgres", &format!("CREATE ROLE {user} LOGIN"));
+    let (host, port) = support::db::pg_addr();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n[[target]]\nname = \"app\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"env:PG_ADMIN\"\nuser = \"{user}\"\npublish = \"file:../secrets/app.json\"\n"
+        ),
+    );
+    let password = support::db::pg_password();
+    let mut env = S3_ENV.to_vec();
+    env.push(("PG_ADMIN", &password));
+    ws.run_env(&["rotate", "app"], &env).ok();
+    assert_all_locked(&format!("{prefix}/_audit"), 6);
+
+    // A store that cannot lock is a config error before anything runs.
+    let ws = Workspace::new();
+    let config = std::fs::read_to_string(ws.path("coffre.toml")).unwrap();
+    ws.write(
+        "coffre.toml",
+        &format!("{config}\n[audit]\nobject_lock = {{ mode = \"governance\", days = 2 }}\n"),
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("audit.object_lock needs an S3 store"),
+        "{}",
+        run.stderr
+    );
+}

@@ -54,7 +54,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         }
         return first_error.map_or(Ok(()), Err);
     }
-    let audit = Audit::new(Some(&ctx.store), |event| {
+    let audit = Audit::new(Some(&ctx.store), ctx.config.audit.object_lock, |event| {
         let mut value = serde_json::to_value(event).expect("an event serializes");
         value = object("rotation_event", value);
         println!("{value}");

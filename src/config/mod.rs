@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, ObjectLockConfig, ServerConfig, SourceConfig};
-pub use reporting::{MetricsConfig, NotifyConfig};
+pub use reporting::{AuditConfig, MetricsConfig, NotifyConfig};
 pub use rotation::{DatabaseKind, RotationTarget};
 pub use run_lock::{RunLockConfig, RunLockKind, lease_name};
 pub use store::{StoreConfig, UploadConfig};
@@ -44,6 +44,7 @@ pub struct Config {
     pub secrets: Resolver,
     pub metrics: MetricsConfig,
     pub notify: NotifyConfig,
+    pub audit: AuditConfig,
     pub lock: RunLockConfig,
     /// The backup jobs, by name.
     pub jobs: BTreeMap<String, Job>,
@@ -75,6 +76,8 @@ struct ConfigFile {
     notify: NotifyConfig,
     #[serde(default)]
     lock: RunLockConfig,
+    #[serde(default)]
+    audit: AuditConfig,
     /// Vault, for vault: references and rotation targets published there.
     #[serde(default)]
     vault: VaultConfig,
@@ -126,6 +129,7 @@ impl Config {
             },
             metrics: file.metrics,
             notify: file.notify,
+            audit: file.audit,
             lock: file.lock,
             jobs: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -263,6 +267,12 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let file = self.path.display();
+        if self.audit.object_lock.is_some() && !matches!(self.store, StoreConfig::S3 { .. }) {
+            return Err(Error::config(format!(
+                "{file}: audit.object_lock needs an S3 store (with Object Lock enabled on the bucket); this config's store is {}",
+                self.store.kind()
+            )));
+        }
         if let Err(why) = self.encryption.argon2.check() {
             return Err(Error::config(format!(
                 "{file}: encryption.argon2: {why} (default m_kib = 65536, t = 3, p = 1)"

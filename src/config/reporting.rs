@@ -1,9 +1,18 @@
-//! `[metrics]` and `[notify]`: how runs are reported to monitoring.
+//! `[metrics]`, `[notify]` and `[audit]`: how runs are reported to monitoring and auditors.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 
+use super::ObjectLockConfig;
 use crate::secretstore::SecretRef;
+
+/// The audit trail of rotations, kept in the store under `_audit/`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Lock each audit event object (S3 Object Lock) for this long after it is written.
+    pub object_lock: Option<ObjectLockConfig>,
+}
 
 /// Prometheus metrics of job runs.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -221,13 +221,14 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
         }
         TaskKind::Rotation { targets } => {
             let targets = rotate::select(&ctx.config, targets)?;
-            let audit = crate::audit::Audit::new(Some(&ctx.store), |event| {
-                tracing::info!(
-                    target: "coffre::audit",
-                    "{}",
-                    serde_json::to_string(event).unwrap_or_default()
-                );
-            });
+            let audit =
+                crate::audit::Audit::new(Some(&ctx.store), ctx.config.audit.object_lock, |event| {
+                    tracing::info!(
+                        target: "coffre::audit",
+                        "{}",
+                        serde_json::to_string(event).unwrap_or_default()
+                    );
+                });
             let options = rotate::RotateOptions {
                 trigger: "schedule".into(),
                 actor: rotate::actor(),

@@ -105,7 +105,39 @@ impl SecretStore for KubernetesStore {
 
     async fn write(&self, name: &str, fields: &Fields, expected: Option<&str>) -> Result<Written> {
         let (api, secret) = self.api(name)?;
-        let object = secret_of(&secret, fields, expected);
+        let object = match expected {
+            None => secret_of(&secret, fields, None),
+            // Replace the data only: labels, annotations and owners others set are kept. The
+            // replace still carries the resourceVersion read first, so it stays conditional.
+            Some(version) => {
+                let doing = format!("reading Secret {name}");
+                let Some(mut current) = api
+                    .get_opt(&secret)
+                    .await
+                    .map_err(|e| api_error(e, &doing))?
+                else {
+                    return Ok(Written::Conflict);
+                };
+                if current.metadata.resource_version.as_deref() != Some(version) {
+                    scrub(current);
+                    return Ok(Written::Conflict);
+                }
+                let fresh = secret_of(&secret, fields, Some(version));
+                current
+                    .metadata
+                    .labels
+                    .get_or_insert_default()
+                    .insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+                let old = std::mem::replace(&mut current.data, fresh.data.clone());
+                scrub(Secret {
+                    data: old,
+                    ..Default::default()
+                });
+                scrub(fresh);
+                current.string_data = None;
+                current
+            }
+        };
         let result = match expected {
             None => api.create(&PostParams::default(), &object).await,
             Some(_) => api.replace(&secret, &PostParams::default(), &object).await,

@@ -581,7 +581,12 @@ impl Store {
     /// Store one audit event as a new object under the audit prefix (`key` is its path below
     /// it). It is created, never replaced; with S3 Object Lock's default retention on the
     /// bucket, no one can delete it before its time.
-    pub async fn put_audit(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+    pub async fn put_audit(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        lock: Option<(LockMode, DateTime<Utc>)>,
+    ) -> Result<()> {
         let path = key
             .split('/')
             .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part));
@@ -589,10 +594,22 @@ impl Store {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        self.inner
+        match self
+            .inner
             .put_opts(&path, PutPayload::from(bytes), opts)
             .await
-            .map_err(|e| store_error("writing the audit event", &path, e))?;
+        {
+            // Written by an earlier attempt whose lock failed: lock it now.
+            Ok(_)
+            | Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {}
+            Err(e) => return Err(store_error("writing the audit event", &path, e)),
+        }
+        if let Some((mode, until)) = lock {
+            self.locker("the audit trail")?
+                .retain(&path, mode, until)
+                .await?;
+        }
         Ok(())
     }
 
