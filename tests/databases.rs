@@ -504,14 +504,37 @@ fn dump_tools_never_see_coffres_other_secrets() {
 }
 
 #[test]
-fn required_tls_fails_closed_against_servers_without_it() {
+fn tls_is_verified_and_fails_closed() {
     let _shared = DATABASES.read().unwrap();
-    // Neither test server offers TLS: a job that demands it must fail, never fall back.
+    // The PostgreSQL test server's certificate comes from a CA of its own: trusting another
+    // CA fails the backup, never falls back to an unverified or plain connection...
     let ws = Workspace::new();
-    pg_job(&ws, "pg", "database = \"postgres\"\nsslmode = \"require\"");
+    pg_job(
+        &ws,
+        "pg",
+        "database = \"postgres\"\nsslmode = \"verify-full\"\nsslrootcert = \"/etc/ssl/certs/ca-certificates.crt\"",
+    );
     let run = run_pg(&ws, &["backup", "pg"]);
     run.expect_code(SOURCE);
-    assert!(run.stderr.to_lowercase().contains("ssl"), "{}", run.stderr);
+    assert!(
+        run.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        run.stderr
+    );
+    assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
+    // ... and trusting its CA, under the name on its certificate, backs up over verified TLS.
+    let ca = std::env::var("COFFRE_TEST_PG_CA").expect("COFFRE_TEST_PG_CA: run with scripts/test");
+    let (host, _) = pg_addr();
+    let job = std::fs::read_to_string(ws.path("jobs/pg.toml")).unwrap();
+    ws.write(
+        "jobs/pg.toml",
+        &job.replace("/etc/ssl/certs/ca-certificates.crt", &ca)
+            .replace(&format!("host = \"{host}\""), "host = \"localhost\""),
+    );
+    run_pg(&ws, &["backup", "pg"]).ok();
+    std::fs::remove_file(ws.path("jobs/pg.toml")).unwrap();
+
+    // The MariaDB test server offers no TLS: a job that demands it fails.
 
     let (host, port) = mariadb_addr();
     ws.write(
@@ -521,7 +544,8 @@ fn required_tls_fails_closed_against_servers_without_it() {
     let run = ws.run(&["backup", "shop"]);
     run.expect_code(SOURCE);
     assert!(run.stderr.contains("SSL"), "{}", run.stderr);
-    assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
+    let stored = ws.store_files();
+    assert!(stored.iter().all(|f| f.contains("/pg/")), "{stored:?}");
 
     // A MariaDB sslmode the client cannot enforce is a config error, not a silent downgrade.
     ws.write(
