@@ -22,6 +22,13 @@ pub trait Database: Send + Sync {
     async fn check_admin(&self) -> Result<()>;
 }
 
+/// The server refused the admin user's login.
+pub fn admin_refused(server: &str, admin_user: &str) -> Error {
+    Error::auth(format!(
+        "{server}: the server refused the admin user {admin_user}: check admin_user and admin_password"
+    ))
+}
+
 /// How a client talks TLS to the server: libpq's sslmode names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {

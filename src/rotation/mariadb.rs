@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-use super::database::{Database, TlsMode};
+use super::database::{Database, TlsMode, admin_refused};
 use crate::error::{Error, Result};
 
 /// ER_ACCESS_DENIED_ERROR: wrong user or password.
@@ -85,13 +85,7 @@ impl MariaDb {
         let admin_password = self.admin_password.as_deref().map_or("", |p| p.as_str());
         self.connect(&self.admin_user, admin_password)
             .await?
-            .ok_or_else(|| {
-                Error::auth(format!(
-                    "{}: the server refused the admin user {}: check admin_user and admin_password",
-                    self.describe(),
-                    self.admin_user
-                ))
-            })
+            .ok_or_else(|| admin_refused(&self.describe(), &self.admin_user))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use zeroize::Zeroizing;
 
-use super::database::{Database, TlsMode, rustls_config};
+use super::database::{Database, TlsMode, admin_refused, rustls_config};
 use crate::error::{Error, Result};
 
 pub struct Postgres {
@@ -80,13 +80,7 @@ impl Postgres {
         let admin_password = self.admin_password.as_deref().map_or("", |p| p.as_str());
         self.connect(&self.admin_user, admin_password)
             .await?
-            .ok_or_else(|| {
-                Error::auth(format!(
-                    "{}: the server refused the admin user {}: check admin_user and admin_password",
-                    self.describe(),
-                    self.admin_user
-                ))
-            })
+            .ok_or_else(|| admin_refused(&self.describe(), &self.admin_user))
     }
 }
 

@@ -18,7 +18,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::env_file;
 use super::versioned::{Fields, SecretStore, Versioned, Written};
 use super::{FileAccess, SecretRef};
 use crate::error::{Error, Result};
@@ -58,20 +57,7 @@ impl SecretsManagerStore {
         let mut builder = AmazonS3Builder::from_env()
             .with_region(&region)
             .with_bucket_name("coffre-secrets-manager");
-        let read = |r: &SecretRef, what: &str| -> Result<Zeroizing<String>> {
-            let bytes = match r {
-                SecretRef::Env(name) => env_file::read_env(name, what)?,
-                SecretRef::File(path) => env_file::read(path, what, file_access)?,
-                other => {
-                    return Err(Error::config(format!(
-                        "{what} at {other}: AWS credentials come from env: or file:"
-                    )));
-                }
-            };
-            let text = String::from_utf8(bytes.to_vec())
-                .map_err(|_| Error::config(format!("{what} is not UTF-8 text")))?;
-            Ok(Zeroizing::new(text.trim_end().to_string()))
-        };
+        let read = |r: &SecretRef, what: &str| super::read_local(r, what, file_access);
         if let Some(r) = &config.access_key_id {
             builder = builder.with_access_key_id(read(r, "the AWS access key id")?.as_str());
         }

@@ -184,6 +184,27 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// A secret store's own credential (a Vault token, an AWS key), which cannot come from a
+/// store: an env: or file: reference, read as text without trailing whitespace.
+pub(crate) fn read_local(
+    r: &SecretRef,
+    what: &str,
+    access: FileAccess,
+) -> Result<Zeroizing<String>> {
+    let bytes = match r {
+        SecretRef::Env(name) => env_file::read_env(name, what)?,
+        SecretRef::File(path) => env_file::read(path, what, access)?,
+        other => {
+            return Err(Error::config(format!(
+                "{what} at {other}: a secret store's own credentials come from env: or file:"
+            )));
+        }
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::config(format!("{what} is not UTF-8 text")))?;
+    Ok(Zeroizing::new(text.trim_end().to_string()))
+}
+
 /// Reads secrets from where their references say.
 #[derive(Clone, Debug, Default)]
 pub struct Resolver {

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::env_file;
 use super::versioned::{Fields, SecretStore, Versioned, Written};
 use super::{FileAccess, SecretRef};
 use crate::error::{Error, Result};
@@ -95,18 +94,7 @@ impl VaultStore {
     }
 
     fn read_local(&self, r: &SecretRef, what: &str) -> Result<Zeroizing<String>> {
-        let bytes = match r {
-            SecretRef::Env(name) => env_file::read_env(name, what)?,
-            SecretRef::File(path) => env_file::read(path, what, self.file_access)?,
-            other => {
-                return Err(Error::config(format!(
-                    "{what} at {other}: Vault's own credentials come from env: or file:"
-                )));
-            }
-        };
-        let text = String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::config(format!("{what} is not UTF-8 text")))?;
-        Ok(Zeroizing::new(text.trim_end().to_string()))
+        super::read_local(r, what, self.file_access)
     }
 
     async fn token(&self) -> Result<&str> {
