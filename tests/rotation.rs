@@ -70,6 +70,15 @@ impl Target {
         read_fields(&self.ws.path("secrets/app.json"))
     }
 
+    /// Edit the published secret's fields as a person would, behind coffre's back.
+    fn edit_published(&self, edit: impl FnOnce(&mut Value)) {
+        let path = self.ws.path("secrets/app.json");
+        let mut doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut doc["fields"]);
+        std::fs::write(&path, doc.to_string()).unwrap();
+    }
+
     /// The journal record and pending password.
     fn journal(&self) -> (Value, Option<String>) {
         let fields = read_fields(&self.ws.path("secrets/journal/app.json")).expect("a journal");
@@ -387,11 +396,11 @@ async fn an_edit_behind_coffres_back_stops_the_rotation_and_changes_nothing_else
     t.rotate(&["app"]).ok();
     let mut child = t.start_at("rotate.before.DB_SET");
     // Someone edits the published secret while the rotation is planned.
-    let path = t.ws.path("secrets/app.json");
-    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let old_password = doc["fields"]["password"].as_str().unwrap().to_string();
-    doc["fields"]["note"] = "edited by hand".into();
-    std::fs::write(&path, doc.to_string()).unwrap();
+    let old_password = t.published().unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.edit_published(|fields| fields["note"] = "edited by hand".into());
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -418,10 +427,7 @@ async fn an_edit_just_before_publishing_is_not_overwritten() {
     let t = Target::postgres(true);
     t.rotate(&["app"]).ok();
     let mut child = t.start_at("rotate.before.PUBLISHED");
-    let path = t.ws.path("secrets/app.json");
-    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    doc["fields"]["password"] = "set-by-a-person".into();
-    std::fs::write(&path, doc.to_string()).unwrap();
+    t.edit_published(|fields| fields["password"] = "set-by-a-person".into());
     child.kill().unwrap();
     child.wait().unwrap();
     t.rotate(&["app"]).expect_code(7);
