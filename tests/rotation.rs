@@ -774,3 +774,44 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     t.rotate(&["app"]).ok();
     assert!(published_opens(&t).await);
 }
+
+#[test]
+fn config_check_logs_in_to_every_target_and_reads_its_journal() {
+    let t = Target::postgres(true);
+    let run = t.rotate_env(&[], &[]);
+    run.expect_code(3);
+    let password = pg_password();
+    let check =
+        t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, &password)]);
+    check.ok();
+    assert!(
+        check
+            .stdout_text()
+            .contains("rotation target app: admin login ok, never rotated"),
+        "{}",
+        check.stdout_text()
+    );
+    t.rotate(&["app"]).ok();
+    let check =
+        t.ws.run_env(&["config", "check", "--json"], &[(ADMIN_ENV, &password)]);
+    check.ok();
+    let report = &support::json_lines(&check)[0];
+    assert_eq!(
+        report["targets"],
+        serde_json::json!([{"name": "app", "state": "FINISHED"}])
+    );
+    // A wrong admin password is found before any rotation runs.
+    let check =
+        t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, "not-the-password")]);
+    check.expect_code(4);
+    assert!(
+        check.stderr.contains("rotation target 'app'") && check.stderr.contains("admin"),
+        "{}",
+        check.stderr
+    );
+    // A config that only rotates passwords needs no backup job and no key.
+    t.ws.write_config("keys = []");
+    t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, &password)])
+        .ok();
+    t.rotate(&["app"]).ok();
+}

@@ -259,6 +259,7 @@ pub fn config_report(report: &ConfigReport) -> Value {
             "keys": report.keys.iter().map(key).collect::<Vec<_>>(),
             "can_restore": report.can_restore(),
             "jobs": report.jobs.iter().map(|(name, file)| json!({"name": name, "file": file.display().to_string()})).collect::<Vec<_>>(),
+            "targets": report.targets.iter().map(|(name, state)| json!({"name": name, "state": state})).collect::<Vec<_>>(),
         }),
     )
 }

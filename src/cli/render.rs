@@ -305,6 +305,12 @@ pub fn config_report(report: &ConfigReport) -> String {
     for (name, file) in &report.jobs {
         out.push_str(&format!("job {name}: {}\n", file.display()));
     }
+    for (name, state) in &report.targets {
+        let state = state.as_deref().unwrap_or("never rotated");
+        out.push_str(&format!(
+            "rotation target {name}: admin login ok, {state}\n"
+        ));
+    }
     out
 }
 

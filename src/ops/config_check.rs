@@ -1,5 +1,6 @@
 //! `config check`: load the config and every job file, read every key and notification URL,
-//! open the store, reach the locks.
+//! open the store, reach the locks, and for each rotation target log in as its admin user and
+//! read its published secret and journal.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use crate::crypto::keys::Secret;
 use crate::error::{Error, Remedy, Result};
 use crate::notify;
 use crate::ops::lock::Locks;
+use crate::ops::rotate;
 use crate::store::Store;
 
 /// What a configuration holds, once every part of it was read.
@@ -21,6 +23,8 @@ pub struct ConfigReport {
     pub jobs: Vec<(String, PathBuf)>,
     /// Where the jobs' locks live.
     pub locks: String,
+    /// Rotation targets and their journal's state (none: never rotated).
+    pub targets: Vec<(String, Option<String>)>,
 }
 
 impl ConfigReport {
@@ -33,13 +37,17 @@ impl ConfigReport {
 /// Check `config` as deeply as can be without backing up: every job pattern matches, every
 /// key reads, the store opens.
 pub async fn check(config: &Config) -> Result<ConfigReport> {
-    let jobs = config.all_jobs()?;
+    // A config may rotate passwords only, with no backup job (and so no key) at all.
+    let jobs = match config.targets.is_empty() || !config.jobs.is_empty() {
+        true => config.all_jobs()?,
+        false => Vec::new(),
+    };
     let keys = config
         .encryption
         .load_keys(&config.secrets)
         .await
         .map_err(|e| e.with_remedy(Remedy::NewKey))?;
-    if keys.is_empty() {
+    if keys.is_empty() && !jobs.is_empty() {
         return Err(Error::config(format!(
             "{}: [encryption] lists no key: backups would fail",
             config.path.display()
@@ -60,6 +68,11 @@ pub async fn check(config: &Config) -> Result<ConfigReport> {
         .await?
         .check(config.tasks.keys().map(String::as_str))
         .await?;
+    let mut targets = Vec::new();
+    for target in config.targets.values() {
+        let state = rotate::check(target, &config.secrets).await?;
+        targets.push((target.name.clone(), state));
+    }
     Ok(ConfigReport {
         path: config.path.clone(),
         store: store.description().to_string(),
@@ -69,5 +82,6 @@ pub async fn check(config: &Config) -> Result<ConfigReport> {
             .map(|j| (j.name.clone(), j.file.clone()))
             .collect(),
         locks,
+        targets,
     })
 }

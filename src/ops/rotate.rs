@@ -180,6 +180,21 @@ pub async fn status(
     out
 }
 
+/// Check a target and change nothing: its admin password reads, the admin user logs in, its
+/// published secret and journal can be read. Returns the journal's state (none: never rotated).
+pub async fn check(target: &RotationTarget, secrets: &Resolver) -> Result<Option<String>> {
+    let checked = async {
+        connect(target, secrets).await?.check_admin().await?;
+        let store = secrets.stores.open(target.publish.backend).await?;
+        store.read(&target.publish.name).await?;
+        let journal = journal::read(store.as_ref(), &target.journal().name).await?;
+        Ok(journal.map(|j| j.record.shown_state().to_string()))
+    };
+    checked
+        .await
+        .map_err(|e: Error| e.context(format!("rotation target '{}'", target.name)))
+}
+
 /// The database client for a target, with its admin password read from where it is kept.
 pub async fn connect(target: &RotationTarget, secrets: &Resolver) -> Result<Arc<dyn Database>> {
     let admin_password = match &target.admin_password {
