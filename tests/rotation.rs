@@ -815,3 +815,51 @@ fn config_check_logs_in_to_every_target_and_reads_its_journal() {
         .ok();
     t.rotate(&["app"]).ok();
 }
+
+#[test]
+fn an_admin_without_the_privilege_fails_the_rotation_and_status_says_why() {
+    let t = Target::postgres(true);
+    let weak = unique("weak_admin");
+    psql(
+        "postgres",
+        &format!("CREATE ROLE {weak} LOGIN PASSWORD 'weak-admin-pw'"),
+    );
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(
+            "admin_user = \"postgres\"",
+            &format!("admin_user = \"{weak}\""),
+        ),
+    );
+    let run =
+        t.ws.run_env(&["rotate", "app"], &[(ADMIN_ENV, "weak-admin-pw")]);
+    run.expect_code(4);
+    assert!(run.stderr.contains("CREATEROLE"), "{}", run.stderr);
+    assert!(t.published().is_none());
+    assert!(!run.stderr.contains("weak-admin-pw"));
+    let status = t.ws.run(&["rotate", "status", "--json"]);
+    status.ok();
+    let status = &support::json_lines(&status)[0];
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["step"], "PLANNED");
+    assert_eq!(status["failed_runs"], 1);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("CREATEROLE")
+    );
+    // With the privilege fixed, the next run resumes the same rotation and finishes it.
+    psql("postgres", &format!("ALTER ROLE {weak} CREATEROLE"));
+    let planned = t.journal().0["rotation_id"].clone();
+    let run = t.ws.run_env(
+        &["rotate", "app", "--json"],
+        &[(ADMIN_ENV, "weak-admin-pw")],
+    );
+    run.ok();
+    let lines = support::json_lines(&run);
+    let result = support::of_type(&lines, "rotation")[0];
+    assert_eq!(result["rotation_id"], planned);
+    assert_eq!(result["resumed_from"], "PLANNED");
+}
