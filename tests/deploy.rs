@@ -131,22 +131,26 @@ fn pods(objects: &[Value]) -> Vec<(String, &Value)> {
     pods
 }
 
+/// Validate manifests (written to `file`) against the oldest Kubernetes coffre supports (its
+/// API client's) and the newest.
+fn validate(yaml: &str, file: &Path) {
+    std::fs::write(file, yaml).unwrap();
+    for version in ["1.33.0", "1.37.0"] {
+        run_ok(
+            tool("kubernetes-validate")
+                .args(["--strict", "--quiet", "--kubernetes-version", version])
+                .arg(file),
+        );
+    }
+}
+
 #[test]
 fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas() {
     let copy = deploy_copy();
     let deploy = copy.path().join("deploy");
     for dir in overlays(&deploy) {
         let (yaml, objects) = kustomize(&dir);
-        let file = copy.path().join("out.yaml");
-        std::fs::write(&file, &yaml).unwrap();
-        // The oldest Kubernetes coffre supports (its API client's) and the newest.
-        for version in ["1.33.0", "1.37.0"] {
-            run_ok(
-                tool("kubernetes-validate")
-                    .args(["--strict", "--quiet", "--kubernetes-version", version])
-                    .arg(&file),
-            );
-        }
+        validate(&yaml, &copy.path().join("out.yaml"));
         // What every variant holds: a namespace under the restricted Pod Security Standard, a
         // CronJob per job, the least-privilege identity, the network policy, the config.
         let namespace = named(&objects, "Namespace", "coffre");
@@ -400,15 +404,7 @@ fn the_rotation_rbac_covers_the_example_targets_and_no_more() {
     let copy = deploy_copy();
     let dir = copy.path().join("deploy/rotation");
     let (yaml, objects) = kustomize(&dir);
-    let file = copy.path().join("rotation.yaml");
-    std::fs::write(&file, &yaml).unwrap();
-    for version in ["1.33.0", "1.37.0"] {
-        run_ok(
-            tool("kubernetes-validate")
-                .args(["--strict", "--quiet", "--kubernetes-version", version])
-                .arg(&file),
-        );
-    }
+    validate(&yaml, &copy.path().join("rotation.yaml"));
     let mut granted = BTreeSet::new();
     for role in of_kind(&objects, "Role") {
         let namespace = role["metadata"]["namespace"].as_str().unwrap();

@@ -648,13 +648,8 @@ async fn mariadb_users_rotate_with_a_hash_computed_client_side() {
             users[0], users[1]
         ),
     );
-    for expected in [&users[0], &users[1], &users[0]] {
-        ws.run(&["rotate", "shop"]).ok();
-        let published = read_fields(&ws.path("secrets/shop.json")).unwrap();
-        assert_eq!(published["username"], expected.as_str());
-        let password = published["password"].as_str().unwrap();
-        assert_eq!(password.len(), 40);
-        let login = Command::new("mariadb")
+    let logs_in = |user: &str, password: &str| {
+        Command::new("mariadb")
             .args([
                 "--protocol=TCP",
                 "-h",
@@ -662,36 +657,25 @@ async fn mariadb_users_rotate_with_a_hash_computed_client_side() {
                 "-P",
                 &port.to_string(),
                 "-u",
-                expected,
-                "-e",
-                "SELECT 1",
+                user,
             ])
+            .args(["-e", "SELECT 1"])
             .env("MYSQL_PWD", password)
             .output()
-            .unwrap();
-        assert!(
-            login.status.success(),
-            "{}",
-            String::from_utf8_lossy(&login.stderr)
-        );
+            .unwrap()
+            .status
+            .success()
+    };
+    for expected in [&users[0], &users[1], &users[0]] {
+        ws.run(&["rotate", "shop"]).ok();
+        let published = read_fields(&ws.path("secrets/shop.json")).unwrap();
+        assert_eq!(published["username"], expected.as_str());
+        let password = published["password"].as_str().unwrap();
+        assert_eq!(password.len(), 40);
+        assert!(logs_in(expected, password), "{expected} cannot log in");
     }
-    let login = Command::new("mariadb")
-        .args([
-            "--protocol=TCP",
-            "-h",
-            &host,
-            "-P",
-            &port.to_string(),
-            "-u",
-            &users[1],
-            "-e",
-            "SELECT 1",
-        ])
-        .env("MYSQL_PWD", "initial")
-        .output()
-        .unwrap();
     assert!(
-        !login.status.success(),
+        !logs_in(&users[1], "initial"),
         "the rotated user kept its first password"
     );
 }
