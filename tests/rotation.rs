@@ -847,3 +847,82 @@ fn an_admin_without_the_privilege_fails_the_rotation_and_status_says_why() {
     assert_eq!(result["rotation_id"], planned);
     assert_eq!(result["resumed_from"], "PLANNED");
 }
+
+/// SIGTERM (the stop token) lets the step in flight finish, releases the journal at once and
+/// stops; a rotation not started yet does not start. Through the library, which the daemon and
+/// `job run` call.
+#[tokio::test]
+async fn a_stop_between_steps_releases_the_journal_for_the_next_run() {
+    use coffre::audit::Audit;
+    use coffre::ops::rotate::{self, RotateOptions};
+    let t = Target::postgres(true);
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(&format!("env:{ADMIN_ENV}"), "file:../pgadmin"),
+    );
+    t.ws.write("pgadmin", &pg_password());
+    std::fs::set_permissions(
+        t.ws.path("pgadmin"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let config = coffre::config::Config::load(&t.ws.path("coffre.toml")).unwrap();
+    let targets = rotate::select(&config, &[]).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = RotateOptions {
+        trigger: "manual".into(),
+        actor: "test".into(),
+        holder: "elsewhere/1/test".into(),
+        abandon: false,
+        attempts: 1,
+        stop: stop.clone(),
+    };
+    // Stopped before anything: nothing is written.
+    stop.cancel();
+    let results = rotate::rotate(
+        &targets,
+        &config.secrets,
+        &Audit::new(None, None, |_| {}),
+        &options,
+    )
+    .await;
+    assert_eq!(
+        results[0].as_ref().unwrap_err().class(),
+        coffre::error::Class::Interrupted
+    );
+    assert!(!t.ws.path("secrets").exists());
+    // Stopped while the database step runs: that step is journaled, then the run stops.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = RotateOptions {
+        stop: stop.clone(),
+        ..options
+    };
+    let on_event = stop.clone();
+    let audit = Audit::new(None, None, move |event| {
+        if event.to == "DB_SET" {
+            on_event.cancel();
+        }
+    });
+    let results = rotate::rotate(&targets, &config.secrets, &audit, &options).await;
+    let error = results[0].as_ref().unwrap_err();
+    assert_eq!(error.class(), coffre::error::Class::Interrupted);
+    assert!(error.message().contains("stopped after DB_SET"), "{error}");
+    let (record, pending) = t.journal();
+    assert_eq!(record["state"], "DB_SET");
+    assert!(
+        record["holder"].is_null(),
+        "the journal is still held: {record}"
+    );
+    // Another host's run does not wait out a hold: it resumes at once.
+    let run = t.rotate(&["app", "--json"]);
+    run.ok();
+    assert_eq!(
+        support::of_type(&support::json_lines(&run), "rotation")[0]["resumed_from"],
+        "DB_SET"
+    );
+    assert_eq!(
+        t.published().unwrap()["password"].as_str(),
+        pending.as_deref()
+    );
+}

@@ -197,7 +197,10 @@ impl Command {
     pub fn stops_gracefully(&self) -> bool {
         matches!(
             self,
-            Command::Backup { .. } | Command::Run { .. } | Command::Job(JobCommand::Run { .. })
+            Command::Backup { .. }
+                | Command::Run { .. }
+                | Command::Job(JobCommand::Run { .. })
+                | Command::Rotate(_)
         )
     }
 }

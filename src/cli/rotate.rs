@@ -65,6 +65,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         holder: holder_identity(),
         abandon: args.abandon,
         attempts: 3,
+        stop: ctx.stop.clone(),
     };
     let results = rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await;
     let mut first_error = None;

@@ -235,6 +235,7 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
                 holder: lock::holder_identity(),
                 abandon: false,
                 attempts: 3,
+                stop: ctx.stop.clone(),
             };
             for result in rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await {
                 match result {

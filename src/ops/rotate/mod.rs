@@ -45,6 +45,9 @@ pub struct RotateOptions {
     pub abandon: bool,
     /// Attempts per step when the database or the store fails in a way a retry may fix.
     pub attempts: u32,
+    /// Cancelled on SIGTERM: a rotation finishes the step in flight, releases its journal and
+    /// stops; one not started yet does not start. The next run resumes.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// What happened to one target.
@@ -317,6 +320,9 @@ async fn rotate_one(
             target: target.name.clone(),
             holder: holder.to_string(),
         });
+    }
+    if options.stop.is_cancelled() {
+        return Err(at(Error::interrupted("stopped before it started")));
     }
     if options.abandon {
         return abandon::abandon(target, store.as_ref(), found, audit, options)

@@ -152,7 +152,7 @@ impl<'a> Run<'a> {
         };
         let mut run = setup.into_run(found.record, pending, found.version);
         let resumed_from = run.record.state.name().to_string();
-        if !run.save().await? {
+        if !run.save(true).await? {
             let holder = holder_now(run.store.as_ref(), &run.target.journal().name).await?;
             return Ok(Started::Held(holder));
         }
@@ -162,6 +162,9 @@ impl<'a> Run<'a> {
     /// Take each remaining step, journaling it before the next.
     pub(super) async fn advance(mut self, resumed_from: Option<String>) -> Result<Outcome> {
         while let Some(next) = self.record.state.next() {
+            if self.options.stop.is_cancelled() {
+                return Err(self.interrupt().await);
+            }
             let from = self.record.state;
             let step = async {
                 crate::failpoint::step(&format!("rotate.before.{}", next.name())).await?;
@@ -177,10 +180,8 @@ impl<'a> Run<'a> {
             if next == State::Finished {
                 self.record.finished_at = Some(Utc::now());
                 self.record.failure = None;
-                self.record.holder = None;
-                self.record.held_until = None;
             }
-            if !self.save().await? {
+            if !self.save(true).await? {
                 return Err(self.lost_journal());
             }
             if let Err(e) = crate::failpoint::step(&format!("rotate.after.{}", next.name())).await {
@@ -326,15 +327,14 @@ impl<'a> Run<'a> {
         )))
     }
 
-    /// Write the journal over the version last written, renewing the hold. False: someone
-    /// else wrote it meanwhile.
-    async fn save(&mut self) -> Result<bool> {
+    /// Write the journal over the version last written, renewing this run's hold while the
+    /// rotation is in flight, or releasing it. False: someone else wrote it meanwhile.
+    async fn save(&mut self, hold: bool) -> Result<bool> {
         let now = Utc::now();
         self.record.updated_at = now;
-        if self.record.state.in_flight() {
-            self.record.holder = Some(self.options.holder.clone());
-            self.record.held_until = Some(hold_until(now));
-        }
+        let held = hold && self.record.state.in_flight();
+        self.record.holder = held.then(|| self.options.holder.clone());
+        self.record.held_until = held.then(|| hold_until(now));
         match journal::write(
             self.store.as_ref(),
             &self.target.journal().name,
@@ -376,11 +376,9 @@ impl<'a> Run<'a> {
             let _ = self.stop(why).await;
             return error;
         }
-        // Let the next run take over at once instead of waiting out the hold.
-        self.record.holder = None;
-        self.record.held_until = None;
+        // Released, so that the next run takes over at once instead of waiting out the hold.
         let state = self.record.state.name();
-        match self.save().await {
+        match self.save(false).await {
             Ok(true) => {
                 self.emit(state, "FAILED", Some(error.message().to_string()))
                     .await
@@ -391,14 +389,24 @@ impl<'a> Run<'a> {
         error
     }
 
+    /// Stop between steps on SIGTERM: release the journal so the next run resumes at once.
+    async fn interrupt(&mut self) -> Error {
+        if let Err(e) = self.save(false).await {
+            tracing::warn!("releasing the journal: {e}");
+        }
+        Error::interrupted(format!(
+            "stopped after {} (rotation {}); the next run resumes it",
+            self.record.state.name(),
+            self.record.rotation_id
+        ))
+    }
+
     /// Stop at NEEDS_HUMAN, changing nothing else.
     async fn stop(&mut self, why: String) -> Error {
         let from = self.record.state.name();
         self.record.state = State::NeedsHuman;
         self.record.stopped_because = Some(why.clone());
-        self.record.holder = None;
-        self.record.held_until = None;
-        match self.save().await {
+        match self.save(false).await {
             Ok(true) => {
                 self.emit(from, State::NeedsHuman.name(), Some(why.clone()))
                     .await
