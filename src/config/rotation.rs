@@ -20,7 +20,9 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use crate::duration::HumanDuration;
 use crate::error::{Error, Result};
+use crate::k8s::Workload;
 use crate::rotation::database::TlsMode;
 use crate::rotation::password::PasswordPolicy;
 use crate::secretstore::{Location, SecretRef};
@@ -54,9 +56,20 @@ pub struct RotationTarget {
     pub publish: Location,
     pub password: PasswordPolicy,
     pub test_query: String,
+    /// Workloads restarted once the new credential is published (Kubernetes only).
+    pub consumers: Vec<Workload>,
+    /// Also restart the workloads whose pod templates use the published Secret.
+    pub discover_consumers: bool,
+    /// How long to wait for each consumer's rollout.
+    pub rollout_timeout: std::time::Duration,
 }
 
 impl RotationTarget {
+    /// Whether it restarts workloads (and so needs the Kubernetes API for them).
+    pub fn restarts_consumers(&self) -> bool {
+        !self.consumers.is_empty() || self.discover_consumers
+    }
+
     pub fn dual_user(&self) -> bool {
         self.users.len() == 2
     }
@@ -90,6 +103,11 @@ struct TargetFile {
     password: PasswordPolicy,
     #[serde(default = "default_test_query")]
     test_query: String,
+    #[serde(default)]
+    consumers: Vec<String>,
+    #[serde(default)]
+    discover_consumers: bool,
+    rollout_timeout: Option<HumanDuration>,
 }
 
 fn default_host() -> String {
@@ -148,6 +166,20 @@ pub(super) fn targets(value: Option<toml::Value>, file: &Path) -> Result<Vec<Rot
                 )));
             }
             let tls = TlsMode::parse(t.sslmode.as_deref()).map_err(|e| e.context(&at))?;
+            let namespace = t.publish.name.split('/').next().unwrap_or_default();
+            let consumers = t
+                .consumers
+                .iter()
+                .map(|c| Workload::parse(c, namespace))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::config(format!("{at}: consumers: {e}")))?;
+            if (!consumers.is_empty() || t.discover_consumers)
+                && t.publish.backend != crate::secretstore::Backend::Kubernetes
+            {
+                return Err(Error::config(format!(
+                    "{at}: consumers are restarted in the published Secret's namespace: publish to k8s:NAMESPACE/NAME, or drop consumers and discover_consumers"
+                )));
+            }
             let port = t.port.unwrap_or(match t.kind {
                 DatabaseKind::Postgres => 5432,
                 DatabaseKind::Mariadb => 3306,
@@ -169,6 +201,11 @@ pub(super) fn targets(value: Option<toml::Value>, file: &Path) -> Result<Vec<Rot
                 publish: t.publish.relative_to(&base, super::resolve),
                 password: t.password,
                 test_query: t.test_query,
+                consumers,
+                discover_consumers: t.discover_consumers,
+                rollout_timeout: t
+                    .rollout_timeout
+                    .map_or(std::time::Duration::from_secs(300), |d| d.0),
                 name: t.name,
             })
         })

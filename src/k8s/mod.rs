@@ -2,8 +2,10 @@
 //! the kubeconfig says (`KUBECONFIG`, `~/.kube/config`). Only what coffre needs of it.
 
 mod leases;
+mod workloads;
 
 pub use leases::{Lease, LeaseSpec, Leases, MicroTime, from_micro_time, micro_time};
+pub use workloads::{ROTATION_ANNOTATION, Rollout, Workload, WorkloadKind, uses_secret};
 
 use std::time::Duration;
 

@@ -17,6 +17,7 @@ pub struct SecretStores {
     vault_config: VaultConfig,
     aws_config: SecretsManagerConfig,
     file_access: FileAccess,
+    cluster: OnceCell<Cluster>,
     kubernetes: OnceCell<Arc<dyn SecretStore>>,
     vault: OnceCell<Arc<dyn SecretStore>>,
     aws: OnceCell<Arc<dyn SecretStore>>,
@@ -38,6 +39,15 @@ impl SecretStores {
         }
     }
 
+    /// The Kubernetes API (in a pod as its service account, elsewhere as the kubeconfig says),
+    /// connected the first time.
+    pub async fn cluster(&self) -> Result<Cluster> {
+        self.cluster
+            .get_or_try_init(|| Cluster::connect(None))
+            .await
+            .cloned()
+    }
+
     /// The store of this kind, connecting to it the first time.
     pub async fn open(&self, backend: Backend) -> Result<Arc<dyn SecretStore>> {
         let store = match backend {
@@ -45,7 +55,7 @@ impl SecretStores {
             Backend::Kubernetes => {
                 self.kubernetes
                     .get_or_try_init(|| async {
-                        let cluster = Cluster::connect(None).await?;
+                        let cluster = self.cluster().await?;
                         Ok::<_, crate::error::Error>(
                             Arc::new(KubernetesStore::new(cluster)) as Arc<dyn SecretStore>
                         )

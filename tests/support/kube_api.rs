@@ -6,6 +6,9 @@
 //!   changed since; every write gets a new resourceVersion;
 //! - a missing object is 404 NotFound; errors are `Status` objects, as kube expects;
 //! - RBAC: a test can forbid a verb on a resource (403 Forbidden);
+//! - list a collection; merge-patch (RFC 7386) an object; a workload's spec change bumps its
+//!   `metadata.generation`, and a stand-in controller rolls it out at once (its status says so)
+//!   unless the test stalls it;
 //! - TokenReview: the service account tokens it issued (`issue_token`) review as authenticated,
 //!   which is what Vault's Kubernetes auth method asks of the API server.
 //!
@@ -34,6 +37,8 @@ struct State {
     /// (verb, resource) pairs refused with 403.
     forbidden: BTreeSet<(String, String)>,
     requests: Vec<Request>,
+    /// Workloads whose rollouts never finish (by name).
+    stalled: BTreeSet<String>,
     /// Service account tokens issued: token -> (namespace, name, uid).
     tokens: BTreeMap<String, (String, String, String)>,
 }
@@ -106,6 +111,8 @@ impl State {
         };
         let verb = match (method, &target.name) {
             ("GET", Some(_)) => "get",
+            ("GET", None) => "list",
+            ("PATCH", Some(_)) => "patch",
             ("POST", None) => "create",
             ("PUT", Some(_)) => "update",
             ("DELETE", Some(_)) => "delete",
@@ -134,7 +141,7 @@ impl State {
             );
         }
         let body: Value = match verb {
-            "get" | "delete" => Value::Null,
+            "get" | "delete" | "list" => Value::Null,
             _ => match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return status(400, "BadRequest", format!("invalid body: {e}")),
@@ -142,6 +149,8 @@ impl State {
         };
         match verb {
             "get" => self.get(&target),
+            "list" => self.list(&target),
+            "patch" => self.patch(&target, &body),
             "delete" => self.delete(&target),
             "create" => self.create(&target, body),
             _ => self.replace(&target, body),
@@ -187,6 +196,47 @@ impl State {
                 format!("{} \"{name}\" not found", target.qualified),
             ),
         }
+    }
+
+    fn list(&self, target: &Target) -> (u16, Value) {
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((kind, ns, _), _)| *kind == target.kind && *ns == target.namespace)
+            .map(|(_, o)| o.clone())
+            .collect();
+        (
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.version.to_string()}, "items": items}),
+        )
+    }
+
+    /// A JSON merge patch; a workload whose spec changed gets a new generation, rolled out by
+    /// the stand-in controller unless stalled.
+    fn patch(&mut self, target: &Target, patch: &Value) -> (u16, Value) {
+        let name = target.name.clone().unwrap_or_default();
+        let key = Self::key(target, &name);
+        let Some(mut object) = self.objects.get(&key).cloned() else {
+            return status(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", target.qualified),
+            );
+        };
+        let spec_before = object["spec"].clone();
+        merge_patch(&mut object, patch);
+        let workload =
+            ["deployments", "statefulsets", "daemonsets"].contains(&target.resource.as_str());
+        if workload && object["spec"] != spec_before {
+            let generation = object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            object["metadata"]["generation"] = json!(generation);
+            if !self.stalled.contains(&name) {
+                roll_out(&mut object, &target.resource);
+            }
+        }
+        self.stamp(&mut object, target);
+        self.objects.insert(key, object.clone());
+        (200, object)
     }
 
     fn delete(&mut self, target: &Target) -> (u16, Value) {
@@ -331,6 +381,26 @@ impl KubeApi {
         token
     }
 
+    /// Stall (or release) the rollouts of workload `name`: its status stops following its spec.
+    pub fn stall(&self, name: &str, stalled: bool) {
+        let mut state = self.state.lock().unwrap();
+        match stalled {
+            true => state.stalled.insert(name.to_string()),
+            false => state.stalled.remove(name),
+        };
+        if !stalled {
+            let objects: Vec<_> = state
+                .objects
+                .iter_mut()
+                .filter(|((_, _, n), _)| n == name)
+                .collect();
+            for ((kind, _, _), object) in objects {
+                let resource = kind.rsplit('/').next().unwrap_or_default().to_string();
+                roll_out(object, &resource);
+            }
+        }
+    }
+
     /// Refuse `verb` (get, create, update) on `resource` (leases), as a Role without it would.
     pub fn forbid(&self, verb: &str, resource: &str) {
         let mut state = self.state.lock().unwrap();
@@ -408,4 +478,40 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         body.len()
     );
     let _ = reader.get_mut().write_all(response.as_bytes());
+}
+
+/// RFC 7386: objects merge key by key, null removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let object = target.as_object_mut().unwrap();
+    for (key, value) in fields {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// What a workload controller reports once every replica runs the latest spec.
+fn roll_out(object: &mut Value, resource: &str) {
+    let generation = object["metadata"]["generation"].clone();
+    let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+    object["status"] = match resource {
+        "daemonsets" => {
+            json!({"observedGeneration": generation, "desiredNumberScheduled": replicas,
+            "currentNumberScheduled": replicas, "numberMisscheduled": 0, "numberReady": replicas,
+            "updatedNumberScheduled": replicas, "numberAvailable": replicas})
+        }
+        _ => {
+            json!({"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas})
+        }
+    };
 }

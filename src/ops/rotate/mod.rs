@@ -344,10 +344,15 @@ async fn rotate_one(
         ))));
     }
     let db = connect(target, secrets).await.map_err(at)?;
+    let cluster = match target.restarts_consumers() {
+        true => Some(secrets.stores.cluster().await.map_err(at)?),
+        false => None,
+    };
     let setup = Setup {
         target,
         store,
         db,
+        cluster,
         audit,
         options,
     };

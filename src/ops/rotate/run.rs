@@ -10,6 +10,7 @@ use super::{HOLD, MAX_FAILED_RUNS, Outcome, RotateOptions, next_user};
 use crate::audit::{Audit, Event, fingerprint};
 use crate::config::RotationTarget;
 use crate::error::{Class, Error, Result};
+use crate::k8s::{Cluster, Workload};
 use crate::rotation::database::Database;
 use crate::rotation::journal::{self, Failure, Journal, Record, State};
 use crate::secretstore::{Fields, SecretStore, Written};
@@ -25,6 +26,8 @@ pub(super) struct Setup<'a> {
     pub target: &'a RotationTarget,
     pub store: Arc<dyn SecretStore>,
     pub db: Arc<dyn Database>,
+    /// The Kubernetes API, for targets that restart their consumers.
+    pub cluster: Option<Cluster>,
     pub audit: &'a Audit<'a>,
     pub options: &'a RotateOptions,
 }
@@ -35,6 +38,7 @@ impl<'a> Setup<'a> {
             target: self.target,
             store: self.store,
             db: self.db,
+            cluster: self.cluster,
             audit: self.audit,
             options: self.options,
             record,
@@ -49,6 +53,7 @@ pub(super) struct Run<'a> {
     target: &'a RotationTarget,
     store: Arc<dyn SecretStore>,
     db: Arc<dyn Database>,
+    cluster: Option<Cluster>,
     audit: &'a Audit<'a>,
     options: &'a RotateOptions,
     record: Record,
@@ -249,10 +254,44 @@ impl<'a> Run<'a> {
                 Ok(Step::Done(None))
             }
             State::Published => self.publish().await,
-            // Consumer restarts come with workload configuration; with none, there is nothing to roll.
-            State::RolledOut => Ok(Step::Done(None)),
+            State::RolledOut => self.roll_out().await,
             State::Finished | State::Planned | State::NeedsHuman => Ok(Step::Done(None)),
         }
+    }
+
+    /// Restart each consumer once for this rotation (a resumed run finds the annotation set
+    /// and does not patch again), then wait for every rollout.
+    async fn roll_out(&self) -> Result<Step> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(Step::Done(None));
+        };
+        let t = self.target;
+        let mut workloads = t.consumers.clone();
+        if t.discover_consumers {
+            let (namespace, secret) = t.publish.name.split_once('/').unwrap_or_default();
+            workloads.extend(cluster.consumers_of(namespace, secret).await?);
+        }
+        workloads.sort();
+        workloads.dedup();
+        let id = self.record.rotation_id.to_string();
+        let mut restarted = Vec::new();
+        for w in &workloads {
+            if cluster.restart(w, &id).await? {
+                restarted.push(w.to_string());
+            }
+        }
+        for w in &workloads {
+            cluster.wait_rollout(w, t.rollout_timeout).await?;
+        }
+        let detail = match (workloads.is_empty(), restarted.is_empty()) {
+            (true, _) => "no workload uses the secret".to_string(),
+            (false, true) => format!(
+                "rolled out (restarted by an earlier run): {}",
+                join(&workloads)
+            ),
+            (false, false) => format!("restarted and rolled out: {}", restarted.join(", ")),
+        };
+        Ok(Step::Done(Some(detail)))
     }
 
     /// The published secret as consumers will read it.
@@ -457,4 +496,12 @@ fn content_fingerprint(fields: &Fields) -> String {
 
 fn retryable(e: &Error) -> bool {
     matches!(e.class(), Class::Source | Class::Store)
+}
+
+fn join(workloads: &[Workload]) -> String {
+    workloads
+        .iter()
+        .map(Workload::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,0 +1,309 @@
+//! The workloads that use a Secret (Deployments, StatefulSets, DaemonSets), found from their pod
+//! templates (env, envFrom, volumes, projected volumes), restarted by one pod-template
+//! annotation patch (`coffre.io/rotation-id`), and watched until their rollout finishes.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PodSpec;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use std::fmt;
+use std::time::Duration;
+
+use super::{Cluster, api_error};
+use crate::error::{Error, Result};
+
+/// The pod-template annotation whose change restarts a workload's pods.
+pub const ROTATION_ANNOTATION: &str = "coffre.io/rotation-id";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+/// One workload, by kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl Workload {
+    /// `deployment/NAME`, `statefulset/NAME` or `daemonset/NAME`, in `namespace`.
+    pub fn parse(text: &str, namespace: &str) -> std::result::Result<Self, String> {
+        let (kind, name) = text.split_once('/').unwrap_or(("", ""));
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "deployment" => WorkloadKind::Deployment,
+            "statefulset" => WorkloadKind::StatefulSet,
+            "daemonset" => WorkloadKind::DaemonSet,
+            _ => {
+                return Err(format!(
+                    "'{text}' is not a workload: write deployment/NAME, statefulset/NAME or daemonset/NAME"
+                ));
+            }
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("'{text}': the workload needs a name"));
+        }
+        Ok(Self {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Whether a pod spec reads Secret `secret`: from env, envFrom, a volume or a projected volume.
+pub fn uses_secret(spec: &PodSpec, secret: &str) -> bool {
+    let named = |n: Option<&String>| n.is_some_and(|n| n == secret);
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        let from_env = c.env.iter().flatten().any(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_some_and(|r| r.name == secret)
+        });
+        let from_env_from = c
+            .env_from
+            .iter()
+            .flatten()
+            .any(|e| e.secret_ref.as_ref().is_some_and(|r| r.name == secret));
+        if from_env || from_env_from {
+            return true;
+        }
+    }
+    spec.volumes.iter().flatten().any(|v| {
+        named(v.secret.as_ref().and_then(|s| s.secret_name.as_ref()))
+            || v.projected.iter().any(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.secret.as_ref().is_some_and(|s| s.name == secret))
+            })
+    })
+}
+
+/// How a rollout stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollout {
+    pub done: bool,
+    /// In words, for a rollout that did not finish: "2 of 3 updated, 1 available".
+    pub progress: String,
+}
+
+impl Cluster {
+    /// The workloads of `namespace` whose pod templates use Secret `secret`.
+    pub async fn consumers_of(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>> {
+        let mut found = Vec::new();
+        let doing = format!("listing the workloads of namespace {namespace}");
+        let client = self.client.clone();
+        let at = |kind, name: Option<String>| Workload {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.unwrap_or_default(),
+        };
+        let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(e, &doing))?;
+        for d in deployments {
+            if d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| uses_secret(p, secret))
+            {
+                found.push(at(WorkloadKind::Deployment, d.metadata.name));
+            }
+        }
+        let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(e, &doing))?;
+        for s in statefulsets {
+            if s.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| uses_secret(p, secret))
+            {
+                found.push(at(WorkloadKind::StatefulSet, s.metadata.name));
+            }
+        }
+        let daemonsets = Api::<DaemonSet>::namespaced(client, namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(e, &doing))?;
+        for d in daemonsets {
+            if d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| uses_secret(p, secret))
+            {
+                found.push(at(WorkloadKind::DaemonSet, d.metadata.name));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Restart `w`'s pods for rotation `rotation_id` by setting the pod-template annotation;
+    /// false when it already carries this rotation's id (a resumed run patches nothing).
+    pub async fn restart(&self, w: &Workload, rotation_id: &str) -> Result<bool> {
+        let current = self.template_annotation(w).await?;
+        if current.as_deref() == Some(rotation_id) {
+            return Ok(false);
+        }
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {ROTATION_ANNOTATION: rotation_id}}}}});
+        let params = PatchParams::default();
+        let doing = format!("restarting {w}");
+        let client = self.client.clone();
+        let ns = w.namespace.as_str();
+        let result = match w.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, ns)
+                .patch(&w.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(drop),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
+                .patch(&w.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(drop),
+            WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
+                .patch(&w.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| api_error(e, &doing))?;
+        Ok(true)
+    }
+
+    async fn template_annotation(&self, w: &Workload) -> Result<Option<String>> {
+        let doing = format!("reading {w}");
+        let client = self.client.clone();
+        let ns = w.namespace.as_str();
+        let annotations = match w.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, ns)
+                .get(&w.name)
+                .await
+                .map(|d| {
+                    d.spec
+                        .and_then(|s| s.template.metadata)
+                        .and_then(|m| m.annotations)
+                }),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
+                .get(&w.name)
+                .await
+                .map(|d| {
+                    d.spec
+                        .and_then(|s| s.template.metadata)
+                        .and_then(|m| m.annotations)
+                }),
+            WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
+                .get(&w.name)
+                .await
+                .map(|d| {
+                    d.spec
+                        .and_then(|s| s.template.metadata)
+                        .and_then(|m| m.annotations)
+                }),
+        }
+        .map_err(|e| api_error(e, &doing))?;
+        Ok(annotations.and_then(|mut a| a.remove(ROTATION_ANNOTATION)))
+    }
+
+    /// How `w`'s rollout stands: done when the controller has seen the latest spec and every
+    /// replica is updated and available.
+    pub async fn rollout(&self, w: &Workload) -> Result<Rollout> {
+        let doing = format!("reading {w}");
+        let client = self.client.clone();
+        let ns = w.namespace.as_str();
+        let (generation, observed, want, updated, available) = match w.kind {
+            WorkloadKind::Deployment => {
+                let d = Api::<Deployment>::namespaced(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(|e| api_error(e, &doing))?;
+                let s = d.status.unwrap_or_default();
+                let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+                (
+                    d.metadata.generation,
+                    s.observed_generation,
+                    want,
+                    s.updated_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                )
+            }
+            WorkloadKind::StatefulSet => {
+                let d = Api::<StatefulSet>::namespaced(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(|e| api_error(e, &doing))?;
+                let s = d.status.unwrap_or_default();
+                let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+                (
+                    d.metadata.generation,
+                    s.observed_generation,
+                    want,
+                    s.updated_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                )
+            }
+            WorkloadKind::DaemonSet => {
+                let d = Api::<DaemonSet>::namespaced(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(|e| api_error(e, &doing))?;
+                let s = d.status.unwrap_or_default();
+                (
+                    d.metadata.generation,
+                    s.observed_generation,
+                    s.desired_number_scheduled,
+                    s.updated_number_scheduled.unwrap_or(0),
+                    s.number_available.unwrap_or(0),
+                )
+            }
+        };
+        let seen = observed.is_some() && observed >= generation;
+        Ok(Rollout {
+            done: seen && updated >= want && available >= want,
+            progress: format!(
+                "{updated} of {want} updated, {available} available{}",
+                if seen {
+                    ""
+                } else {
+                    ", the latest spec not yet seen by its controller"
+                }
+            ),
+        })
+    }
+
+    /// Wait for `w`'s rollout, polling, up to `timeout`; an error naming its progress if it
+    /// did not finish.
+    pub async fn wait_rollout(&self, w: &Workload, timeout: Duration) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let rollout = self.rollout(w).await?;
+            if rollout.done {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::store(format!(
+                    "{w}: the rollout did not finish within {}s ({}): see kubectl rollout status",
+                    timeout.as_secs(),
+                    rollout.progress
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Consumer restarts: once a rotated credential is published to a Kubernetes Secret, the
+//! workloads that use it (configured, or found from their pod templates) get one pod-template
+//! annotation patch, and the rotation waits for their rollouts. Against the test API server
+//! through the real kube client, with the real PostgreSQL.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::db::{pg_addr, pg_password, psql, unique};
+use support::kube_api::KubeApi;
+use support::{Run, Workspace};
+
+const ADMIN_ENV: &str = "COFFRE_TEST_ADMIN_PW";
+
+/// A workload of `resource` ("deployments"...) whose pods run `pod`, rolled out.
+fn workload(api: &KubeApi, resource: &str, name: &str, pod: Value) {
+    let kind = match resource {
+        "deployments" => "Deployment",
+        "statefulsets" => "StatefulSet",
+        _ => "DaemonSet",
+    };
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+    });
+    if resource != "daemonsets" {
+        spec["replicas"] = json!(2);
+    }
+    if resource == "statefulsets" {
+        spec["serviceName"] = json!(name);
+    }
+    let status = match resource {
+        "daemonsets" => {
+            json!({"observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+            "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2, "numberAvailable": 2})
+        }
+        _ => {
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2})
+        }
+    };
+    api.put(
+        &format!("apps/v1/{resource}"),
+        "prod",
+        json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "generation": 1},
+               "spec": spec, "status": status}),
+    );
+}
+
+fn container(extra: Value) -> Value {
+    let mut c = json!({"name": "app", "image": "registry.example/app:1"});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Patches the API server received for workload `name`.
+fn patches(api: &KubeApi, name: &str) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("/{name}")))
+        .count()
+}
+
+fn annotation(api: &KubeApi, resource: &str, name: &str) -> Value {
+    api.object(&format!("apps/v1/{resource}"), "prod", name)
+        .unwrap()["spec"]["template"]["metadata"]["annotations"]["coffre.io/rotation-id"]
+        .clone()
+}
+
+struct Setup {
+    api: KubeApi,
+    ws: Workspace,
+    name: String,
+}
+
+impl Setup {
+    fn new(extra: &str) -> Self {
+        let api = KubeApi::start();
+        let base = unique("cons");
+        let name = base.replace('_', "-");
+        let users = [format!("{base}_a"), format!("{base}_b")];
+        for user in &users {
+            psql(
+                "postgres",
+                &format!("CREATE ROLE {user} LOGIN PASSWORD 'initial'"),
+            );
+        }
+        let (host, port) = pg_addr();
+        let ws = Workspace::new();
+        api.kubeconfig(&ws.path("kubeconfig"), "coffre");
+        ws.write(
+            "jobs/passwords.toml",
+            &format!(
+                "kind = \"rotation\"\n\n[[target]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"env:{ADMIN_ENV}\"\nusers = [\"{}\", \"{}\"]\npublish = \"k8s:prod/app-db\"\n{extra}\n",
+                users[0], users[1]
+            ),
+        );
+        // Uses the Secret: from env, envFrom, a volume, a projected volume; one does not.
+        let env = json!({"env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "app-db", "key": "password"}}}]});
+        workload(
+            &api,
+            "deployments",
+            "api",
+            json!({"containers": [container(env)]}),
+        );
+        let env_from = json!({"envFrom": [{"secretRef": {"name": "app-db"}}]});
+        workload(
+            &api,
+            "deployments",
+            "reports",
+            json!({"containers": [container(env_from)]}),
+        );
+        workload(
+            &api,
+            "statefulsets",
+            "worker",
+            json!({"containers": [container(json!({}))], "volumes": [{"name": "db", "secret": {"secretName": "app-db"}}]}),
+        );
+        workload(
+            &api,
+            "daemonsets",
+            "agent",
+            json!({"containers": [container(json!({}))], "volumes": [{"name": "db", "projected": {"sources": [{"secret": {"name": "app-db"}}]}}]}),
+        );
+        let other = json!({"envFrom": [{"secretRef": {"name": "other-secret"}}]});
+        workload(
+            &api,
+            "deployments",
+            "unrelated",
+            json!({"containers": [container(other)]}),
+        );
+        Self { api, ws, name }
+    }
+
+    fn rotate(&self, env: &[(&str, &str)]) -> Run {
+        let password = pg_password();
+        let kubeconfig = self.ws.path("kubeconfig").display().to_string();
+        let mut all = vec![
+            (ADMIN_ENV, password.as_str()),
+            ("KUBECONFIG", kubeconfig.as_str()),
+        ];
+        all.extend_from_slice(env);
+        self.ws.run_env(&["rotate", &self.name, "--json"], &all)
+    }
+
+    fn journal(&self) -> Value {
+        use base64::Engine;
+        let secret = self
+            .api
+            .object(
+                "v1/secrets",
+                "prod",
+                &format!("coffre-journal-{}", self.name),
+            )
+            .unwrap();
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["journal"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice(&text).unwrap()
+    }
+}
+
+#[test]
+fn every_workload_using_the_secret_is_restarted_once_and_rolled_out() {
+    let s = Setup::new("discover_consumers = true");
+    let run = s.rotate(&[]);
+    run.ok();
+    let rotation_id = s.journal()["rotation_id"].clone();
+    for (resource, name) in [
+        ("deployments", "api"),
+        ("deployments", "reports"),
+        ("statefulsets", "worker"),
+        ("daemonsets", "agent"),
+    ] {
+        assert_eq!(patches(&s.api, name), 1, "{name}");
+        assert_eq!(annotation(&s.api, resource, name), rotation_id, "{name}");
+    }
+    assert_eq!(patches(&s.api, "unrelated"), 0);
+    let events = support::json_lines(&run);
+    let rolled = events
+        .iter()
+        .find(|e| e["to"] == "ROLLED_OUT")
+        .expect("a ROLLED_OUT event");
+    let detail = rolled["detail"].as_str().unwrap();
+    for name in ["api", "reports", "worker", "agent"] {
+        assert!(detail.contains(&format!("/prod/{name}")), "{detail}");
+    }
+}
+
+#[test]
+fn a_rollout_that_does_not_finish_fails_the_rotation_and_the_rerun_does_not_patch_again() {
+    let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"2s\"");
+    s.api.stall("api", true);
+    let run = s.rotate(&[]);
+    run.expect_code(6);
+    assert!(
+        run.stderr.contains("rollout did not finish"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(patches(&s.api, "api"), 1);
+    // Configured consumers only: the others are left alone.
+    assert_eq!(patches(&s.api, "reports"), 0);
+    let journal = s.journal();
+    assert_eq!(journal["state"], "PUBLISHED");
+    assert!(
+        journal["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("rollout")
+    );
+    // The rollout finishes; the next run sees the annotation set and only waits.
+    s.api.stall("api", false);
+    s.rotate(&[]).ok();
+    assert_eq!(patches(&s.api, "api"), 1);
+    assert_eq!(s.journal()["state"], "FINISHED");
+}
+
+#[test]
+fn consumers_need_a_kubernetes_secret() {
+    let ws = Workspace::new();
+    let (host, port) = pg_addr();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n[[target]]\nname = \"x\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nadmin_user = \"postgres\"\nuser = \"x\"\npublish = \"vault:secret/x\"\nconsumers = [\"deployment/api\"]\n"
+        ),
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("publish to k8s:"), "{}", run.stderr);
+    ws.write(
+        "jobs/passwords.toml",
+        &std::fs::read_to_string(ws.path("jobs/passwords.toml"))
+            .unwrap()
+            .replace("vault:secret/x", "k8s:prod/x")
+            .replace("deployment/api", "cronjob/api"),
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("deployment/NAME"), "{}", run.stderr);
+}
