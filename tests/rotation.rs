@@ -621,6 +621,10 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             text.replace("name = \"app\"", "name = \"status\""),
             "name the target otherwise",
         ),
+        (
+            text.replace(&t.users[0], "x'; DROP ROLE postgres; --"),
+            "use letters, digits",
+        ),
     ] {
         t.ws.write("jobs/passwords.toml", &bad);
         let run = t.rotate(&["app"]);
@@ -925,4 +929,29 @@ async fn a_stop_between_steps_releases_the_journal_for_the_next_run() {
         t.published().unwrap()["password"].as_str(),
         pending.as_deref()
     );
+}
+
+/// A role that may not log in (NOLOGIN, or pg_hba.conf refusing it) is a config error found
+/// before its password changes: rotating it would only lock it out further.
+#[test]
+fn a_user_that_may_not_log_in_is_refused_before_its_password_changes() {
+    let t = Target::postgres(false);
+    let user = &t.users[0];
+    psql("postgres", &format!("ALTER ROLE {user} NOLOGIN"));
+    let password_of = || {
+        psql(
+            "postgres",
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{user}'"),
+        )
+    };
+    let before = password_of();
+    let run = t.rotate(&["app"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("may not log in") && run.stderr.contains("LOGIN"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(before, password_of(), "the password changed");
+    assert!(t.published().is_none());
 }

@@ -135,6 +135,32 @@ async fn every_store_keeps_the_conditional_write_rules() {
     .await;
 }
 
+/// `vault kv delete` keeps a secret's version number: coffre reads it as absent and can create
+/// it again (a deleted journal must not block a target for good).
+#[tokio::test]
+async fn a_soft_deleted_vault_secret_reads_as_absent_and_can_be_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_store(dir.path());
+    let name = format!("secret/{}/journal", unique("softdel"));
+    let fields = Fields::new().with("journal", "{}");
+    assert!(matches!(
+        vault.write(&name, &fields, None).await.unwrap(),
+        Written::Done(_)
+    ));
+    let path = name.replacen("secret/", "secret/data/", 1);
+    vault_admin(reqwest::Method::DELETE, &path, json!({})).await;
+    assert!(vault.read(&name).await.unwrap().is_none());
+    let Written::Done(version) = vault.write(&name, &fields, None).await.unwrap() else {
+        panic!("a soft-deleted secret could not be created again");
+    };
+    assert_eq!(version, "2");
+    // A live secret is still created only once.
+    assert_eq!(
+        vault.write(&name, &fields, None).await.unwrap(),
+        Written::Conflict
+    );
+}
+
 #[tokio::test]
 async fn secrets_manager_versions_follow_the_aws_rotation_stages() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use super::args::{Output, RotateArgs, RotateCommand};
 use super::commands::emit;
 use super::json::object;
 use crate::audit::Audit;
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::manifest::rfc3339;
 use crate::ops::Context;
 use crate::ops::lock::holder_identity;
@@ -68,7 +68,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         stop: ctx.stop.clone(),
     };
     let results = rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await;
-    let mut first_error = None;
+    let mut worst = None;
     for (target, result) in targets.iter().zip(results) {
         match result {
             Ok(outcome) => emit(
@@ -78,11 +78,11 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
             ),
             Err(e) => {
                 eprintln!("{}: {e}", target.name);
-                first_error.get_or_insert(e);
+                keep_worst(&mut worst, e);
             }
         }
     }
-    if let Some(e) = first_error {
+    if let Some(e) = worst {
         return Err(e);
     }
     if let Some(why) = audit.unstored().first() {
@@ -91,6 +91,16 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The error the run exits with: a rotation that needs a person (integrity) outranks the rest.
+fn keep_worst(kept: &mut Option<Error>, e: Error) {
+    let worse = kept
+        .as_ref()
+        .is_none_or(|k| k.class() != Class::Integrity && e.class() == Class::Integrity);
+    if worse {
+        *kept = Some(e);
+    }
 }
 
 pub(super) fn outcome_line(outcome: &Outcome) -> String {

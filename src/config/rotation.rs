@@ -157,6 +157,24 @@ pub(super) fn targets(value: Option<toml::Value>, file: &Path) -> Result<Vec<Rot
                 }
             };
             t.password.check(&at)?;
+            // Names go into SQL statements: keep them to characters no quoting rule disagrees on.
+            let safe = |text: &str, extra: &str| {
+                !text.is_empty()
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.$".contains(c) || extra.contains(c))
+            };
+            if let Some(bad) = users.iter().find(|u| !safe(u, "")) {
+                return Err(Error::config(format!(
+                    "{at}: user '{bad}': use letters, digits, '_', '-', '.' and '$'"
+                )));
+            }
+            if !safe(&t.user_host, "%:/") {
+                return Err(Error::config(format!(
+                    "{at}: user_host '{}': use a host name, an address or a pattern with '%'",
+                    t.user_host
+                )));
+            }
             // Its journal is the Secret coffre-journal-NAME, and Secret names are DNS labels.
             if t.publish.backend == crate::secretstore::Backend::Kubernetes
                 && !t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')

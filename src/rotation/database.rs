@@ -20,6 +20,10 @@ pub trait Database: Send + Sync {
 
     /// Log in as the admin user: an auth error when the server refuses it.
     async fn check_admin(&self) -> Result<()>;
+
+    /// As the admin user, check that `user` exists and may log in: a config error otherwise
+    /// (changing its password would not let anyone in).
+    async fn check_user(&self, user: &str) -> Result<()>;
 }
 
 /// The server refused the admin user's login.

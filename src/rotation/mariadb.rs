@@ -117,6 +117,11 @@ impl Database for MariaDb {
         Ok(true)
     }
 
+    async fn check_user(&self, _user: &str) -> Result<()> {
+        // The admin may not read mysql.user; ALTER USER reports a missing account itself.
+        Ok(())
+    }
+
     async fn check_admin(&self) -> Result<()> {
         let conn = self.admin().await?;
         let _ = conn.disconnect().await;
@@ -145,8 +150,14 @@ impl Database for MariaDb {
                 self.describe(),
                 self.user_host
             )),
+            // The server's text may quote the statement, and so the hash: give its code only.
+            mysql_async::Error::Server(s) => Error::source(format!(
+                "{}: changing {user}'s password failed (server error {}): is it MariaDB (MySQL 8 has no IDENTIFIED BY PASSWORD)?",
+                self.describe(),
+                s.code
+            )),
             _ => Error::source(format!(
-                "{}: changing {user}'s password: {e}",
+                "{}: changing {user}'s password: the connection failed",
                 self.describe()
             )),
         })

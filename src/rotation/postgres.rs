@@ -65,7 +65,16 @@ impl Postgres {
         };
         match connected {
             Ok(client) => Ok(Some(client)),
-            Err(e) if refused(&e) => Ok(None),
+            Err(e) if e.code() == Some(&SqlState::INVALID_PASSWORD) => Ok(None),
+            // pg_hba.conf rejects the connection, or the role may not log in: no password
+            // would help, and rotating would lock the user out.
+            Err(e) if e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => {
+                Err(Error::config(format!(
+                    "{}: {user} may not log in ({}): check pg_hba.conf and that the role has LOGIN",
+                    self.describe(),
+                    e.as_db_error().map_or("refused", |d| d.message())
+                )))
+            }
             Err(e) => Err(Error::source(format!(
                 "{}: cannot connect as {user}: {}: is the server up, and the host, port and sslmode right?",
                 self.describe(),
@@ -95,14 +104,6 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The server refused the credentials (wrong password, no such role, pg_hba rejects it).
-fn refused(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(&SqlState::INVALID_PASSWORD) | Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-    )
-}
-
 /// A role name as a quoted SQL identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -127,6 +128,30 @@ impl Database for Postgres {
         self.admin().await.map(drop)
     }
 
+    async fn check_user(&self, user: &str) -> Result<()> {
+        let client = self.admin().await?;
+        let row = client
+            .query_opt(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                &[&user],
+            )
+            .await
+            .map_err(|e| {
+                Error::source(format!("{}: looking up role {user}: {e}", self.describe()))
+            })?;
+        match row.map(|r| r.get::<_, bool>(0)) {
+            None => Err(Error::config(format!(
+                "{}: role {user} does not exist: create it, or fix the target's users",
+                self.describe()
+            ))),
+            Some(false) => Err(Error::config(format!(
+                "{}: {user} may not log in (NOLOGIN): ALTER ROLE {user} LOGIN, or fix the target's users",
+                self.describe()
+            ))),
+            Some(true) => Ok(()),
+        }
+    }
+
     async fn set_password(&self, user: &str, password: &str) -> Result<()> {
         let client = self.admin().await?;
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
@@ -149,9 +174,11 @@ impl Database for Postgres {
                     "{}: role {user} does not exist: create it, or fix the target's users",
                     self.describe()
                 )),
-                _ => Error::source(format!(
-                    "{}: changing {user}'s password: {why}",
-                    self.describe()
+                // The server's text may quote the statement, and so the verifier: give its code only.
+                code => Error::source(format!(
+                    "{}: changing {user}'s password failed (SQLSTATE {})",
+                    self.describe(),
+                    code.map_or("unknown", |c| c.code())
                 )),
             }
         })

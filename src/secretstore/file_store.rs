@@ -41,7 +41,8 @@ impl SecretStore for FileStore {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| fail(&path, e))?;
             }
-            env_file::write_private(&path, &text, true)?;
+            env_file::write_private(&path, &text, true)
+                .map_err(|e| Error::store(e.message().to_string()))?;
             Ok(Written::Done(next.to_string()))
         })
         .await

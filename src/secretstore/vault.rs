@@ -238,29 +238,22 @@ impl SecretStore for VaultStore {
     }
 
     async fn write(&self, name: &str, fields: &Fields, expected: Option<&str>) -> Result<Written> {
-        let (data_url, _) = self.urls(name)?;
         let cas: u64 = match expected {
             None => 0,
             Some(v) => v
                 .parse()
                 .map_err(|_| Error::internal(format!("Vault version {v}")))?,
         };
-        let data: Value = serde_json::from_str(&fields.to_json()).expect("fields are JSON");
-        let body = Zeroizing::new(json!({"options": {"cas": cas}, "data": data}).to_string());
-        drop(data);
-        let token = self.token().await?;
-        let (status, answer) = self
-            .send(reqwest::Method::POST, &data_url, Some(token), Some(&body))
-            .await?;
-        if status.is_success() {
-            let version = answer["data"]["version"].as_u64().unwrap_or_default();
-            return Ok(Written::Done(version.to_string()));
+        let written = self.write_cas(name, fields, cas).await?;
+        if written != Written::Conflict || expected.is_some() {
+            return Ok(written);
         }
-        let text = answer["errors"].to_string();
-        if status == reqwest::StatusCode::BAD_REQUEST && text.contains("check-and-set") {
-            return Ok(Written::Conflict);
+        // A secret whose latest version was deleted reads as absent but keeps its version
+        // number: creating it again is a write over that version.
+        match self.deleted_version(name).await? {
+            Some(version) => self.write_cas(name, fields, version).await,
+            None => Ok(Written::Conflict),
         }
-        Err(self.refused(status, &answer, &format!("writing {name}")))
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -273,5 +266,52 @@ impl SecretStore for VaultStore {
             return Ok(());
         }
         Err(self.refused(status, &answer, &format!("deleting {name}")))
+    }
+}
+
+impl VaultStore {
+    /// The latest version of `name`, if that version is deleted or destroyed.
+    async fn deleted_version(&self, name: &str) -> Result<Option<u64>> {
+        let (_, metadata_url) = self.urls(name)?;
+        let token = self.token().await?;
+        let (status, answer) = self
+            .send(reqwest::Method::GET, &metadata_url, Some(token), None)
+            .await?;
+        if !status.is_success() {
+            return Ok(None);
+        }
+        let Some(current) = answer["data"]["current_version"].as_u64() else {
+            return Ok(None);
+        };
+        let latest = &answer["data"]["versions"][current.to_string()];
+        let deleted = latest["deletion_time"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+            || latest["destroyed"].as_bool() == Some(true);
+        Ok(deleted.then_some(current))
+    }
+
+    async fn write_cas(&self, name: &str, fields: &Fields, cas: u64) -> Result<Written> {
+        let (data_url, _) = self.urls(name)?;
+        let data: Value = serde_json::from_str(&fields.to_json()).expect("fields are JSON");
+        let body = Zeroizing::new(json!({"options": {"cas": cas}, "data": data}).to_string());
+        drop(data);
+        let token = self.token().await?;
+        let (status, answer) = self
+            .send(reqwest::Method::POST, &data_url, Some(token), Some(&body))
+            .await?;
+        if status.is_success() {
+            let version = answer["data"]["version"].as_u64().ok_or_else(|| {
+                Error::store(format!(
+                    "Vault: {name}: the write's answer has no version: is the mount KV version 2?"
+                ))
+            })?;
+            return Ok(Written::Done(version.to_string()));
+        }
+        let text = answer["errors"].to_string();
+        if status == reqwest::StatusCode::BAD_REQUEST && text.contains("check-and-set") {
+            return Ok(Written::Conflict);
+        }
+        Err(self.refused(status, &answer, &format!("writing {name}")))
     }
 }

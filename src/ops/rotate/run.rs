@@ -90,6 +90,7 @@ impl<'a> Run<'a> {
             .as_ref()
             .and_then(|p| p.fields.get("username").map(str::to_string));
         let user = next_user(target, active.as_deref()).to_string();
+        db.check_user(&user).await?;
         let mut detail = None;
         if let Some(p) = &published
             && let (Some(username), Some(password)) =
@@ -182,6 +183,8 @@ impl<'a> Run<'a> {
                 Err(e) => return Err(self.fail(e).await),
             };
             self.record.state = next;
+            // A step that succeeds ends a run of failures.
+            self.record.failure = None;
             if next == State::Finished {
                 self.record.finished_at = Some(Utc::now());
                 self.record.failure = None;
@@ -208,7 +211,12 @@ impl<'a> Run<'a> {
         let mut attempt = 1;
         loop {
             match self.act(next).await {
-                Err(e) if attempt < self.options.attempts && retryable(&e) => {
+                // A rollout that did not finish in its timeout is not retried within the run.
+                Err(e)
+                    if attempt < self.options.attempts
+                        && retryable(&e)
+                        && next != State::RolledOut =>
+                {
                     tracing::warn!(
                         "rotation target '{}': {} (attempt {attempt}, retrying)",
                         self.target.name,
@@ -233,6 +241,7 @@ impl<'a> Run<'a> {
                 if let Some(why) = self.edited_out_of_band().await? {
                     return Ok(Step::NeedsHuman(why));
                 }
+                self.db.check_user(user).await?;
                 if self.db.log_in(user, &self.pending, "SELECT 1").await? {
                     return Ok(Step::Done(Some(
                         "the database already had the new password".into(),
