@@ -625,6 +625,14 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             text.replace(&t.users[0], "x'; DROP ROLE postgres; --"),
             "use letters, digits",
         ),
+        (
+            format!(
+                "{text}\n{}",
+                &text[text.find("[[target]]").unwrap()..]
+                    .replace("name = \"app\"", "name = \"app2\"")
+            ),
+            "both publish to",
+        ),
     ] {
         t.ws.write("jobs/passwords.toml", &bad);
         let run = t.rotate(&["app"]);

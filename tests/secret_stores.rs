@@ -281,7 +281,7 @@ async fn rotations_publish_to_vault_and_read_their_admin_password_there() {
         ));
     }
     let journal = vault
-        .read(&format!("secret/coffre/journal/{name}"))
+        .read(&format!("secret/coffre/journal/{id}/app-db/{name}"))
         .await
         .unwrap();
     let record: Value =
@@ -313,7 +313,7 @@ async fn rotations_publish_to_secrets_manager() {
         ));
     }
     assert!(
-        aws.read(&format!("coffre/journal/{name}"))
+        aws.read(&format!("coffre/journal/{id}/app-db/{name}"))
             .await
             .unwrap()
             .is_some()
@@ -493,7 +493,7 @@ async fn vault_kubernetes_auth_logs_in_as_the_service_account() {
     )
     .await;
     let policy = format!(
-        "path \"secret/data/{id}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"secret/data/coffre/journal/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
+        "path \"secret/data/{id}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"secret/data/coffre/journal/{id}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
     );
     vault_admin(
         Method::PUT,

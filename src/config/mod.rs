@@ -198,6 +198,15 @@ impl Config {
                         other.file.display()
                     )));
                 }
+                if let Some(other) = self.targets.values().find(|o| o.publish == target.publish) {
+                    return Err(Error::config(format!(
+                        "{}: targets '{}' and '{}' both publish to {}: each target needs a secret of its own",
+                        path.display(),
+                        other.name,
+                        target.name,
+                        target.publish
+                    )));
+                }
                 self.targets.insert(target.name.clone(), target);
             }
         } else if let task::Defined::Backup(job) = defined {

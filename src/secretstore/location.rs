@@ -63,7 +63,9 @@ impl Location {
     }
 
     /// The journal of rotation target `target`, in the same store (and namespace, or mount,
-    /// or directory) as this secret.
+    /// or directory) as this secret. In Vault and Secrets Manager, which several deployments
+    /// may share, it is named after the published secret too, so that two configs with a
+    /// target of the same name never share a journal.
     pub fn journal_for(&self, target: &str) -> Location {
         let name = match self.backend {
             Backend::Kubernetes => {
@@ -71,10 +73,18 @@ impl Location {
                 format!("{namespace}/coffre-journal-{target}")
             }
             Backend::Vault => {
-                let mount = self.name.split('/').next().unwrap_or_default();
-                format!("{mount}/coffre/journal/{target}")
+                let (mount, path) = self.name.split_once('/').unwrap_or_default();
+                let path = path.strip_prefix("data/").unwrap_or(path);
+                format!("{mount}/coffre/journal/{path}/{target}")
             }
-            Backend::SecretsManager => format!("coffre/journal/{target}"),
+            Backend::SecretsManager => {
+                // An ARN's secret part (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME).
+                let id = self
+                    .name
+                    .rsplit_once(":secret:")
+                    .map_or(self.name.as_str(), |(_, n)| n);
+                format!("coffre/journal/{id}/{target}")
+            }
             Backend::File => {
                 let dir = std::path::Path::new(&self.name)
                     .parent()
@@ -127,8 +137,22 @@ mod tests {
     fn locations_parse_and_journals_sit_beside_them() {
         let cases = [
             ("k8s:prod/app-db", "k8s:prod/coffre-journal-app"),
-            ("vault:secret/apps/db", "vault:secret/coffre/journal/app"),
-            ("aws-sm:prod/app-db", "aws-sm:coffre/journal/app"),
+            (
+                "vault:secret/apps/db",
+                "vault:secret/coffre/journal/apps/db/app",
+            ),
+            (
+                "vault:secret/data/apps/db",
+                "vault:secret/coffre/journal/apps/db/app",
+            ),
+            (
+                "aws-sm:prod/app-db",
+                "aws-sm:coffre/journal/prod/app-db/app",
+            ),
+            (
+                "aws-sm:arn:aws:secretsmanager:eu-west-3:1:secret:prod/db-Ab12",
+                "aws-sm:coffre/journal/prod/db-Ab12/app",
+            ),
             ("file:/run/s/app.json", "file:/run/s/journal/app.json"),
         ];
         for (text, journal) in cases {
