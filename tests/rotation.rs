@@ -887,6 +887,7 @@ async fn a_stop_between_steps_releases_the_journal_for_the_next_run() {
         actor: "test".into(),
         holder: "elsewhere/1/test".into(),
         abandon: false,
+        resume: false,
         attempts: 1,
         stop: stop.clone(),
     };
@@ -962,4 +963,50 @@ fn a_user_that_may_not_log_in_is_refused_before_its_password_changes() {
     );
     assert_eq!(before, password_of(), "the password changed");
     assert!(t.published().is_none());
+}
+
+/// Single-user, stopped after the database took the new password but before it was published:
+/// abandoning would lose the password in use, so it is refused; resuming over the secret as a
+/// person left it publishes the password the database has.
+#[tokio::test]
+async fn a_single_user_rotation_stopped_after_db_set_is_resumed_not_abandoned() {
+    let t = Target::postgres(false);
+    t.rotate(&["app"]).ok();
+    let mut child = t.start_at("rotate.before.PUBLISHED");
+    t.edit_published(|fields| fields["note"] = "looked at by the on-call".into());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = t.rotate(&["app"]);
+    run.expect_code(7);
+    assert!(run.stderr.contains("--resume"), "{}", run.stderr);
+    let pending = t.journal().1.expect("the pending password is kept");
+    // The database already has it; the published secret does not.
+    assert!(pg_login(&t.users[0], &pending).await);
+    assert!(!published_opens(&t).await);
+    let run = t.rotate(&["--abandon", "app"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("would lose the password in use"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(t.journal().0["state"], "NEEDS_HUMAN");
+    let run = t.rotate(&["--resume", "app", "--json"]);
+    run.ok();
+    let lines = support::json_lines(&run);
+    assert_eq!(
+        support::of_type(&lines, "rotation")[0]["resumed_from"],
+        "TESTED"
+    );
+    assert_eq!(
+        t.published().unwrap()["password"].as_str(),
+        Some(pending.as_str())
+    );
+    assert!(published_opens(&t).await);
+    assert_eq!(t.journal().0["state"], "FINISHED");
+    assert!(
+        t.audit_events()
+            .iter()
+            .any(|e| e["from"] == "NEEDS_HUMAN" && e["to"] == "TESTED")
+    );
 }

@@ -152,7 +152,7 @@ pub enum Command {
     /// Rotate database passwords now, resume interrupted rotations, or show where they stand.
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --abandon app-db       # close a rotation stopped at NEEDS_HUMAN, after checking it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
+        after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --resume app-db        # go on with a rotation stopped at NEEDS_HUMAN, after checking it\n  coffre rotate --abandon app-db       # or drop it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
     )]
     Rotate(RotateArgs),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
@@ -451,6 +451,10 @@ pub struct RotateArgs {
     /// the database and the published secret are left as they are.
     #[arg(long)]
     pub abandon: bool,
+    /// Go on with a rotation stopped at NEEDS_HUMAN, after checking it by hand, over the
+    /// published secret as it is now.
+    #[arg(long, conflicts_with_all = ["abandon", "dry_run"])]
+    pub resume: bool,
     #[command(flatten)]
     pub output: Output,
 }

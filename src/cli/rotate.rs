@@ -64,6 +64,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         actor: rotate::actor(),
         holder: holder_identity(),
         abandon: args.abandon,
+        resume: args.resume,
         attempts: 3,
         stop: ctx.stop.clone(),
     };

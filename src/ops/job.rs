@@ -234,6 +234,7 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
                 actor: rotate::actor(),
                 holder: lock::holder_identity(),
                 abandon: false,
+                resume: false,
                 attempts: 3,
                 stop: ctx.stop.clone(),
             };

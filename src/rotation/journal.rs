@@ -112,6 +112,9 @@ pub struct Record {
     pub failure: Option<Failure>,
     /// Why it needs a human (NEEDS_HUMAN only).
     pub stopped_because: Option<String>,
+    /// The state it had reached when it stopped for a human (where `--resume` goes on from).
+    #[serde(default)]
+    pub stopped_at: Option<State>,
 }
 
 impl Record {

@@ -1,8 +1,9 @@
-//! A person closes a rotation that stopped for them.
+//! What a person decides about a rotation that stopped for them: drop it (`--abandon`), or go
+//! on over the published secret as it is now (`--resume`).
 
 use chrono::Utc;
 
-use super::run::event;
+use super::run::{content_fingerprint, event};
 use super::{Outcome, RotateOptions};
 use crate::audit::{Audit, Event};
 use crate::config::RotationTarget;
@@ -26,6 +27,18 @@ pub(super) async fn abandon(
         )));
     };
     let mut record = journal.record;
+    let reached = match record.state {
+        State::NeedsHuman => record.stopped_at,
+        state => Some(state),
+    };
+    // Single-user, between DB_SET and PUBLISHED: the database has the pending password and the
+    // published secret the old one. Dropping the pending password would lose the live one.
+    if !target.dual_user() && matches!(reached, Some(State::DbSet | State::Tested)) {
+        return Err(Error::config(format!(
+            "rotation target '{}': the database already has this rotation's password and the published secret does not: abandoning would lose the password in use. Fix what stopped it and run 'coffre rotate --resume {}' (or 'coffre rotate {}' if it failed), which publishes it",
+            target.name, target.name, target.name
+        )));
+    }
     let from = record.shown_state();
     let why = format!("abandoned by {}", options.actor);
     record.state = State::Finished;
@@ -62,5 +75,62 @@ pub(super) async fn abandon(
     Ok(Outcome::Abandoned {
         target: target.name.clone(),
         rotation_id: record.rotation_id,
+    })
+}
+
+/// Take a rotation stopped at NEEDS_HUMAN back to the state it had reached, over the published
+/// secret as it is now (a person checked it): the next steps run from there.
+pub(super) async fn resume(
+    target: &RotationTarget,
+    store: &dyn SecretStore,
+    journal: Journal,
+    audit: &Audit<'_>,
+    options: &RotateOptions,
+) -> Result<Journal> {
+    let mut record = journal.record;
+    let Some(reached) = record.stopped_at else {
+        return Err(Error::config(format!(
+            "rotation target '{}': this rotation does not say where it stopped: abandon it with 'coffre rotate --abandon {}'",
+            target.name, target.name
+        )));
+    };
+    let published = store.read(&target.publish.name).await?;
+    record.published_version = published.as_ref().map(|p| p.version.clone());
+    record.published_fingerprint = published.as_ref().map(|p| content_fingerprint(&p.fields));
+    record.state = reached;
+    record.stopped_at = None;
+    record.stopped_because = None;
+    record.failure = None;
+    record.updated_at = Utc::now();
+    let Some(version) = journal::write(
+        store,
+        &target.journal().name,
+        &record,
+        journal.pending.as_deref().map(|p| p.as_str()),
+        Some(&journal.version),
+    )
+    .await?
+    else {
+        return Err(Error::store(format!(
+            "the journal {} changed while resuming it: look again with 'coffre rotate status'",
+            target.journal()
+        )));
+    };
+    audit
+        .record(Event {
+            actor: options.actor.clone(),
+            trigger: options.trigger.clone(),
+            ..event(
+                &record,
+                State::NeedsHuman.name(),
+                reached.name(),
+                Some(format!("resumed by {}", options.actor)),
+            )
+        })
+        .await;
+    Ok(Journal {
+        record,
+        pending: journal.pending,
+        version,
     })
 }

@@ -43,6 +43,8 @@ pub struct RotateOptions {
     pub holder: String,
     /// Close a rotation stopped at NEEDS_HUMAN (or failing), after a person checked it.
     pub abandon: bool,
+    /// Go on with a rotation stopped at NEEDS_HUMAN, over the published secret as it is now.
+    pub resume: bool,
     /// Attempts per step when the database or the store fails in a way a retry may fix.
     pub attempts: u32,
     /// Cancelled on SIGTERM: a rotation finishes the step in flight, releases its journal and
@@ -249,9 +251,9 @@ async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
     let state = journal.as_ref().map(|j| j.record.shown_state().to_string());
     let action = match journal.map(|j| j.record) {
         Some(r) if r.state == State::NeedsHuman => format!(
-            "nothing: it needs a human ({}); after checking, run coffre rotate --abandon {}",
+            "nothing: it needs a human ({}). {}",
             r.stopped_because.unwrap_or_default(),
-            target.name
+            run::what_next(&target.name)
         ),
         Some(r) if r.state.in_flight() => format!(
             "resume rotation {} of {} from {}",
@@ -329,20 +331,25 @@ async fn rotate_one(
             .await
             .map_err(at);
     }
-    if let Some(j) = found
-        .as_ref()
-        .filter(|j| j.record.state == State::NeedsHuman)
-    {
-        return Err(at(Error::integrity(format!(
-            "rotation {} stopped and needs a human: {}. Check, then run 'coffre rotate --abandon {}'",
-            j.record.rotation_id,
-            j.record
-                .stopped_because
-                .as_deref()
-                .unwrap_or("no reason recorded"),
-            target.name
-        ))));
-    }
+    let found = match found {
+        Some(j) if j.record.state == State::NeedsHuman && options.resume => Some(
+            abandon::resume(target, store.as_ref(), j, audit, options)
+                .await
+                .map_err(at)?,
+        ),
+        Some(j) if j.record.state == State::NeedsHuman => {
+            return Err(at(Error::integrity(format!(
+                "rotation {} stopped and needs a human: {}. {}",
+                j.record.rotation_id,
+                j.record
+                    .stopped_because
+                    .as_deref()
+                    .unwrap_or("no reason recorded"),
+                run::what_next(&target.name)
+            ))));
+        }
+        other => other,
+    };
     let db = connect(target, secrets).await.map_err(at)?;
     let cluster = match target.restarts_consumers() {
         true => Some(secrets.stores.cluster().await.map_err(at)?),

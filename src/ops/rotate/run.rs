@@ -122,6 +122,7 @@ impl<'a> Run<'a> {
             held_until: Some(hold_until(now)),
             failure: None,
             stopped_because: None,
+            stopped_at: None,
         };
         let journal_name = target.journal().name;
         let expected = previous.as_ref().map(|j| j.version.as_str());
@@ -452,6 +453,7 @@ impl<'a> Run<'a> {
     /// Stop at NEEDS_HUMAN, changing nothing else.
     async fn stop(&mut self, why: String) -> Error {
         let from = self.record.state.name();
+        self.record.stopped_at = Some(self.record.state);
         self.record.state = State::NeedsHuman;
         self.record.stopped_because = Some(why.clone());
         match self.save(false).await {
@@ -463,8 +465,9 @@ impl<'a> Run<'a> {
             Err(e) => tracing::warn!("the stop could not be journaled: {e}"),
         }
         Error::integrity(format!(
-            "rotation {} stopped and needs a human: {why}. Check, then run 'coffre rotate --abandon {}'",
-            self.record.rotation_id, self.target.name
+            "rotation {} stopped and needs a human: {why}. {}",
+            self.record.rotation_id,
+            what_next(&self.target.name)
         ))
     }
 
@@ -492,7 +495,7 @@ pub(super) fn event(record: &Record, from: &str, to: &str, detail: Option<String
 }
 
 /// A fingerprint of what consumers read from the published secret (never the values).
-fn content_fingerprint(fields: &Fields) -> String {
+pub(super) fn content_fingerprint(fields: &Fields) -> String {
     let mut joined = Zeroizing::new(String::new());
     for (name, value) in fields.iter() {
         joined.push_str(name);
@@ -513,4 +516,11 @@ fn join(workloads: &[Workload]) -> String {
         .map(Workload::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a person may do about a rotation stopped for them.
+pub(super) fn what_next(target: &str) -> String {
+    format!(
+        "Check, then run 'coffre rotate --resume {target}' to go on over the secret as it is now, or 'coffre rotate --abandon {target}' to drop this rotation"
+    )
 }
