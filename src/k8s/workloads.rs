@@ -2,9 +2,10 @@
 //! templates (env, envFrom, volumes, projected volumes), restarted by one pod-template
 //! annotation patch (`coffre.io/rotation-id`), and watched until their rollout finishes.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodSpec;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::json;
 use std::fmt;
 use std::time::Duration;
@@ -103,54 +104,58 @@ pub struct Rollout {
     pub progress: String,
 }
 
+impl WorkloadKind {
+    const ALL: [WorkloadKind; 3] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+    ];
+
+    /// The kind's API resource (`apps/v1`, plural `deployments`...).
+    fn resource(self) -> ApiResource {
+        ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", &format!("{self:?}")))
+    }
+}
+
 impl Cluster {
+    /// The three workload kinds share the fields coffre reads (`spec.template`, the rollout
+    /// counters in `status`), so they are handled as one dynamic object.
+    fn workloads(&self, kind: WorkloadKind, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &kind.resource())
+    }
+
+    async fn workload(&self, w: &Workload) -> Result<DynamicObject> {
+        self.workloads(w.kind, &w.namespace)
+            .get(&w.name)
+            .await
+            .map_err(|e| api_error(e, &format!("reading {w}")))
+    }
+
     /// The workloads of `namespace` whose pod templates use Secret `secret`.
     pub async fn consumers_of(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>> {
         let mut found = Vec::new();
-        let doing = format!("listing the workloads of namespace {namespace}");
-        let client = self.client.clone();
-        let at = |kind, name: Option<String>| Workload {
-            kind,
-            namespace: namespace.to_string(),
-            name: name.unwrap_or_default(),
-        };
-        let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(e, &doing))?;
-        for d in deployments {
-            if d.spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .is_some_and(|p| uses_secret(p, secret))
-            {
-                found.push(at(WorkloadKind::Deployment, d.metadata.name));
-            }
-        }
-        let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(e, &doing))?;
-        for s in statefulsets {
-            if s.spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .is_some_and(|p| uses_secret(p, secret))
-            {
-                found.push(at(WorkloadKind::StatefulSet, s.metadata.name));
-            }
-        }
-        let daemonsets = Api::<DaemonSet>::namespaced(client, namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(e, &doing))?;
-        for d in daemonsets {
-            if d.spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .is_some_and(|p| uses_secret(p, secret))
-            {
-                found.push(at(WorkloadKind::DaemonSet, d.metadata.name));
+        for kind in WorkloadKind::ALL {
+            let listed = self
+                .workloads(kind, namespace)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    api_error(
+                        e,
+                        &format!("listing the workloads of namespace {namespace}"),
+                    )
+                })?;
+            for object in listed {
+                let pod = serde_json::from_value::<PodSpec>(
+                    object.data["spec"]["template"]["spec"].clone(),
+                );
+                if pod.is_ok_and(|p| uses_secret(&p, secret)) {
+                    found.push(Workload {
+                        kind,
+                        namespace: namespace.to_string(),
+                        name: object.metadata.name.unwrap_or_default(),
+                    });
+                }
             }
         }
         found.sort();
@@ -160,120 +165,40 @@ impl Cluster {
     /// Restart `w`'s pods for rotation `rotation_id` by setting the pod-template annotation;
     /// false when it already carries this rotation's id (a resumed run patches nothing).
     pub async fn restart(&self, w: &Workload, rotation_id: &str) -> Result<bool> {
-        let current = self.template_annotation(w).await?;
-        if current.as_deref() == Some(rotation_id) {
+        let object = self.workload(w).await?;
+        let current =
+            &object.data["spec"]["template"]["metadata"]["annotations"][ROTATION_ANNOTATION];
+        if current.as_str() == Some(rotation_id) {
             return Ok(false);
         }
         let patch = json!({"spec": {"template": {"metadata": {"annotations": {ROTATION_ANNOTATION: rotation_id}}}}});
-        let params = PatchParams::default();
-        let doing = format!("restarting {w}");
-        let client = self.client.clone();
-        let ns = w.namespace.as_str();
-        let result = match w.kind {
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, ns)
-                .patch(&w.name, &params, &Patch::Merge(&patch))
-                .await
-                .map(drop),
-            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
-                .patch(&w.name, &params, &Patch::Merge(&patch))
-                .await
-                .map(drop),
-            WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
-                .patch(&w.name, &params, &Patch::Merge(&patch))
-                .await
-                .map(drop),
-        };
-        result.map_err(|e| api_error(e, &doing))?;
+        self.workloads(w.kind, &w.namespace)
+            .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| api_error(e, &format!("restarting {w}")))?;
         Ok(true)
-    }
-
-    async fn template_annotation(&self, w: &Workload) -> Result<Option<String>> {
-        let doing = format!("reading {w}");
-        let client = self.client.clone();
-        let ns = w.namespace.as_str();
-        let annotations = match w.kind {
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, ns)
-                .get(&w.name)
-                .await
-                .map(|d| {
-                    d.spec
-                        .and_then(|s| s.template.metadata)
-                        .and_then(|m| m.annotations)
-                }),
-            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
-                .get(&w.name)
-                .await
-                .map(|d| {
-                    d.spec
-                        .and_then(|s| s.template.metadata)
-                        .and_then(|m| m.annotations)
-                }),
-            WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
-                .get(&w.name)
-                .await
-                .map(|d| {
-                    d.spec
-                        .and_then(|s| s.template.metadata)
-                        .and_then(|m| m.annotations)
-                }),
-        }
-        .map_err(|e| api_error(e, &doing))?;
-        Ok(annotations.and_then(|mut a| a.remove(ROTATION_ANNOTATION)))
     }
 
     /// How `w`'s rollout stands: done when the controller has seen the latest spec and every
     /// replica is updated and available.
     pub async fn rollout(&self, w: &Workload) -> Result<Rollout> {
-        let doing = format!("reading {w}");
-        let client = self.client.clone();
-        let ns = w.namespace.as_str();
-        let (generation, observed, want, updated, available) = match w.kind {
-            WorkloadKind::Deployment => {
-                let d = Api::<Deployment>::namespaced(client, ns)
-                    .get(&w.name)
-                    .await
-                    .map_err(|e| api_error(e, &doing))?;
-                let s = d.status.unwrap_or_default();
-                let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-                (
-                    d.metadata.generation,
-                    s.observed_generation,
-                    want,
-                    s.updated_replicas.unwrap_or(0),
-                    s.available_replicas.unwrap_or(0),
-                )
-            }
-            WorkloadKind::StatefulSet => {
-                let d = Api::<StatefulSet>::namespaced(client, ns)
-                    .get(&w.name)
-                    .await
-                    .map_err(|e| api_error(e, &doing))?;
-                let s = d.status.unwrap_or_default();
-                let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-                (
-                    d.metadata.generation,
-                    s.observed_generation,
-                    want,
-                    s.updated_replicas.unwrap_or(0),
-                    s.available_replicas.unwrap_or(0),
-                )
-            }
-            WorkloadKind::DaemonSet => {
-                let d = Api::<DaemonSet>::namespaced(client, ns)
-                    .get(&w.name)
-                    .await
-                    .map_err(|e| api_error(e, &doing))?;
-                let s = d.status.unwrap_or_default();
-                (
-                    d.metadata.generation,
-                    s.observed_generation,
-                    s.desired_number_scheduled,
-                    s.updated_number_scheduled.unwrap_or(0),
-                    s.number_available.unwrap_or(0),
-                )
-            }
+        let object = self.workload(w).await?;
+        let (spec, status) = (&object.data["spec"], &object.data["status"]);
+        let count = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
+        let (want, updated, available) = match w.kind {
+            WorkloadKind::DaemonSet => (
+                count(&status["desiredNumberScheduled"]),
+                count(&status["updatedNumberScheduled"]),
+                count(&status["numberAvailable"]),
+            ),
+            _ => (
+                spec["replicas"].as_i64().unwrap_or(1),
+                count(&status["updatedReplicas"]),
+                count(&status["availableReplicas"]),
+            ),
         };
-        let seen = observed.is_some() && observed >= generation;
+        let observed = status["observedGeneration"].as_i64();
+        let seen = observed.is_some() && observed >= object.metadata.generation;
         Ok(Rollout {
             done: seen && updated >= want && available >= want,
             progress: format!(
