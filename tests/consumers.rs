@@ -241,3 +241,45 @@ fn consumers_need_a_kubernetes_secret() {
     run.expect_code(3);
     assert!(run.stderr.contains("deployment/NAME"), "{}", run.stderr);
 }
+
+/// SIGTERM while coffre waits for a rollout: it stops waiting at once, releases the journal
+/// (kept at PUBLISHED) and exits 143; the next run waits again without a second patch.
+#[test]
+fn sigterm_during_a_rollout_wait_stops_at_once_and_releases_the_journal() {
+    use std::io::{BufRead, BufReader};
+    let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"10m\"");
+    s.api.stall("api", true);
+    let mut child = std::process::Command::new(support::coffre_bin())
+        .args(["--config", "coffre.toml", "rotate", &s.name])
+        .current_dir(s.ws.dir.path())
+        .env(ADMIN_ENV, pg_password())
+        .env("KUBECONFIG", s.ws.path("kubeconfig"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines().map_while(Result::ok) {
+        if line.contains("\"to\":\"PUBLISHED\"") {
+            break;
+        }
+    }
+    // The next step (the restart and the wait) is under way once the patch arrives.
+    let start = std::time::Instant::now();
+    while patches(&s.api, "api") == 0 && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(sent.elapsed().as_secs() < 5, "it kept waiting");
+    let journal = s.journal();
+    assert_eq!(journal["state"], "PUBLISHED");
+    assert!(journal["holder"].is_null(), "{journal}");
+    s.api.stall("api", false);
+    s.rotate(&[]).ok();
+    assert_eq!(patches(&s.api, "api"), 1);
+    assert_eq!(s.journal()["state"], "FINISHED");
+}

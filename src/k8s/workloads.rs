@@ -213,8 +213,13 @@ impl Cluster {
     }
 
     /// Wait for `w`'s rollout, polling, up to `timeout`; an error naming its progress if it
-    /// did not finish.
-    pub async fn wait_rollout(&self, w: &Workload, timeout: Duration) -> Result<()> {
+    /// did not finish, an interruption if `stop` is cancelled first.
+    pub async fn wait_rollout(
+        &self,
+        w: &Workload,
+        timeout: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
         let start = tokio::time::Instant::now();
         loop {
             let rollout = self.rollout(w).await?;
@@ -228,7 +233,15 @@ impl Cluster {
                     rollout.progress
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.cancelled() => {
+                    return Err(Error::interrupted(format!(
+                        "stopped while waiting for the rollout of {w} ({})",
+                        rollout.progress
+                    )));
+                }
+            }
         }
     }
 }

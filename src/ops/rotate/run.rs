@@ -181,6 +181,8 @@ impl<'a> Run<'a> {
             let detail = match step {
                 Ok(Step::Done(detail)) => detail,
                 Ok(Step::NeedsHuman(why)) => return Err(self.stop(why).await),
+                // Stopped (SIGTERM) inside a step: not a failure; the next run resumes.
+                Err(e) if e.class() == Class::Interrupted => return Err(self.interrupt().await),
                 Err(e) => return Err(self.fail(e).await),
             };
             self.record.state = next;
@@ -291,7 +293,9 @@ impl<'a> Run<'a> {
             }
         }
         for w in &workloads {
-            cluster.wait_rollout(w, t.rollout_timeout).await?;
+            cluster
+                .wait_rollout(w, t.rollout_timeout, &self.options.stop)
+                .await?;
         }
         let detail = match (workloads.is_empty(), restarted.is_empty()) {
             (true, _) => "no workload uses the secret".to_string(),
