@@ -111,18 +111,6 @@ impl<'a> Audit<'a> {
     }
 }
 
-/// Every stored rotation event, oldest first (for `coffre audit` and tests).
-pub async fn read_events(store: &Store) -> crate::error::Result<Vec<Event>> {
-    let mut events = Vec::new();
-    for bytes in store.read_audit("rotation").await? {
-        match serde_json::from_slice(&bytes) {
-            Ok(event) => events.push(event),
-            Err(e) => tracing::warn!("an audit object is not an event: {e}"),
-        }
-    }
-    Ok(events)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

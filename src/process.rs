@@ -1,11 +1,18 @@
 //! Child processes (dump commands, database client tools): what they may see of coffre's
-//! environment, and how they are stopped.
+//! environment, and how they are stopped; and the host this process runs on.
 //!
 //! A child starts with a clean environment: PATH, HOME (for `~/.pgpass`, `~/.my.cnf`),
 //! LANG, LC_* and TZ, then only the variables its job names (`inherit_env`) and the values
 //! coffre sets for it. Key passphrases, store credentials and other jobs' passwords are never
 //! passed on. Every child leads its own process group, so stopping it stops what it started
 //! too (`sh -c "pg_dump ...; sleep 1000"` leaves no `sleep` behind).
+
+/// This machine's (or pod's) host name; empty when it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
 
 use std::ffi::OsStr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};

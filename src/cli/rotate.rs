@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
                 Ok(plan) => emit(args.output, || plan_line(&plan), || plan_json(&plan)),
                 Err(e) => {
                     eprintln!("{}: {e}", target.name);
-                    first_error.get_or_insert(e);
+                    keep_worst(&mut first_error, e);
                 }
             }
         }
@@ -179,7 +179,7 @@ async fn status(ctx: &Context, names: &[String], output: Output) -> Result<()> {
             ),
             Err(e) => {
                 eprintln!("{name}: {e}");
-                first_error.get_or_insert(e);
+                keep_worst(&mut first_error, e);
             }
         }
     }

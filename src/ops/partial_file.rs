@@ -175,8 +175,7 @@ fn owner_tag(pid: u32) -> Option<String> {
 
 fn host_tag() -> String {
     use sha2::{Digest, Sha256};
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    hex::encode(&Sha256::digest(host.trim().as_bytes())[..4])
+    hex::encode(&Sha256::digest(crate::process::host_name().as_bytes())[..4])
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.

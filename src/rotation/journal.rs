@@ -95,9 +95,6 @@ pub struct Record {
     pub user: String,
     /// The user the published secret named when the rotation began (dual-user mode: the other one).
     pub previous_user: Option<String>,
-    /// The published secret's version when the rotation began (none: it did not exist); a
-    /// different version at publish time means someone else edited it.
-    pub published_version: Option<String>,
     /// A fingerprint of the published secret's content then: a later content change that is
     /// not this rotation's own write is an edit behind coffre's back.
     pub published_fingerprint: Option<String>,
@@ -146,8 +143,7 @@ fn holder_is_gone(holder: &str) -> bool {
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    host == here.trim()
+    host == crate::process::host_name()
         && pid.parse::<u32>().is_ok_and(|pid| {
             pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         })
@@ -239,14 +235,14 @@ mod tests {
 
     #[test]
     fn a_dead_local_holder_holds_nothing() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let host = crate::process::host_name();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        assert!(holder_is_gone(&format!("{}/{pid}/abcd", host.trim())));
+        assert!(holder_is_gone(&format!("{host}/{pid}/abcd")));
         assert!(!holder_is_gone(&format!(
             "{}/{}/abcd",
-            host.trim(),
+            host,
             std::process::id()
         )));
         assert!(!holder_is_gone(&format!("elsewhere/{pid}/abcd")));

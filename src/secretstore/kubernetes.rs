@@ -24,6 +24,14 @@ impl KubernetesStore {
         Self { cluster }
     }
 
+    /// The Secret `name`, if it exists.
+    async fn get(&self, name: &str) -> Result<Option<Secret>> {
+        let (api, secret) = self.api(name)?;
+        api.get_opt(&secret)
+            .await
+            .map_err(|e| api_error(e, &format!("reading Secret {name}")))
+    }
+
     fn api(&self, name: &str) -> Result<(kube::Api<Secret>, String)> {
         let (namespace, secret) = split(name)?;
         Ok((self.cluster.secrets(namespace), secret.to_string()))
@@ -57,30 +65,33 @@ fn fields_of(secret: &Secret, name: &str) -> Result<Fields> {
     Ok(fields)
 }
 
-fn secret_of(name: &str, fields: &Fields, version: Option<&str>) -> Secret {
-    let data: BTreeMap<String, ByteString> = fields
+fn data_of(fields: &Fields) -> BTreeMap<String, ByteString> {
+    fields
         .iter()
         .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect();
+        .collect()
+}
+
+/// A new Secret holding `fields`, marked as coffre's.
+fn new_secret(name: &str, fields: &Fields) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            resource_version: version.map(str::to_string),
             labels: Some(BTreeMap::from([(
                 MANAGED_BY.0.to_string(),
                 MANAGED_BY.1.to_string(),
             )])),
             ..Default::default()
         },
-        data: Some(data),
+        data: Some(data_of(fields)),
         type_: Some("Opaque".into()),
         ..Default::default()
     }
 }
 
-/// Overwrite the encoded values in a Secret about to be dropped (they are plain bytes there).
-fn scrub(mut secret: Secret) {
-    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+/// Overwrite encoded values about to be dropped (they are plain bytes there).
+fn scrub(mut data: Option<BTreeMap<String, ByteString>>) {
+    for value in data.iter_mut().flat_map(|d| d.values_mut()) {
         zeroize::Zeroize::zeroize(&mut value.0);
     }
 }
@@ -88,52 +99,35 @@ fn scrub(mut secret: Secret) {
 #[async_trait]
 impl SecretStore for KubernetesStore {
     async fn read(&self, name: &str) -> Result<Option<Versioned>> {
-        let (api, secret) = self.api(name)?;
-        let doing = format!("reading Secret {name}");
-        let Some(found) = api
-            .get_opt(&secret)
-            .await
-            .map_err(|e| api_error(e, &doing))?
-        else {
+        let Some(found) = self.get(name).await? else {
             return Ok(None);
         };
         let fields = fields_of(&found, name)?;
         let version = found.metadata.resource_version.clone().unwrap_or_default();
-        scrub(found);
+        scrub(found.data);
         Ok(Some(Versioned { fields, version }))
     }
 
     async fn write(&self, name: &str, fields: &Fields, expected: Option<&str>) -> Result<Written> {
         let (api, secret) = self.api(name)?;
         let object = match expected {
-            None => secret_of(&secret, fields, None),
+            None => new_secret(&secret, fields),
             // Replace the data only: labels, annotations and owners others set are kept. The
-            // replace still carries the resourceVersion read first, so it stays conditional.
+            // replace carries the resourceVersion read, so it stays conditional.
             Some(version) => {
-                let doing = format!("reading Secret {name}");
-                let Some(mut current) = api
-                    .get_opt(&secret)
-                    .await
-                    .map_err(|e| api_error(e, &doing))?
-                else {
+                let Some(mut current) = self.get(name).await? else {
                     return Ok(Written::Conflict);
                 };
                 if current.metadata.resource_version.as_deref() != Some(version) {
-                    scrub(current);
+                    scrub(current.data);
                     return Ok(Written::Conflict);
                 }
-                let fresh = secret_of(&secret, fields, Some(version));
                 current
                     .metadata
                     .labels
                     .get_or_insert_default()
                     .insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-                let old = std::mem::replace(&mut current.data, fresh.data.clone());
-                scrub(Secret {
-                    data: old,
-                    ..Default::default()
-                });
-                scrub(fresh);
+                scrub(current.data.replace(data_of(fields)));
                 current.string_data = None;
                 current
             }
@@ -142,7 +136,7 @@ impl SecretStore for KubernetesStore {
             None => api.create(&PostParams::default(), &object).await,
             Some(_) => api.replace(&secret, &PostParams::default(), &object).await,
         };
-        scrub(object);
+        scrub(object.data);
         match result {
             Ok(written) => {
                 let version = written
@@ -150,7 +144,7 @@ impl SecretStore for KubernetesStore {
                     .resource_version
                     .clone()
                     .unwrap_or_default();
-                scrub(written);
+                scrub(written.data);
                 Ok(Written::Done(version))
             }
             Err(e) if is_status(&e, 409) => Ok(Written::Conflict),

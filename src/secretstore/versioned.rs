@@ -31,10 +31,6 @@ impl Fields {
             .insert(name.to_string(), Zeroizing::new(value.to_string()));
     }
 
-    pub fn remove(&mut self, name: &str) {
-        self.0.remove(name);
-    }
-
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.as_str())
     }

@@ -561,20 +561,26 @@ impl Store {
 
     /// Create a lock object; false when one exists already.
     pub async fn create_lock(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
-        let path = self.lock_path(name);
+        self.create_object(&self.lock_path(name), bytes, "creating the lock")
+            .await
+    }
+
+    /// Create an object only if none is at `path`: false when one is (the store's conditional
+    /// create decides a race).
+    async fn create_object(&self, path: &ObjectPath, bytes: Vec<u8>, doing: &str) -> Result<bool> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
         match self
             .inner
-            .put_opts(&path, PutPayload::from(bytes), opts)
+            .put_opts(path, PutPayload::from(bytes), opts)
             .await
         {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(false),
-            Err(e) => Err(store_error("creating the lock", &path, e)),
+            Err(e) => Err(store_error(doing, path, e)),
         }
     }
 
@@ -590,49 +596,15 @@ impl Store {
         let path = key
             .split('/')
             .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part));
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self
-            .inner
-            .put_opts(&path, PutPayload::from(bytes), opts)
-            .await
-        {
-            // Written by an earlier attempt whose lock failed: lock it now.
-            Ok(_)
-            | Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {}
-            Err(e) => return Err(store_error("writing the audit event", &path, e)),
-        }
+        // Already there: written by an earlier attempt whose lock failed, which is locked now.
+        self.create_object(&path, bytes, "writing the audit event")
+            .await?;
         if let Some((mode, until)) = lock {
             self.locker("the audit trail")?
                 .retain(&path, mode, until)
                 .await?;
         }
         Ok(())
-    }
-
-    /// The audit events under `key_prefix` (below the audit prefix), oldest first.
-    pub async fn read_audit(&self, key_prefix: &str) -> Result<Vec<Vec<u8>>> {
-        let prefix = key_prefix
-            .split('/')
-            .filter(|p| !p.is_empty())
-            .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part));
-        let mut objects: Vec<_> = self
-            .inner
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing", &prefix, e))?;
-        objects.sort_by(|a, b| a.location.cmp(&b.location));
-        let mut events = Vec::new();
-        for meta in objects {
-            if let Some(bytes) = self.get_small(&meta.location).await? {
-                events.push(bytes);
-            }
-        }
-        Ok(events)
     }
 
     /// The content of a lock object, if it exists.

@@ -151,9 +151,9 @@ impl LockGuard<'_> {
 
 /// Who this process is, for lock records: host, pid and a random tag (pids repeat across pods).
 pub fn holder_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
+    let host = Some(crate::process::host_name())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("{host}/{}/{tag}", std::process::id())
 }

@@ -95,7 +95,6 @@ pub(super) async fn resume(
         )));
     };
     let published = store.read(&target.publish.name).await?;
-    record.published_version = published.as_ref().map(|p| p.version.clone());
     record.published_fingerprint = published.as_ref().map(|p| content_fingerprint(&p.fields));
     record.state = reached;
     record.stopped_at = None;

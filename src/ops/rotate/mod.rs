@@ -96,10 +96,10 @@ pub fn actor() -> String {
     {
         return actor;
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = crate::process::host_name();
     match std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace") {
-        Ok(ns) => format!("serviceaccount:{}/{}", ns.trim(), host.trim()),
-        Err(_) => format!("uid {} on {}", process_uid(), host.trim()),
+        Ok(ns) => format!("serviceaccount:{}/{host}", ns.trim()),
+        Err(_) => format!("uid {} on {host}", process_uid()),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::error::{Class, Error, Result};
 use crate::k8s::{Cluster, Workload};
 use crate::rotation::database::Database;
 use crate::rotation::journal::{self, Failure, Journal, Record, State};
-use crate::secretstore::{Fields, SecretStore, Written};
+use crate::secretstore::{Fields, SecretStore, Versioned, Written};
 
 /// A step's result: done (with what it found, when worth saying), or a stop for a person.
 enum Step {
@@ -112,7 +112,6 @@ impl<'a> Run<'a> {
             actor: options.actor.clone(),
             user,
             previous_user: active,
-            published_version: published.as_ref().map(|p| p.version.clone()),
             published_fingerprint: published.as_ref().map(|p| content_fingerprint(&p.fields)),
             fingerprint: fingerprint(&pending),
             started_at: now,
@@ -326,22 +325,26 @@ impl<'a> Run<'a> {
     /// Why the published secret is no longer what this rotation read, if it is not.
     async fn edited_out_of_band(&self) -> Result<Option<String>> {
         let current = self.store.read(&self.target.publish.name).await?;
-        let now = current.as_ref().map(|c| content_fingerprint(&c.fields));
-        if now == self.record.published_fingerprint
-            || self.is_ours(current.as_ref().map(|c| &c.fields))
-        {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "{} changed while rotation {} was in flight (someone edited or deleted it): coffre did not overwrite it",
-            self.target.publish, self.record.rotation_id
-        )))
+        Ok(self.edit_in(current.as_ref()))
     }
 
-    fn is_ours(&self, fields: Option<&Fields>) -> bool {
-        fields.is_some_and(|f| {
-            f.get("rotation_id") == Some(self.record.rotation_id.to_string().as_str())
-                && f.get("password") == Some(self.pending.as_str())
+    /// Why `current` (the published secret as just read) shows an edit behind this rotation's
+    /// back: its content is neither what the rotation found nor its own write.
+    fn edit_in(&self, current: Option<&Versioned>) -> Option<String> {
+        let found = current.map(|c| content_fingerprint(&c.fields));
+        if found == self.record.published_fingerprint || self.is_ours(current) {
+            return None;
+        }
+        Some(format!(
+            "{} changed while rotation {} was in flight (someone edited or deleted it): coffre did not overwrite it",
+            self.target.publish, self.record.rotation_id
+        ))
+    }
+
+    fn is_ours(&self, current: Option<&Versioned>) -> bool {
+        current.is_some_and(|c| {
+            c.fields.get("rotation_id") == Some(self.record.rotation_id.to_string().as_str())
+                && c.fields.get("password") == Some(self.pending.as_str())
         })
     }
 
@@ -349,19 +352,13 @@ impl<'a> Run<'a> {
         let name = &self.target.publish.name;
         for _ in 0..3 {
             let current = self.store.read(name).await?;
-            if self.is_ours(current.as_ref().map(|c| &c.fields)) {
+            if self.is_ours(current.as_ref()) {
                 return Ok(Step::Done(Some(
                     "already published by an earlier run".into(),
                 )));
             }
-            let unchanged = current.as_ref().map(|c| content_fingerprint(&c.fields))
-                == self.record.published_fingerprint;
-            if !unchanged {
-                return Ok(Step::NeedsHuman(
-                    self.edited_out_of_band().await?.unwrap_or_else(|| {
-                        format!("{} changed during the rotation", self.target.publish)
-                    }),
-                ));
+            if let Some(why) = self.edit_in(current.as_ref()) {
+                return Ok(Step::NeedsHuman(why));
             }
             let expected = current.as_ref().map(|c| c.version.as_str());
             match self
