@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::db::{pg_addr, pg_password, psql, unique};
+use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::kube_api::KubeApi;
 use support::{Run, Workspace};
 
@@ -86,14 +86,16 @@ impl Setup {
                 &format!("CREATE ROLE {user} LOGIN PASSWORD 'initial'"),
             );
         }
-        let (host, port) = pg_addr();
         let ws = Workspace::new();
         api.kubeconfig(&ws.path("kubeconfig"), "coffre");
         ws.write(
             "jobs/passwords.toml",
-            &format!(
-                "kind = \"rotation\"\n\n[[target]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"env:{ADMIN_ENV}\"\nusers = [\"{}\", \"{}\"]\npublish = \"k8s:prod/app-db\"\n{extra}\n",
-                users[0], users[1]
+            &pg_rotation_job(
+                &name,
+                &users,
+                &format!("env:{ADMIN_ENV}"),
+                "k8s:prod/app-db",
+                extra,
             ),
         );
         // Uses the Secret: from env, envFrom, a volume, a projected volume; one does not.

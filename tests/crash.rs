@@ -10,8 +10,7 @@
 mod support;
 
 use chrono::{Duration, Utc};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use coffre::ops::prune;
 use support::db::unique;
@@ -34,32 +33,13 @@ const POINTS: [&str; 10] = [
 
 /// Start `coffre backup JOB` stopping at `point`, wait until it is there, and SIGKILL it.
 fn kill_at(ws: &Workspace, job: &str, point: &str) {
-    let mut child = Command::new(coffre_bin())
-        .args(["--config", "coffre.toml", "backup", job])
+    let mut cmd = Command::new(coffre_bin());
+    cmd.args(["--config", "coffre.toml", "backup", job])
         .current_dir(ws.dir.path())
-        .envs(S3_ENV)
-        .env("COFFRE_FAILPOINT", point)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("failpoint") && line.contains("reached") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let reached = rx.recv_timeout(std::time::Duration::from_secs(60));
+        .envs(S3_ENV);
+    let mut child = support::start_at_failpoint(&mut cmd, point);
     child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        reached.is_ok(),
-        "the backup never reached {point} ({status})"
-    );
+    child.wait().unwrap();
 }
 
 /// Ids `coffre list` shows, which must all verify.

@@ -6,13 +6,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::Value;
-use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, psql, unique};
+use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::{Run, Workspace, coffre_bin};
 
 const ADMIN_ENV: &str = "COFFRE_TEST_ADMIN_PW";
@@ -37,16 +36,15 @@ impl Target {
                 &format!("CREATE ROLE {user} LOGIN PASSWORD 'initial-{user}'"),
             );
         }
-        let (host, port) = pg_addr();
-        let who = match dual {
-            true => format!("users = [\"{}\", \"{}\"]", users[0], users[1]),
-            false => format!("user = \"{}\"", users[0]),
-        };
         let ws = Workspace::new();
         ws.write(
             "jobs/passwords.toml",
-            &format!(
-                "kind = \"rotation\"\n\n[[target]]\nname = \"app\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\ndatabase = \"postgres\"\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"env:{ADMIN_ENV}\"\n{who}\npublish = \"file:../secrets/app.json\"\ntest_query = \"SELECT count(*) FROM pg_class\"\n"
+            &pg_rotation_job(
+                "app",
+                &users,
+                &format!("env:{ADMIN_ENV}"),
+                "file:../secrets/app.json",
+                "database = \"postgres\"\ntest_query = \"SELECT count(*) FROM pg_class\"",
             ),
         );
         Self { ws, users }
@@ -101,31 +99,12 @@ impl Target {
     /// Start `coffre rotate app` stopped at failpoint `point` (kill mode); returns the child
     /// once it is there.
     fn start_at(&self, point: &str) -> std::process::Child {
-        let mut child = Command::new(coffre_bin())
-            .args(["--config", "coffre.toml", "rotate", "app"])
+        let mut cmd = Command::new(coffre_bin());
+        cmd.args(["--config", "coffre.toml", "rotate", "app"])
             .current_dir(self.ws.dir.path())
             .env(ADMIN_ENV, pg_password())
-            .env("COFFRE_FAILPOINT", point)
-            .env("COFFRE_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if line.contains("failpoint") && line.contains("reached") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
-            child.kill().unwrap();
-            panic!("coffre rotate never reached {point}");
-        }
-        child
+            .env("COFFRE_LOG", "debug");
+        support::start_at_failpoint(&mut cmd, point)
     }
 }
 

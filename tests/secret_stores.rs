@@ -13,7 +13,7 @@ use coffre::secretstore::{Fields, FileAccess, SecretRef, SecretStore, Written};
 use serde_json::{Value, json};
 use std::path::Path;
 
-use support::db::{pg_addr, pg_password, psql, unique};
+use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::kube_api::KubeApi;
 use support::{Run, Workspace};
 
@@ -203,15 +203,11 @@ fn target(publish: &str, admin_password: &str, top: &str) -> (Workspace, [String
             &format!("CREATE ROLE {user} LOGIN PASSWORD 'initial'"),
         );
     }
-    let (host, port) = pg_addr();
     let ws = Workspace::new();
     ws.write_config_with(top, r#"keys = [{ file = "backup.key" }]"#);
     ws.write(
         "jobs/passwords.toml",
-        &format!(
-            "kind = \"rotation\"\n\n[[target]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"{admin_password}\"\nusers = [\"{}\", \"{}\"]\npublish = \"{publish}\"\n",
-            users[0], users[1]
-        ),
+        &pg_rotation_job(&name, &users, admin_password, publish, ""),
     );
     (ws, users, name)
 }

@@ -76,3 +76,23 @@ pub fn unique(prefix: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     )
 }
+
+/// A rotation job file with one target `name` over PostgreSQL `users` on the test server (one
+/// user: single-user; two: dual-user), its admin `postgres` with the password `admin_password`
+/// names, published to `publish`; `extra` adds lines to the target.
+pub fn pg_rotation_job(
+    name: &str,
+    users: &[String],
+    admin_password: &str,
+    publish: &str,
+    extra: &str,
+) -> String {
+    let (host, port) = pg_addr();
+    let who = match users {
+        [user] => format!("user = \"{user}\""),
+        users => format!("users = {users:?}"),
+    };
+    format!(
+        "kind = \"rotation\"\n\n[[target]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\nsslmode = \"disable\"\nadmin_user = \"postgres\"\nadmin_password = \"{admin_password}\"\n{who}\npublish = \"{publish}\"\n{extra}\n"
+    )
+}

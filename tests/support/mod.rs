@@ -55,6 +55,34 @@ impl From<Output> for Run {
     }
 }
 
+/// Start `cmd` (a coffre run with `COFFRE_FAILPOINT` set) and wait until it stops at its
+/// failpoint; the running child, or a panic after a minute (the child killed).
+pub fn start_at_failpoint(cmd: &mut Command, point: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("COFFRE_FAILPOINT", point)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("failpoint") && line.contains("reached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        panic!("coffre never reached {point} ({status})");
+    }
+    child
+}
+
 pub fn coffre_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coffre")
 }
