@@ -617,7 +617,7 @@ fn the_manifests_agree_with_the_example_jobs() {
     let read_through_the_api: BTreeSet<String> = config
         .targets
         .values()
-        .filter_map(|t| t.admin_password.as_ref()?.location())
+        .filter_map(|t| t.database()?.admin_password.as_ref()?.location())
         .filter_map(|(location, _)| location.name.strip_prefix("coffre/").map(str::to_string))
         .collect();
     assert_eq!(secrets, read_through_the_api);

@@ -590,7 +590,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         ),
         (
             text.replace("kind = \"postgres\"", "kind = \"oracle\""),
-            "unknown variant",
+            "a target is postgres, mariadb, api_key, tls or ca",
         ),
         (
             text.replace("sslmode = \"disable\"", "sslmode = \"sometimes\""),
@@ -862,13 +862,10 @@ async fn a_stop_between_steps_releases_the_journal_for_the_next_run() {
     let targets = rotate::select(&config, &[]).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let options = RotateOptions {
-        trigger: "manual".into(),
         actor: "test".into(),
         holder: "elsewhere/1/test".into(),
-        abandon: false,
-        resume: false,
         attempts: 1,
-        stop: stop.clone(),
+        ..RotateOptions::new("manual", stop.clone())
     };
     // Stopped before anything: nothing is written.
     stop.cancel();

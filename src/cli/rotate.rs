@@ -11,7 +11,6 @@ use crate::audit::Audit;
 use crate::error::{Class, Error, Result};
 use crate::manifest::rfc3339;
 use crate::ops::Context;
-use crate::ops::lock::holder_identity;
 use crate::ops::rotate::{self, Outcome, Plan, RotateOptions};
 use crate::rotation::journal::Record;
 
@@ -60,13 +59,9 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         println!("{value}");
     });
     let options = RotateOptions {
-        trigger: "manual".into(),
-        actor: rotate::actor(),
-        holder: holder_identity(),
         abandon: args.abandon,
         resume: args.resume,
-        attempts: 3,
-        stop: ctx.stop.clone(),
+        ..RotateOptions::new("manual", ctx.stop.clone())
     };
     let results = rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await;
     let mut worst = None;
@@ -112,15 +107,32 @@ pub(super) fn outcome_line(outcome: &Outcome) -> String {
             rotation_id,
             fingerprint,
             resumed_from,
+            state,
+            revoked,
+            ..
         } => {
             let resumed = resumed_from
                 .as_ref()
                 .map(|s| format!(", resumed from {s}"))
                 .unwrap_or_default();
+            let revoked = revoked
+                .as_ref()
+                .map(|r| format!("; {r}"))
+                .unwrap_or_default();
+            let done = match state.as_str() {
+                "FINISHED" => "rotated".to_string(),
+                other => format!("reached {other} in"),
+            };
             format!(
-                "{target}: rotated {user} (rotation {rotation_id}, new credential {fingerprint}{resumed})"
+                "{target}: {done} {user} (rotation {rotation_id}, new credential {fingerprint}{resumed}){revoked}"
             )
         }
+        Outcome::NotDue { target, why } => format!("{target}: not due ({why})"),
+        Outcome::Revoked {
+            target,
+            rotation_id,
+            detail,
+        } => format!("{target}: rotation {rotation_id}'s grace period is over: {detail}"),
         Outcome::Held { target, holder } => {
             format!("{target}: a rotation is in progress, held by {holder}; nothing done here")
         }
@@ -138,7 +150,8 @@ pub(super) fn outcome_line(outcome: &Outcome) -> String {
 pub(super) fn outcome_json(outcome: &Outcome) -> serde_json::Value {
     let mut value = json!({
         "target": null, "outcome": null, "user": null, "rotation_id": null,
-        "fingerprint": null, "resumed_from": null, "holder": null,
+        "fingerprint": null, "previous_fingerprint": null, "resumed_from": null,
+        "state": null, "revoked": null, "holder": null, "why": null, "detail": null,
     });
     if let serde_json::Value::Object(fields) = serde_json::to_value(outcome).expect("serializes") {
         for (k, v) in fields {
@@ -153,7 +166,7 @@ fn plan_line(plan: &Plan) -> String {
         "{}: {} ({} -> {}; journal {}, now {})",
         plan.target,
         plan.action,
-        plan.database,
+        plan.issuer,
         plan.publish,
         plan.journal,
         plan.state.as_deref().unwrap_or("never rotated")

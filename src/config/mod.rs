@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 pub use encryption::{EncryptionConfig, KeyRef};
 pub use job::{Compression, EnvValue, Job, ObjectLockConfig, ServerConfig, SourceConfig};
 pub use reporting::{AuditConfig, MetricsConfig, NotifyConfig};
-pub use rotation::{DatabaseKind, RotationTarget};
+pub use rotation::{
+    AcmeSettings, ApiKeyTarget, CaTarget, CertificateIssuer, CertificateTarget, DatabaseKind,
+    DatabaseTarget, RotationTarget, TargetKind,
+};
 pub use run_lock::{RunLockConfig, RunLockKind, lease_name};
 pub use store::{StoreConfig, UploadConfig};
 pub use task::{Task, TaskKind};

@@ -230,13 +230,8 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
                     );
                 });
             let options = rotate::RotateOptions {
-                trigger: "schedule".into(),
-                actor: rotate::actor(),
-                holder: lock::holder_identity(),
-                abandon: false,
-                resume: false,
-                attempts: 3,
-                stop: ctx.stop.clone(),
+                only_due: true,
+                ..rotate::RotateOptions::new("schedule", ctx.stop.clone())
             };
             for result in rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await {
                 match result {

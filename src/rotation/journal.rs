@@ -1,7 +1,7 @@
 //! The journal of one rotation target: where its rotation stands, kept in the same secret
 //! store as the credential it publishes (consumers never read it). It holds the pending
-//! password while a rotation is in flight, so a resumed run finishes the same rotation instead
-//! of making a second password; the record itself (the `journal` field) holds no secret and is
+//! credential while a rotation is in flight, so a resumed run finishes the same rotation instead
+//! of making a second one; the record itself (the `journal` field) holds no secret and is
 //! what `coffre rotate status` shows.
 //!
 //! Every write names the version read (or creates), so two runs can never both advance a
@@ -10,15 +10,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secretstore::{Fields, SecretStore, Written};
 
 /// The journal's field holding the record (JSON, no secret in it).
 const RECORD_FIELD: &str = "journal";
-/// The journal's field holding the pending password while a rotation is in flight.
-const PENDING_FIELD: &str = "pending_password";
+/// The journal's fields holding the pending credential while a rotation is in flight:
+/// `pending_password`, `pending_current`, `pending_tls.key`...
+const PENDING_PREFIX: &str = "pending_";
 
 /// Where a rotation stands. A rotation goes through these in order; `NeedsHuman` stops it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,15 +91,27 @@ pub struct Record {
     pub trigger: String,
     /// Who started it: the user or service account.
     pub actor: String,
-    /// The database user whose password changes.
+    /// Whose credential changes: the database user, "key", the certificate's first name.
     pub user: String,
     /// The user the published secret named when the rotation began (dual-user mode: the other one).
     pub previous_user: Option<String>,
     /// A fingerprint of the published secret's content then: a later content change that is
     /// not this rotation's own write is an edit behind coffre's back.
     pub published_fingerprint: Option<String>,
-    /// The fingerprint of the pending (then current) password: never the password.
+    /// The fingerprint of the pending (then current) credential: never the credential.
     pub fingerprint: String,
+    /// The fingerprint of the credential it replaces, when there was one.
+    #[serde(default)]
+    pub previous_fingerprint: Option<String>,
+    /// The incident that started it (`coffre incident rotate`).
+    #[serde(default)]
+    pub incident: Option<uuid::Uuid>,
+    /// When the replaced credential is revoked (FINISHED plus the grace period; none: never).
+    #[serde(default)]
+    pub revoke_after: Option<DateTime<Utc>>,
+    /// When it was.
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -149,10 +161,11 @@ fn holder_is_gone(holder: &str) -> bool {
         })
 }
 
-/// A journal as read: its record, the pending password, and the version to write over.
+/// A journal as read: its record, the pending credential, and the version to write over.
 pub struct Journal {
     pub record: Record,
-    pub pending: Option<Zeroizing<String>>,
+    /// Empty once the rotation is finished.
+    pub pending: Fields,
     pub version: String,
 }
 
@@ -171,10 +184,12 @@ pub async fn read(store: &dyn SecretStore, name: &str) -> Result<Option<Journal>
             "{name}: the journal record is damaged ({e}): see docs/ROTATION.md, recovering by hand"
         ))
     })?;
-    let pending = secret
-        .fields
-        .get(PENDING_FIELD)
-        .map(|p| Zeroizing::new(p.to_string()));
+    let mut pending = Fields::new();
+    for (name, value) in secret.fields.iter() {
+        if let Some(name) = name.strip_prefix(PENDING_PREFIX) {
+            pending.insert(name, value);
+        }
+    }
     Ok(Some(Journal {
         record,
         pending,
@@ -182,23 +197,23 @@ pub async fn read(store: &dyn SecretStore, name: &str) -> Result<Option<Journal>
     }))
 }
 
-/// Write `record` (and the pending password, while in flight) over `expected`, or create it.
-/// `Ok(None)`: someone else wrote the journal since it was read.
+/// Write `record` (and the pending credential, while in flight) over `expected`, or create
+/// it. `Ok(None)`: someone else wrote the journal since it was read.
 pub async fn write(
     store: &dyn SecretStore,
     name: &str,
     record: &Record,
-    pending: Option<&str>,
+    pending: &Fields,
     expected: Option<&str>,
 ) -> Result<Option<String>> {
     let mut fields = Fields::new().with(
         RECORD_FIELD,
         &serde_json::to_string_pretty(record).expect("a record serializes"),
     );
-    if let Some(pending) =
-        pending.filter(|_| record.state.in_flight() || record.state == State::NeedsHuman)
-    {
-        fields.insert(PENDING_FIELD, pending);
+    if record.state.in_flight() || record.state == State::NeedsHuman {
+        for (field, value) in pending.iter() {
+            fields.insert(&format!("{PENDING_PREFIX}{field}"), value);
+        }
     }
     match store.write(name, &fields, expected).await? {
         Written::Done(version) => Ok(Some(version)),

@@ -77,9 +77,33 @@ impl PasswordPolicy {
     }
 }
 
+/// An API key: `prefix` and `bytes` random bytes, URL-safe base64 without padding.
+pub fn api_key(prefix: &str, bytes: usize) -> Zeroizing<String> {
+    use base64::Engine;
+    let mut random = Zeroizing::new(vec![0u8; bytes]);
+    crate::crypto::fill_random(&mut random);
+    let mut key = Zeroizing::new(String::with_capacity(prefix.len() + bytes * 4 / 3 + 2));
+    key.push_str(prefix);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(random.as_slice(), &mut key);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_keys_carry_their_prefix_and_256_bits() {
+        let a = api_key("sk_live_", 32);
+        let b = api_key("sk_live_", 32);
+        assert_ne!(a, b);
+        let body = a.strip_prefix("sk_live_").unwrap();
+        assert_eq!(body.len(), 43);
+        assert!(
+            body.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
 
     #[test]
     fn passwords_follow_the_policy_and_differ() {

@@ -8,45 +8,62 @@ use super::{Outcome, RotateOptions};
 use crate::audit::{Audit, Event};
 use crate::config::RotationTarget;
 use crate::error::{Error, Result};
+use crate::rotation::credential::Credential;
 use crate::rotation::journal::{self, Journal, State};
-use crate::secretstore::SecretStore;
+use crate::secretstore::{Fields, SecretStore};
 
 /// A person closes a stopped (or failing) rotation: the journal becomes FINISHED with the
-/// pending password dropped; the published secret and the database are left as they are.
+/// pending credential dropped; the published secret and the issuer are left as they are. A
+/// finished rotation whose revocation cannot run (the secret was edited since) is closed too.
 pub(super) async fn abandon(
     target: &RotationTarget,
+    cred: &dyn Credential,
     store: &dyn SecretStore,
     found: Option<Journal>,
     audit: &Audit<'_>,
     options: &RotateOptions,
 ) -> Result<Outcome> {
-    let Some(journal) = found.filter(|j| j.record.state != State::Finished) else {
+    let owes_revocation = |j: &Journal| {
+        j.record.state == State::Finished
+            && j.record.revoke_after.is_some()
+            && j.record.revoked_at.is_none()
+    };
+    let Some(journal) = found.filter(|j| j.record.state != State::Finished || owes_revocation(j))
+    else {
         return Err(Error::config(format!(
             "rotation target '{}' has no rotation to abandon (it is finished or never ran)",
             target.name
         )));
     };
+    let revocation = owes_revocation(&journal);
     let mut record = journal.record;
     let reached = match record.state {
         State::NeedsHuman => record.stopped_at,
         state => Some(state),
     };
-    // Single-user, between DB_SET and PUBLISHED: the database has the pending password and the
-    // published secret the old one. Dropping the pending password would lose the live one.
-    if !target.dual_user() && matches!(reached, Some(State::DbSet | State::Tested)) {
+    if reached.is_some_and(|r| cred.abandon_loses_live(r)) {
         return Err(Error::config(format!(
             "rotation target '{}': the database already has this rotation's password and the published secret does not: abandoning would lose the password in use. Fix what stopped it and run 'coffre rotate --resume {}' (or 'coffre rotate {}' if it failed), which publishes it",
             target.name, target.name, target.name
         )));
     }
-    let from = record.shown_state();
-    let why = format!("abandoned by {}", options.actor);
+    let from = match revocation {
+        true => "FINISHED",
+        false => record.shown_state(),
+    };
+    let why = match revocation {
+        true => format!("revocation abandoned by {}", options.actor),
+        false => format!("abandoned by {}", options.actor),
+    };
+    if revocation {
+        record.revoked_at = Some(Utc::now());
+    }
     record.state = State::Finished;
     record.stopped_because = Some(match record.stopped_because.take() {
         Some(before) => format!("{before}; {why}"),
         None => why.clone(),
     });
-    record.finished_at = Some(Utc::now());
+    record.finished_at = record.finished_at.or(Some(Utc::now()));
     record.holder = None;
     record.held_until = None;
     record.updated_at = Utc::now();
@@ -54,7 +71,7 @@ pub(super) async fn abandon(
         store,
         &target.journal().name,
         &record,
-        None,
+        &Fields::new(),
         Some(&journal.version),
     )
     .await?
@@ -105,7 +122,7 @@ pub(super) async fn resume(
         store,
         &target.journal().name,
         &record,
-        journal.pending.as_deref().map(|p| p.as_str()),
+        &journal.pending,
         Some(&journal.version),
     )
     .await?

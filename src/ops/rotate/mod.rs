@@ -1,13 +1,19 @@
-//! Rotate database passwords: the journal state machine of docs/ROTATION.md.
+//! Rotate credentials (database passwords, API keys, certificates, the internal CA): the
+//! journal state machine of docs/ROTATION.md.
 //!
 //! PLANNED -> DB_SET -> TESTED -> PUBLISHED -> ROLLED_OUT -> FINISHED, each step journaled
-//! with a conditional write before the next begins. A run that dies anywhere leaves a journal
-//! the next run resumes from: it reuses the pending password (never a second one), probes
-//! whether the database already has it, and recognises its own write of the published secret.
+//! with a conditional write before the next begins; then, after the grace period, the replaced
+//! credential is revoked. A run that dies anywhere leaves a journal the next run resumes from:
+//! it reuses the pending credential (never a second one), checks whether the issuer already
+//! has it, and recognises its own write of the published secret.
 //! Anything it cannot decide alone (the published secret edited behind its back, five failed
 //! runs in a row) stops the rotation at NEEDS_HUMAN, with nothing more changed.
 
 mod abandon;
+mod api_key;
+mod certificate;
+mod database;
+mod revoke;
 mod run;
 
 use chrono::Utc;
@@ -17,12 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::Audit;
-use crate::config::{Config, DatabaseKind, RotationTarget};
+use crate::config::{Config, RotationTarget, TargetKind};
 use crate::error::{Error, Result};
-use crate::rotation::database::Database;
-use crate::rotation::journal::{self, Record, State};
-use crate::rotation::{mariadb, postgres};
-use crate::secretstore::Resolver;
+use crate::k8s::Workload;
+use crate::rotation::credential::{Credential, Due};
+use crate::rotation::journal::{self, Journal, Record, State};
+use crate::secretstore::{Fields, Resolver};
 use run::{Run, Setup, Started};
 
 /// How long a run's hold on a journal lasts; every journal write renews it. A run killed
@@ -47,9 +53,47 @@ pub struct RotateOptions {
     pub resume: bool,
     /// Attempts per step when the database or the store fails in a way a retry may fix.
     pub attempts: u32,
+    /// Scheduled runs rotate only what is due (`every`, a certificate's renewal time).
+    pub only_due: bool,
+    /// The incident this run is part of.
+    pub incident: Option<uuid::Uuid>,
+    /// Overrides each target's grace period (an incident: zero, revoked at once).
+    pub grace: Option<Duration>,
+    pub restarts: Restarts,
     /// Cancelled on SIGTERM: a rotation finishes the step in flight, releases its journal and
     /// stops; one not started yet does not start. The next run resumes.
     pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl RotateOptions {
+    /// A run started by `trigger`, as this process and its user, rotating everything named,
+    /// each restarting its own consumers.
+    pub fn new(trigger: &str, stop: tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            trigger: trigger.into(),
+            actor: actor(),
+            holder: crate::ops::lock::holder_identity(),
+            abandon: false,
+            resume: false,
+            attempts: 3,
+            only_due: false,
+            incident: None,
+            grace: None,
+            restarts: Restarts::PerTarget,
+            stop,
+        }
+    }
+}
+
+/// Who restarts the consumers of a rotated secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restarts {
+    /// Each rotation restarts its own consumers at ROLLED_OUT.
+    PerTarget,
+    /// The rotation stops at PUBLISHED; the caller restarts every workload once.
+    Deferred,
+    /// The caller restarted them and saw the rollouts finish: ROLLED_OUT records this.
+    DoneBy(String),
 }
 
 /// What happened to one target.
@@ -62,8 +106,22 @@ pub enum Outcome {
         user: String,
         rotation_id: uuid::Uuid,
         fingerprint: String,
+        /// The fingerprint of the credential it replaced.
+        previous_fingerprint: Option<String>,
         /// The state a previous run had reached, when this run finished its rotation.
         resumed_from: Option<String>,
+        /// The state it reached: FINISHED, or PUBLISHED when the caller restarts consumers.
+        state: String,
+        /// What revoking the replaced credential did, when it was revoked in this run.
+        revoked: Option<String>,
+    },
+    /// A scheduled run found nothing due.
+    NotDue { target: String, why: String },
+    /// The credential a finished rotation replaced was revoked (its grace period is over).
+    Revoked {
+        target: String,
+        rotation_id: uuid::Uuid,
+        detail: String,
     },
     /// Another run is working on it.
     Held { target: String, holder: String },
@@ -78,7 +136,10 @@ pub enum Outcome {
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub target: String,
-    pub database: String,
+    /// postgres, mariadb, api_key, tls or ca.
+    pub kind: String,
+    /// Where the credential is issued: `postgres://db:5432`, the internal CA...
+    pub issuer: String,
     pub publish: String,
     pub journal: String,
     /// The journal's state now (none: never rotated).
@@ -160,14 +221,16 @@ pub async fn rotate(
     .await
 }
 
-/// What a run would do for each target.
+/// What a run would do for each target, a few read at once.
 pub async fn plan(targets: &[&RotationTarget], secrets: &Resolver) -> Vec<Result<Plan>> {
-    let mut plans = Vec::new();
-    for target in targets {
-        plans.push(plan_one(target, secrets).await);
-    }
-    plans
+    futures::stream::iter(targets.iter().map(|t| plan_one(t, secrets)))
+        .buffered(PLAN_CONCURRENCY)
+        .collect()
+        .await
 }
+
+/// Journals and published secrets read at once by a plan.
+const PLAN_CONCURRENCY: usize = 16;
 
 /// The journal record of each target (none: never rotated).
 pub async fn status(
@@ -188,11 +251,12 @@ pub async fn status(
     out
 }
 
-/// Check a target and change nothing: its admin password reads, the admin user logs in, its
-/// published secret and journal can be read. Returns the journal's state (none: never rotated).
+/// Check a target and change nothing: its credentials read (the admin user logs in, the CA
+/// reads), its published secret and journal can be read. Returns the journal's state (none:
+/// never rotated).
 pub async fn check(target: &RotationTarget, secrets: &Resolver) -> Result<Option<String>> {
     let checked = async {
-        connect(target, secrets).await?.check_admin().await?;
+        credential(target, secrets).check().await?;
         let store = secrets.stores.open(target.publish.backend).await?;
         store.read(&target.publish.name).await?;
         let journal = journal::read(store.as_ref(), &target.journal().name).await?;
@@ -203,49 +267,44 @@ pub async fn check(target: &RotationTarget, secrets: &Resolver) -> Result<Option
         .map_err(|e: Error| e.context(format!("rotation target '{}'", target.name)))
 }
 
-/// The database client for a target, with its admin password read from where it is kept.
-pub async fn connect(target: &RotationTarget, secrets: &Resolver) -> Result<Arc<dyn Database>> {
-    let admin_password = match &target.admin_password {
-        Some(r) => Some(
-            secrets
-                .resolve(r, "the admin password")
-                .await?
-                .text("the admin password")?,
-        ),
-        None => None,
-    };
-    Ok(match target.kind {
-        DatabaseKind::Postgres => Arc::new(postgres::Postgres {
-            host: target.host.clone(),
-            port: target.port,
-            database: target.database.clone().unwrap_or_else(|| "postgres".into()),
-            admin_user: target.admin_user.clone(),
-            admin_password,
-            tls: target.tls,
-            ca_file: target.ca_file.clone(),
+/// What rotates a target's kind of credential.
+pub(crate) fn credential(target: &RotationTarget, secrets: &Resolver) -> Arc<dyn Credential> {
+    match &target.kind {
+        TargetKind::Database(d) => Arc::new(database::DatabasePassword::new(d, secrets)),
+        TargetKind::ApiKey(a) => Arc::new(api_key::ApiKey {
+            target_name: target.name.clone(),
+            settings: a.clone(),
+            secrets: secrets.clone(),
         }),
-        DatabaseKind::Mariadb => Arc::new(mariadb::MariaDb {
-            host: target.host.clone(),
-            port: target.port,
-            database: target.database.clone(),
-            admin_user: target.admin_user.clone(),
-            admin_password,
-            user_host: target.user_host.clone(),
-            tls: target.tls,
-            ca_file: target.ca_file.clone(),
+        TargetKind::Certificate(c) => Arc::new(certificate::Certificate {
+            settings: c.clone(),
+            secrets: secrets.clone(),
         }),
-    })
+        TargetKind::Ca(c) => Arc::new(certificate::InternalCa {
+            settings: c.clone(),
+        }),
+    }
 }
 
-fn describe_database(target: &RotationTarget) -> String {
-    let kind = match target.kind {
-        DatabaseKind::Postgres => "postgres",
-        DatabaseKind::Mariadb => "mariadb",
-    };
-    format!("{kind}://{}:{}", target.host, target.port)
+/// The workloads a target's rotation restarts: those configured, and those found using its
+/// Secret when it discovers them. `listed` caches each namespace's workloads.
+pub async fn consumers(
+    target: &RotationTarget,
+    cluster: &crate::k8s::Cluster,
+) -> Result<Vec<Workload>> {
+    let mut workloads = target.consumers.clone();
+    if target.discover_consumers
+        && let Some((namespace, secret)) = target.kubernetes_secret()
+    {
+        workloads.extend(cluster.consumers_of(namespace, secret).await?);
+    }
+    workloads.sort();
+    workloads.dedup();
+    Ok(workloads)
 }
 
 async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
+    let cred = credential(target, secrets);
     let store = secrets.stores.open(target.publish.backend).await?;
     let journal = journal::read(store.as_ref(), &target.journal().name).await?;
     let state = journal.as_ref().map(|j| j.record.shown_state().to_string());
@@ -263,22 +322,13 @@ async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
         ),
         _ => {
             let published = store.read(&target.publish.name).await?;
-            let active = published
-                .as_ref()
-                .and_then(|p| p.fields.get("username").map(str::to_string));
-            let user = next_user(target, active.as_deref());
-            match (target.dual_user(), active) {
-                (true, Some(active)) => {
-                    format!("rotate {user} (dual-user: {active}, in use now, keeps its password)")
-                }
-                (true, None) => format!("rotate {user} (dual-user; nothing is published yet)"),
-                (false, _) => format!("rotate {user} (single-user)"),
-            }
+            cred.plan(published.as_ref().map(|p| &p.fields))
         }
     };
     Ok(Plan {
         target: target.name.clone(),
-        database: describe_database(target),
+        kind: target.kind.name().to_string(),
+        issuer: cred.describe(),
         publish: target.publish.to_string(),
         journal: target.journal().to_string(),
         state,
@@ -286,14 +336,35 @@ async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
     })
 }
 
-/// The user a new rotation changes: the one not in use (dual-user), or the only one.
-fn next_user<'a>(target: &'a RotationTarget, active: Option<&str>) -> &'a str {
-    target
-        .users
-        .iter()
-        .find(|u| !target.dual_user() || Some(u.as_str()) != active)
-        .map(String::as_str)
-        .unwrap_or(&target.users[0])
+/// Why a scheduled run should rotate now; `Err(why not)` when nothing is due.
+async fn due(
+    target: &RotationTarget,
+    cred: &dyn Credential,
+    last: Option<&Record>,
+    published: Option<&Fields>,
+) -> Result<std::result::Result<String, String>> {
+    let now = Utc::now();
+    let last_finished = last.and_then(|r| r.finished_at);
+    let by_age = match (target.every, last_finished) {
+        (None, _) => None,
+        (Some(_), None) => Some(Ok("never rotated".to_string())),
+        (Some(every), Some(at)) => {
+            let next = at + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+            Some(if now >= next {
+                Ok(format!("last rotated {}", at.format("%Y-%m-%d %H:%M UTC")))
+            } else {
+                Err(format!(
+                    "next rotation due {}",
+                    next.format("%Y-%m-%d %H:%M UTC")
+                ))
+            })
+        }
+    };
+    Ok(match (cred.due(published, now).await?, by_age) {
+        (Due::Now(why), _) | (_, Some(Ok(why))) => Ok(why),
+        (Due::Always, None) => Ok("scheduled".into()),
+        (Due::NotYet(why), _) | (Due::Always, Some(Err(why))) => Err(why),
+    })
 }
 
 async fn rotate_one(
@@ -308,8 +379,9 @@ async fn rotate_one(
         .open(target.publish.backend)
         .await
         .map_err(at)?;
+    let cred = credential(target, secrets);
     let journal_name = target.journal().name;
-    let found = journal::read(store.as_ref(), &journal_name)
+    let mut found = journal::read(store.as_ref(), &journal_name)
         .await
         .map_err(at)?;
     let now = Utc::now();
@@ -327,11 +399,11 @@ async fn rotate_one(
         return Err(at(Error::interrupted("stopped before it started")));
     }
     if options.abandon {
-        return abandon::abandon(target, store.as_ref(), found, audit, options)
+        return abandon::abandon(target, cred.as_ref(), store.as_ref(), found, audit, options)
             .await
             .map_err(at);
     }
-    let found = match found {
+    let found = match found.take() {
         Some(j) if j.record.state == State::NeedsHuman && options.resume => Some(
             abandon::resume(target, store.as_ref(), j, audit, options)
                 .await
@@ -350,22 +422,24 @@ async fn rotate_one(
         }
         other => other,
     };
-    let db = connect(target, secrets).await.map_err(at)?;
-    let cluster = match target.restarts_consumers() {
+    let cluster = match target.restarts_consumers() && options.restarts == Restarts::PerTarget {
         true => Some(secrets.stores.cluster().await.map_err(at)?),
         false => None,
     };
     let setup = Setup {
         target,
         store,
-        db,
+        cred,
         cluster,
         audit,
         options,
     };
     let run = match found {
         Some(j) if j.record.state.in_flight() => Run::take_over(setup, j).await,
-        finished => Run::start(setup, finished).await,
+        finished => match start_or_revoke(&setup, finished).await? {
+            Begin::Start(previous) => Run::start(setup, previous.map(|j| *j)).await,
+            Begin::Done(outcome) => return Ok(outcome),
+        },
     }
     .map_err(at)?;
     match run {
@@ -374,5 +448,55 @@ async fn rotate_one(
             holder,
         }),
         Started::Run(run, resumed_from) => run.advance(resumed_from).await.map_err(at),
+    }
+}
+
+/// Before a new rotation: what a finished one still owes.
+enum Begin {
+    Start(Option<Box<Journal>>),
+    Done(Outcome),
+}
+
+/// A finished rotation whose grace period is over has its replaced credential revoked; a new
+/// rotation revokes it first in any case (it is about to be replaced twice). A scheduled run
+/// starts a rotation only when one is due.
+async fn start_or_revoke(setup: &Setup<'_>, finished: Option<Journal>) -> Result<Begin> {
+    let (target, options) = (setup.target, setup.options);
+    let published = setup.store.read(&target.publish.name).await?;
+    let last = finished.as_ref().map(|j| &j.record);
+    let why = match options.only_due {
+        true => {
+            due(
+                target,
+                setup.cred.as_ref(),
+                last,
+                published.as_ref().map(|p| &p.fields),
+            )
+            .await?
+        }
+        false => Ok(options.trigger.clone()),
+    };
+    let owes = last.is_some_and(|r| r.revoke_after.is_some() && r.revoked_at.is_none());
+    let overdue = last.is_some_and(|r| r.revoke_after.is_some_and(|t| t <= Utc::now()));
+    let finished = match (finished, owes && (why.is_ok() || overdue)) {
+        (Some(j), true) => {
+            let (journal, detail) = revoke::revoke(setup, j).await?;
+            if why.is_err() {
+                return Ok(Begin::Done(Outcome::Revoked {
+                    target: target.name.clone(),
+                    rotation_id: journal.record.rotation_id,
+                    detail,
+                }));
+            }
+            Some(journal)
+        }
+        (finished, _) => finished,
+    };
+    match why {
+        Ok(_) => Ok(Begin::Start(finished.map(Box::new))),
+        Err(why) => Ok(Begin::Done(Outcome::NotDue {
+            target: target.name.clone(),
+            why,
+        })),
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-use super::{HOLD, MAX_FAILED_RUNS, Outcome, RotateOptions, next_user};
+use super::{HOLD, MAX_FAILED_RUNS, Outcome, Restarts, RotateOptions};
 use crate::audit::{Audit, Event, fingerprint};
 use crate::config::RotationTarget;
 use crate::error::{Class, Error, Result};
 use crate::k8s::{Cluster, Workload};
-use crate::rotation::database::Database;
+use crate::rotation::credential::Credential;
 use crate::rotation::journal::{self, Failure, Journal, Record, State};
 use crate::secretstore::{Fields, SecretStore, Versioned, Written};
 
@@ -25,7 +25,7 @@ enum Step {
 pub(super) struct Setup<'a> {
     pub target: &'a RotationTarget,
     pub store: Arc<dyn SecretStore>,
-    pub db: Arc<dyn Database>,
+    pub cred: Arc<dyn Credential>,
     /// The Kubernetes API, for targets that restart their consumers.
     pub cluster: Option<Cluster>,
     pub audit: &'a Audit<'a>,
@@ -33,11 +33,11 @@ pub(super) struct Setup<'a> {
 }
 
 impl<'a> Setup<'a> {
-    fn into_run(self, record: Record, pending: Zeroizing<String>, version: String) -> Run<'a> {
+    fn into_run(self, record: Record, pending: Fields, version: String) -> Run<'a> {
         Run {
             target: self.target,
             store: self.store,
-            db: self.db,
+            cred: self.cred,
             cluster: self.cluster,
             audit: self.audit,
             options: self.options,
@@ -52,12 +52,13 @@ impl<'a> Setup<'a> {
 pub(super) struct Run<'a> {
     target: &'a RotationTarget,
     store: Arc<dyn SecretStore>,
-    db: Arc<dyn Database>,
+    cred: Arc<dyn Credential>,
     cluster: Option<Cluster>,
     audit: &'a Audit<'a>,
     options: &'a RotateOptions,
     record: Record,
-    pending: Zeroizing<String>,
+    /// The new credential's fields (a password; a key; a key and its certificate).
+    pending: Fields,
     version: String,
 }
 
@@ -80,29 +81,18 @@ fn hold_until(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 impl<'a> Run<'a> {
-    /// Plan a new rotation: choose the user, generate its password, journal both.
+    /// Plan a new rotation: choose whom it is for, generate the credential, journal both.
     pub(super) async fn start(setup: Setup<'a>, previous: Option<Journal>) -> Result<Started<'a>> {
-        let (target, store, db, options) = (setup.target, &setup.store, &setup.db, setup.options);
-        // Nothing is written until the admin login works: a wrong admin password changes nothing.
-        db.check_admin().await?;
+        let (target, store, cred, options) =
+            (setup.target, &setup.store, &setup.cred, setup.options);
         let published = store.read(&target.publish.name).await?;
-        let active = published
-            .as_ref()
-            .and_then(|p| p.fields.get("username").map(str::to_string));
-        let user = next_user(target, active.as_deref()).to_string();
-        db.check_user(&user).await?;
-        let mut detail = None;
-        if let Some(p) = &published
-            && let (Some(username), Some(password)) =
-                (p.fields.get("username"), p.fields.get("password"))
-            && !db.log_in(username, password, "SELECT 1").await?
-        {
-            detail = Some(
-                "the published credential did not open the database; this rotation replaces it"
-                    .to_string(),
-            );
-        }
-        let pending = target.password.generate();
+        let fields = published.as_ref().map(|p| &p.fields);
+        // Nothing is written until the issuer can be reached (the admin login works).
+        let begun = cred.begin(fields).await?;
+        let active = fields.and_then(|p| p.get("username").map(str::to_string));
+        let detail = begun.note;
+        let pending = cred.generate(&begun.subject)?;
+        let key = pending.get(cred.key_field()).unwrap_or_default();
         let now = Utc::now();
         let record = Record {
             target: target.name.clone(),
@@ -110,10 +100,16 @@ impl<'a> Run<'a> {
             state: State::Planned,
             trigger: options.trigger.clone(),
             actor: options.actor.clone(),
-            user,
+            user: begun.subject,
             previous_user: active,
-            published_fingerprint: published.as_ref().map(|p| content_fingerprint(&p.fields)),
-            fingerprint: fingerprint(&pending),
+            published_fingerprint: fields.map(content_fingerprint),
+            fingerprint: fingerprint(key),
+            previous_fingerprint: fields
+                .and_then(|p| p.get(cred.key_field()))
+                .map(fingerprint),
+            incident: options.incident,
+            revoke_after: None,
+            revoked_at: None,
             started_at: now,
             updated_at: now,
             finished_at: None,
@@ -126,14 +122,8 @@ impl<'a> Run<'a> {
         let journal_name = target.journal().name;
         let expected = previous.as_ref().map(|j| j.version.as_str());
         crate::failpoint::step("rotate.before.PLANNED").await?;
-        let Some(version) = journal::write(
-            store.as_ref(),
-            &journal_name,
-            &record,
-            Some(&pending),
-            expected,
-        )
-        .await?
+        let Some(version) =
+            journal::write(store.as_ref(), &journal_name, &record, &pending, expected).await?
         else {
             return Ok(Started::Held(
                 holder_now(store.as_ref(), &journal_name).await?,
@@ -149,14 +139,14 @@ impl<'a> Run<'a> {
 
     /// Resume a rotation a previous run left in flight (it died, or failed).
     pub(super) async fn take_over(setup: Setup<'a>, found: Journal) -> Result<Started<'a>> {
-        let Some(pending) = found.pending else {
+        if found.pending.get(setup.cred.key_field()).is_none() {
             return Err(Error::integrity(format!(
-                "the journal of rotation {} ({}) holds no pending password: see docs/ROTATION.md, recovering by hand",
+                "the journal of rotation {} ({}) holds no pending credential: see docs/ROTATION.md, recovering by hand",
                 found.record.rotation_id,
                 found.record.state.name()
             )));
-        };
-        let mut run = setup.into_run(found.record, pending, found.version);
+        }
+        let mut run = setup.into_run(found.record, found.pending, found.version);
         let resumed_from = run.record.state.name().to_string();
         if !run.save(true).await? {
             let holder = holder_now(run.store.as_ref(), &run.target.journal().name).await?;
@@ -170,6 +160,13 @@ impl<'a> Run<'a> {
         while let Some(next) = self.record.state.next() {
             if self.options.stop.is_cancelled() {
                 return Err(self.interrupt().await);
+            }
+            // The caller restarts every consumer once, then runs the rotation on from here.
+            if next == State::RolledOut && self.options.restarts == Restarts::Deferred {
+                if !self.save(false).await? {
+                    return Err(self.lost_journal());
+                }
+                return Ok(self.outcome(resumed_from, None));
             }
             let from = self.record.state;
             let step = async {
@@ -188,8 +185,11 @@ impl<'a> Run<'a> {
             // A step that succeeds ends a run of failures.
             self.record.failure = None;
             if next == State::Finished {
-                self.record.finished_at = Some(Utc::now());
-                self.record.failure = None;
+                let now = Utc::now();
+                self.record.finished_at = Some(now);
+                let grace = self.options.grace.or(self.target.grace);
+                self.record.revoke_after = grace
+                    .map(|g| now + chrono::Duration::from_std(g).unwrap_or(chrono::Duration::MAX));
             }
             if !self.save(true).await? {
                 return Err(self.lost_journal());
@@ -199,16 +199,42 @@ impl<'a> Run<'a> {
             }
             self.emit(from.name(), next.name(), detail).await;
         }
-        Ok(Outcome::Rotated {
+        let mut revoked = None;
+        if self.record.revoke_after.is_some_and(|t| t <= Utc::now()) {
+            let journal = Journal {
+                record: self.record.clone(),
+                pending: Fields::new(),
+                version: self.version.clone(),
+            };
+            let setup = Setup {
+                target: self.target,
+                store: Arc::clone(&self.store),
+                cred: Arc::clone(&self.cred),
+                cluster: None,
+                audit: self.audit,
+                options: self.options,
+            };
+            let (journal, detail) = super::revoke::revoke(&setup, journal).await?;
+            self.record = journal.record;
+            revoked = Some(detail);
+        }
+        Ok(self.outcome(resumed_from, revoked))
+    }
+
+    fn outcome(&self, resumed_from: Option<String>, revoked: Option<String>) -> Outcome {
+        Outcome::Rotated {
             target: self.target.name.clone(),
             user: self.record.user.clone(),
             rotation_id: self.record.rotation_id,
             fingerprint: self.record.fingerprint.clone(),
+            previous_fingerprint: self.record.previous_fingerprint.clone(),
             resumed_from,
-        })
+            state: self.record.state.name().to_string(),
+            revoked,
+        }
     }
 
-    async fn with_retries(&self, next: State) -> Result<Step> {
+    async fn with_retries(&mut self, next: State) -> Result<Step> {
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
@@ -234,34 +260,22 @@ impl<'a> Run<'a> {
     }
 
     /// The work of the step into `next`. Each is safe to repeat after a crash.
-    async fn act(&self, next: State) -> Result<Step> {
-        let user = self.record.user.as_str();
+    async fn act(&mut self, next: State) -> Result<Step> {
         match next {
             State::DbSet => {
-                // In single-user mode the consumers' password is about to change: not when the
+                // The consumers' credential may be about to change (single-user): not when the
                 // published secret is no longer what this rotation read.
                 if let Some(why) = self.edited_out_of_band().await? {
                     return Ok(Step::NeedsHuman(why));
                 }
-                self.db.check_user(user).await?;
-                if self.db.log_in(user, &self.pending, "SELECT 1").await? {
-                    return Ok(Step::Done(Some(
-                        "the database already had the new password".into(),
-                    )));
-                }
-                self.db.set_password(user, &self.pending).await?;
-                Ok(Step::Done(None))
+                let mut pending = self.pending.clone();
+                let detail = self.cred.apply(&self.record, &mut pending).await?;
+                // Journaled with the step: a certificate, once issued, is the one published.
+                self.pending = pending;
+                Ok(Step::Done(detail))
             }
             State::Tested => {
-                if !self
-                    .db
-                    .log_in(user, &self.pending, &self.target.test_query)
-                    .await?
-                {
-                    return Err(Error::auth(format!(
-                        "the database refused {user}'s new password just after it was set: is another tool changing it?"
-                    )));
-                }
+                self.cred.test(&self.record, &self.pending).await?;
                 Ok(Step::Done(None))
             }
             State::Published => self.publish().await,
@@ -273,17 +287,14 @@ impl<'a> Run<'a> {
     /// Restart each consumer once for this rotation (a resumed run finds the annotation set
     /// and does not patch again), then wait for every rollout.
     async fn roll_out(&self) -> Result<Step> {
+        if let Restarts::DoneBy(by) = &self.options.restarts {
+            return Ok(Step::Done(Some(by.clone())));
+        }
         let Some(cluster) = &self.cluster else {
             return Ok(Step::Done(None));
         };
         let t = self.target;
-        let mut workloads = t.consumers.clone();
-        if t.discover_consumers {
-            let (namespace, secret) = t.publish.name.split_once('/').unwrap_or_default();
-            workloads.extend(cluster.consumers_of(namespace, secret).await?);
-        }
-        workloads.sort();
-        workloads.dedup();
+        let workloads = super::consumers(t, cluster).await?;
         let id = self.record.rotation_id.to_string();
         let mut restarted = Vec::new();
         for w in &workloads {
@@ -307,21 +318,6 @@ impl<'a> Run<'a> {
         Ok(Step::Done(Some(detail)))
     }
 
-    /// The published secret as consumers will read it.
-    fn published_fields(&self) -> Fields {
-        let t = self.target;
-        let mut fields = Fields::new()
-            .with("username", &self.record.user)
-            .with("password", &self.pending)
-            .with("rotation_id", &self.record.rotation_id.to_string())
-            .with("host", &t.host)
-            .with("port", &t.port.to_string());
-        if let Some(database) = &t.database {
-            fields.insert("database", database);
-        }
-        fields
-    }
-
     /// Why the published secret is no longer what this rotation read, if it is not.
     async fn edited_out_of_band(&self) -> Result<Option<String>> {
         let current = self.store.read(&self.target.publish.name).await?;
@@ -342,9 +338,11 @@ impl<'a> Run<'a> {
     }
 
     fn is_ours(&self, current: Option<&Versioned>) -> bool {
+        let key = self.cred.key_field();
         current.is_some_and(|c| {
             c.fields.get("rotation_id") == Some(self.record.rotation_id.to_string().as_str())
-                && c.fields.get("password") == Some(self.pending.as_str())
+                && c.fields.get(key).is_some()
+                && c.fields.get(key) == self.pending.get(key)
         })
     }
 
@@ -361,11 +359,12 @@ impl<'a> Run<'a> {
                 return Ok(Step::NeedsHuman(why));
             }
             let expected = current.as_ref().map(|c| c.version.as_str());
-            match self
-                .store
-                .write(name, &self.published_fields(), expected)
-                .await?
-            {
+            let fields = self.cred.published(
+                &self.record,
+                &self.pending,
+                current.as_ref().map(|c| &c.fields),
+            );
+            match self.store.write(name, &fields, expected).await? {
                 Written::Done(_) => return Ok(Step::Done(None)),
                 // Written meanwhile: look again (the next read tells ours, theirs, or unchanged).
                 Written::Conflict => continue,
@@ -389,7 +388,7 @@ impl<'a> Run<'a> {
             self.store.as_ref(),
             &self.target.journal().name,
             &self.record,
-            Some(&self.pending),
+            &self.pending,
             Some(&self.version),
         )
         .await?
