@@ -102,6 +102,30 @@ impl<'a> Audit<'a> {
         }
     }
 
+    /// Store a document beside the events (an incident's report) under
+    /// `_audit/KIND/YYYY/MM/DD/TIME-NAME.json`, created never overwritten, locked as events are.
+    pub async fn store_document(
+        &self,
+        kind: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> crate::error::Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let at = Utc::now();
+        let key = format!(
+            "{kind}/{}/{}-{name}.json",
+            at.format("%Y/%m/%d"),
+            at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+        let lock = self
+            .lock
+            .as_ref()
+            .map(|l| (l.mode, at + chrono::Duration::days(i64::from(l.days))));
+        store.put_audit(&key, bytes, lock).await
+    }
+
     /// The store errors of events that were not stored.
     pub fn unstored(&self) -> Vec<String> {
         self.unstored

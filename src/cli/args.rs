@@ -155,6 +155,13 @@ pub enum Command {
         after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --resume app-db        # go on with a rotation stopped at NEEDS_HUMAN, after checking it\n  coffre rotate --abandon app-db       # or drop it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
     )]
     Rotate(RotateArgs),
+    /// Rotate everything in scope now, restart each workload that uses it once, revoke the
+    /// old credentials once the rollouts are confirmed, and report what changed.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffre incident rotate --all --dry-run      # the plan, changing nothing\n  coffre incident rotate --namespace ehr      # rotate, restart, revoke, report\n  coffre incident rotate --selector app=pharmacy --grace 15m\n  coffre incident close                       # give up an interrupted incident, after checking it\n\nInterrupted, the same command resumes the incident. See docs/OPERATIONS.md, the incident runbook."
+    )]
+    Incident(IncidentCommand),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
     #[command(
         after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time, across pods too"
@@ -201,6 +208,7 @@ impl Command {
                 | Command::Run { .. }
                 | Command::Job(JobCommand::Run { .. })
                 | Command::Rotate(_)
+                | Command::Incident(_)
         )
     }
 }
@@ -469,6 +477,45 @@ pub enum RotateCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Subcommand)]
+pub enum IncidentCommand {
+    /// Plan, rotate, restart once, confirm, revoke and report.
+    Rotate(IncidentRotateArgs),
+    /// Close an incident that was interrupted and will not be resumed (check it first with
+    /// 'coffre rotate status'); the journals keep where each rotation stands.
+    Close {
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Args)]
+pub struct IncidentRotateArgs {
+    /// Every configured target.
+    #[arg(long)]
+    pub all: bool,
+    /// A target, by name or by the secret it publishes (k8s:NS/NAME, NS/NAME, vault:...).
+    #[arg(long = "secret", value_name = "SECRET")]
+    pub secrets: Vec<String>,
+    /// Every target published to a Secret in this namespace.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Every target whose published Secret carries these labels (key=value,key!=value,key).
+    #[arg(long, value_name = "LABELS")]
+    pub selector: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Let the replaced credentials work this long after the rollouts (default: revoked at once).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::HumanDuration::parse)]
+    pub grace: Option<crate::duration::HumanDuration>,
+    /// Rotations at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Subcommand)]

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 pub mod hints;
+mod incident;
 mod jobs;
 pub mod json;
 pub mod render;
@@ -108,6 +109,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Job(JobCommand::List { output }) => jobs::list(ctx, *output).await,
         Command::Run { output } => jobs::daemon(ctx, *output).await,
         Command::Rotate(args) => rotate::run(ctx, args).await,
+        Command::Incident(command) => incident::run(ctx, command).await,
         Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("run without a store")
         }

@@ -1,9 +1,11 @@
 //! The Kubernetes API, through the kube client: in a pod as its service account, elsewhere as
 //! the kubeconfig says (`KUBECONFIG`, `~/.kube/config`). Only what coffre needs of it.
 
+mod labels;
 mod leases;
 mod workloads;
 
+pub use labels::Selector;
 pub use leases::{Lease, LeaseSpec, Leases, MicroTime, from_micro_time, micro_time};
 pub use workloads::{ROTATION_ANNOTATION, Rollout, Workload, WorkloadKind, uses_secret};
 

@@ -133,6 +133,17 @@ impl Cluster {
 
     /// The workloads of `namespace` whose pod templates use Secret `secret`.
     pub async fn consumers_of(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>> {
+        Ok(self
+            .pod_templates(namespace)
+            .await?
+            .into_iter()
+            .filter(|(_, pod)| uses_secret(pod, secret))
+            .map(|(w, _)| w)
+            .collect())
+    }
+
+    /// Every workload of `namespace` with its pod template, sorted (one list call per kind).
+    pub async fn pod_templates(&self, namespace: &str) -> Result<Vec<(Workload, PodSpec)>> {
         let mut found = Vec::new();
         for kind in WorkloadKind::ALL {
             let listed = self
@@ -149,16 +160,17 @@ impl Cluster {
                 let pod = serde_json::from_value::<PodSpec>(
                     object.data["spec"]["template"]["spec"].clone(),
                 );
-                if pod.is_ok_and(|p| uses_secret(&p, secret)) {
-                    found.push(Workload {
+                if let Ok(pod) = pod {
+                    let workload = Workload {
                         kind,
                         namespace: namespace.to_string(),
                         name: object.metadata.name.unwrap_or_default(),
-                    });
+                    };
+                    found.push((workload, pod));
                 }
             }
         }
-        found.sort();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
     }
 

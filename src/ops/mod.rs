@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config_check;
 pub mod daemon;
 pub mod drill;
+pub mod incident;
 pub mod job;
 pub mod keys;
 pub mod lock;

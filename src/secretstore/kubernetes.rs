@@ -84,8 +84,17 @@ fn new_secret(name: &str, fields: &Fields) -> Secret {
             ..Default::default()
         },
         data: Some(data_of(fields)),
-        type_: Some("Opaque".into()),
+        type_: Some(secret_type(fields).into()),
         ..Default::default()
+    }
+}
+
+/// A certificate and its key make a kubernetes.io/tls Secret (what Ingresses and service meshes
+/// read); anything else is Opaque. The type is set at creation and kept after.
+fn secret_type(fields: &Fields) -> &'static str {
+    match (fields.get("tls.crt"), fields.get("tls.key")) {
+        (Some(_), Some(_)) => "kubernetes.io/tls",
+        _ => "Opaque",
     }
 }
 

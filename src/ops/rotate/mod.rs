@@ -60,6 +60,8 @@ pub struct RotateOptions {
     /// Overrides each target's grace period (an incident: zero, revoked at once).
     pub grace: Option<Duration>,
     pub restarts: Restarts,
+    /// Targets rotated at once.
+    pub concurrency: usize,
     /// Cancelled on SIGTERM: a rotation finishes the step in flight, releases its journal and
     /// stops; one not started yet does not start. The next run resumes.
     pub stop: tokio_util::sync::CancellationToken,
@@ -80,6 +82,7 @@ impl RotateOptions {
             incident: None,
             grace: None,
             restarts: Restarts::PerTarget,
+            concurrency: CONCURRENCY,
             stop,
         }
     }
@@ -216,7 +219,7 @@ pub async fn rotate(
             .iter()
             .map(|t| rotate_one(t, secrets, audit, options)),
     )
-    .buffered(CONCURRENCY)
+    .buffered(options.concurrency.max(1))
     .collect()
     .await
 }

@@ -1,0 +1,216 @@
+//! `coffre incident rotate` and `coffre incident close`: the plan first, then the audit events
+//! as they happen, then the report (text, or JSON lines with `--json`).
+
+use std::time::Duration;
+
+use super::args::{IncidentCommand, IncidentRotateArgs};
+use super::commands::emit;
+use super::json::object;
+use crate::audit::Audit;
+use crate::error::{Error, Result};
+use crate::ops::Context;
+use crate::ops::incident::{self, IncidentPlan, Report, RunOptions, Scope};
+
+pub async fn run(ctx: &Context, command: &IncidentCommand) -> Result<()> {
+    match command {
+        IncidentCommand::Rotate(args) => rotate(ctx, args).await,
+        IncidentCommand::Close { output } => {
+            let closed = incident::close(&ctx.store).await?;
+            emit(
+                *output,
+                || match &closed {
+                    Some(i) => format!("incident {} ({}) closed", i.incident_id, i.scope),
+                    None => "no incident is open".into(),
+                },
+                || object("incident_closed", serde_json::json!({ "incident": closed })),
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
+    let scope = Scope {
+        all: args.all,
+        secrets: args.secrets.clone(),
+        namespaces: args.namespaces.clone(),
+        selector: args.selector.clone(),
+    };
+    let targets = incident::select(&ctx.config, &scope).await?;
+    let (plan, consumers) = incident::plan(&ctx.config, &targets, &scope).await?;
+    emit(
+        args.output,
+        || plan_text(&plan),
+        || {
+            object(
+                "incident_plan",
+                serde_json::to_value(&plan).expect("serializes"),
+            )
+        },
+    );
+    if args.dry_run {
+        return Ok(());
+    }
+    let actor = crate::ops::rotate::actor();
+    let (open, resumed) = incident::open(&ctx.store, &scope, &targets, &actor).await?;
+    if !args.output.json {
+        println!(
+            "incident {} {}",
+            open.incident_id,
+            if resumed {
+                "resumed (an earlier run was interrupted)"
+            } else {
+                "started"
+            }
+        );
+    }
+    let json = args.output.json;
+    let audit = Audit::new(
+        Some(&ctx.store),
+        ctx.config.audit.object_lock,
+        move |event| match json {
+            true => {
+                let value = serde_json::to_value(event).expect("an event serializes");
+                println!("{}", object("rotation_event", value));
+            }
+            false => println!(
+                "  {}: {} -> {}{}",
+                event.target,
+                event.from,
+                event.to,
+                event
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+        },
+    );
+    let options = RunOptions {
+        grace: args.grace.map_or(Duration::ZERO, |g| g.0),
+        concurrency: args.concurrency,
+        stop: ctx.stop.clone(),
+    };
+    let (report, errors) =
+        incident::run(&ctx.config, &open, &targets, &consumers, &audit, &options).await;
+    let value = object(
+        "incident_report",
+        serde_json::to_value(&report).expect("serializes"),
+    );
+    emit(args.output, || report_text(&report), || value.clone());
+    let stored = audit
+        .store_document(
+            "incident",
+            &open.incident_id.to_string(),
+            value.to_string().into_bytes(),
+        )
+        .await;
+    if report.complete {
+        incident::close(&ctx.store).await?;
+    }
+    if let Some(e) = incident::worst(errors) {
+        return Err(e);
+    }
+    if !report.complete {
+        return Err(Error::store(format!(
+            "incident {} is not complete: run the same command again to resume it",
+            open.incident_id
+        )));
+    }
+    stored.map_err(|e| e.context("the incident is done, but its report could not be stored"))?;
+    if let Some(why) = audit.unstored().first() {
+        return Err(Error::store(format!(
+            "the incident is done, but audit events could not be stored: {why}"
+        )));
+    }
+    Ok(())
+}
+
+fn plan_text(plan: &IncidentPlan) -> String {
+    let mut out = format!(
+        "incident plan ({}): {} secret(s), {} workload(s) to restart once\n",
+        plan.scope,
+        plan.secrets.len(),
+        plan.workloads.len()
+    );
+    for s in &plan.secrets {
+        out.push_str(&format!(
+            "  secret {}: {} ({} from {} -> {}; now {})\n",
+            s.target,
+            s.action,
+            s.kind,
+            s.issuer,
+            s.publish,
+            s.state.as_deref().unwrap_or("never rotated")
+        ));
+    }
+    for (target, why) in &plan.unreadable {
+        out.push_str(&format!("  secret {target}: cannot be planned: {why}\n"));
+    }
+    for w in &plan.workloads {
+        out.push_str(&format!(
+            "  workload {}: restart once (uses {})\n",
+            w.workload,
+            w.secrets.join(", ")
+        ));
+    }
+    out
+}
+
+fn report_text(report: &Report) -> String {
+    let mut out = format!(
+        "incident {} ({}): {}\n",
+        report.incident_id,
+        report.scope,
+        match report.complete {
+            true => "complete: every secret rotated, every rollout confirmed",
+            false => "NOT complete: run the same command again to resume",
+        }
+    );
+    for s in &report.secrets {
+        let revoked = match (s.revoked, s.revoke_after) {
+            (true, _) => ", old credential revoked".to_string(),
+            (false, Some(at)) => format!(
+                ", old credential revoked after {}",
+                crate::manifest::rfc3339::format(&at)
+            ),
+            (false, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "  secret {} ({}, {}): {} -> {}, {}{}{}\n",
+            s.target,
+            s.kind,
+            s.publish,
+            s.old_fingerprint.as_deref().unwrap_or("none"),
+            s.new_fingerprint.as_deref().unwrap_or("unchanged"),
+            s.state.as_deref().unwrap_or("not rotated"),
+            revoked,
+            s.error
+                .as_ref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    for w in &report.workloads {
+        out.push_str(&format!(
+            "  workload {}: {}, {} (uses {}){}\n",
+            w.workload,
+            if w.restarted {
+                "restarted"
+            } else {
+                "not patched by this run"
+            },
+            if w.rollout_confirmed {
+                "rollout confirmed"
+            } else {
+                "rollout NOT confirmed"
+            },
+            w.secrets.join(", "),
+            w.error
+                .as_ref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
