@@ -64,8 +64,57 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
             }
         );
     }
-    let json = args.output.json;
-    let audit = Audit::new(
+    let audit = audit(ctx, args.output.json);
+    let options = RunOptions {
+        grace: args.grace.map_or(Duration::ZERO, |g| g.0),
+        concurrency: args.concurrency,
+        stop: ctx.stop.clone(),
+    };
+    let (report, errors) =
+        incident::run(&ctx.config, &open, &targets, &consumers, &audit, &options).await;
+    let value = object(
+        "incident_report",
+        serde_json::to_value(&report).expect("serializes"),
+    );
+    emit(args.output, || report_text(&report), || value.clone());
+    finish(ctx, &audit, &report, errors, value).await
+}
+
+/// Store the report, close a complete incident, and say how the run ends.
+async fn finish(
+    ctx: &Context,
+    audit: &Audit<'_>,
+    report: &Report,
+    errors: Vec<Error>,
+    value: serde_json::Value,
+) -> Result<()> {
+    let id = report.incident_id;
+    let stored = audit
+        .store_document("incident", &id.to_string(), value.to_string().into_bytes())
+        .await;
+    if report.complete {
+        incident::close(&ctx.store).await?;
+    }
+    if let Some(e) = incident::worst(errors) {
+        return Err(e);
+    }
+    if !report.complete {
+        return Err(Error::store(format!(
+            "incident {id} is not complete: run the same command again to resume it"
+        )));
+    }
+    stored.map_err(|e| e.context("the incident is done, but its report could not be stored"))?;
+    if let Some(why) = audit.unstored().first() {
+        return Err(Error::store(format!(
+            "the incident is done, but audit events could not be stored: {why}"
+        )));
+    }
+    Ok(())
+}
+
+/// Audit events go to the store, and to stdout: JSON lines, or one short line each.
+fn audit(ctx: &Context, json: bool) -> Audit<'_> {
+    Audit::new(
         Some(&ctx.store),
         ctx.config.audit.object_lock,
         move |event| match json {
@@ -85,45 +134,7 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
                     .unwrap_or_default()
             ),
         },
-    );
-    let options = RunOptions {
-        grace: args.grace.map_or(Duration::ZERO, |g| g.0),
-        concurrency: args.concurrency,
-        stop: ctx.stop.clone(),
-    };
-    let (report, errors) =
-        incident::run(&ctx.config, &open, &targets, &consumers, &audit, &options).await;
-    let value = object(
-        "incident_report",
-        serde_json::to_value(&report).expect("serializes"),
-    );
-    emit(args.output, || report_text(&report), || value.clone());
-    let stored = audit
-        .store_document(
-            "incident",
-            &open.incident_id.to_string(),
-            value.to_string().into_bytes(),
-        )
-        .await;
-    if report.complete {
-        incident::close(&ctx.store).await?;
-    }
-    if let Some(e) = incident::worst(errors) {
-        return Err(e);
-    }
-    if !report.complete {
-        return Err(Error::store(format!(
-            "incident {} is not complete: run the same command again to resume it",
-            open.incident_id
-        )));
-    }
-    stored.map_err(|e| e.context("the incident is done, but its report could not be stored"))?;
-    if let Some(why) = audit.unstored().first() {
-        return Err(Error::store(format!(
-            "the incident is done, but audit events could not be stored: {why}"
-        )));
-    }
-    Ok(())
+    )
 }
 
 fn plan_text(plan: &IncidentPlan) -> String {
