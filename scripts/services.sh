@@ -11,6 +11,10 @@
 #   COFFRE_TEST_VAULT   http://127.0.0.1:PORT (OpenBao in dev mode, root token "root", KV v2 at secret/)
 #   COFFRE_TEST_S3S     http://127.0.0.1:PORT (s3s-fs, which checks SigV4 signatures), with
 #                       COFFRE_TEST_S3S_KEY and COFFRE_TEST_S3S_SECRET
+#   COFFRE_TEST_ACME    https://127.0.0.1:PORT/dir (pebble, validating HTTP-01 for real), with
+#                       COFFRE_TEST_ACME_TLS_ROOT (its own TLS), COFFRE_TEST_ACME_ROOT (the root of
+#                       the certificates it issues) and COFFRE_TEST_ACME_HTTP_PORT (where it
+#                       connects to check HTTP-01 answers)
 # Sourced by scripts/test and scripts/bench; everything it starts stops when the caller exits.
 # Needs $venv (a Python venv) and $cache (a directory kept between runs).
 
@@ -212,6 +216,38 @@ svc_start_openbao() {
   svc_log "OpenBao $("$venv/bin/bao" version | awk '{print $2}') on $port"
 }
 
+# pebble: Let's Encrypt's test ACME server. It checks HTTP-01 answers for real (no
+# PEBBLE_VA_ALWAYS_VALID), connecting to 127.0.0.1 on the port it exports.
+svc_start_pebble() {
+  command -v pebble >/dev/null || apt_install pebble
+  local dir="$svc_dir/pebble" port mport http_port
+  mkdir -p "$dir"
+  port=$(free_port); mport=$(free_port); http_port=$(free_port)
+  # Its own TLS: a CA, and a localhost certificate the CA signs.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=pebble test CA" \
+    -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$dir/key.pem" -out "$dir/cert.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf"
+  openssl x509 -req -in "$dir/cert.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial -days 2 \
+    -extfile "$dir/ext.cnf" -out "$dir/cert.pem" 2>/dev/null
+  cat >"$dir/config.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:$port", "managementListenAddress": "127.0.0.1:$mport",
+  "certificate": "$dir/cert.pem", "privateKey": "$dir/key.pem", "httpPort": $http_port, "tlsPort": $(free_port),
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+  PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$dir/config.json" >"$svc_dir/pebble.log" 2>&1 &
+  svc_pids+=($!)
+  disown $!
+  wait_port "$port" pebble
+  wait_port "$mport" "pebble management"
+  # A new root at every start: the tests verify issued chains against it.
+  curl -sf --cacert "$dir/ca.pem" "https://127.0.0.1:$mport/roots/0" >"$dir/root.pem"
+  export COFFRE_TEST_ACME="https://127.0.0.1:$port/dir" COFFRE_TEST_ACME_TLS_ROOT="$dir/ca.pem" \
+    COFFRE_TEST_ACME_ROOT="$dir/root.pem" COFFRE_TEST_ACME_HTTP_PORT="$http_port"
+  svc_log "pebble (ACME) on $port, checking HTTP-01 on $http_port"
+}
+
 svc_start_all() {
   svc_need_tools || return 1
   svc_start_postgres || return 1
@@ -221,4 +257,5 @@ svc_start_all() {
   svc_start_s3s || return 1
   svc_start_pushgateway || return 1
   svc_start_openbao || return 1
+  svc_start_pebble || return 1
 }

@@ -7,52 +7,10 @@ mod support;
 
 use serde_json::{Value, json};
 use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
-use support::kube_api::KubeApi;
+use support::kube_api::{KubeApi, container, workload};
 use support::{Run, Workspace};
 
 const ADMIN_ENV: &str = "COFFRE_TEST_ADMIN_PW";
-
-/// A workload of `resource` ("deployments"...) whose pods run `pod`, rolled out.
-fn workload(api: &KubeApi, resource: &str, name: &str, pod: Value) {
-    let kind = match resource {
-        "deployments" => "Deployment",
-        "statefulsets" => "StatefulSet",
-        _ => "DaemonSet",
-    };
-    let mut spec = json!({
-        "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
-    });
-    if resource != "daemonsets" {
-        spec["replicas"] = json!(2);
-    }
-    if resource == "statefulsets" {
-        spec["serviceName"] = json!(name);
-    }
-    let status = match resource {
-        "daemonsets" => {
-            json!({"observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
-            "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2, "numberAvailable": 2})
-        }
-        _ => {
-            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2})
-        }
-    };
-    api.put(
-        &format!("apps/v1/{resource}"),
-        "prod",
-        json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "generation": 1},
-               "spec": spec, "status": status}),
-    );
-}
-
-fn container(extra: Value) -> Value {
-    let mut c = json!({"name": "app", "image": "registry.example/app:1"});
-    for (k, v) in extra.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    c
-}
 
 /// Patches the API server received for workload `name`.
 fn patches(api: &KubeApi, name: &str) -> usize {

@@ -42,7 +42,7 @@ pub async fn order(
     key_pem: &str,
 ) -> Result<Issued> {
     let failed = |doing: &str, e: instant_acme::Error| {
-        Error::source(format!("{}: {doing}: {e}", server.directory))
+        Error::source(format!("{}: {doing}: {}", server.directory, with_causes(&e)))
     };
     let builder = match server.server_root {
         Some(root) => Account::builder_with_root(root),
@@ -136,6 +136,21 @@ pub async fn order(
         .await
         .map_err(|e| failed("downloading the certificate", e))?;
     Ok(Issued { chain, new_account })
+}
+
+/// An error and what caused it, as one line ("client error (Connect): invalid peer certificate").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn csr(names: &Names, key_pem: &str) -> Result<Vec<u8>> {

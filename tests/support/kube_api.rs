@@ -428,6 +428,31 @@ impl KubeApi {
             .insert((kind.to_string(), namespace.to_string(), name), object);
     }
 
+    /// The decoded data of Secret `namespace/name`, and its type.
+    pub fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(BTreeMap<String, String>, String)> {
+        use base64::Engine;
+        let object = self.object("v1/secrets", namespace, name)?;
+        let data = object["data"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or_default())
+                    .unwrap();
+                (k.clone(), String::from_utf8(bytes).unwrap())
+            })
+            .collect();
+        Some((
+            data,
+            object["type"].as_str().unwrap_or("Opaque").to_string(),
+        ))
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -514,4 +539,52 @@ fn roll_out(object: &mut Value, resource: &str) {
             "readyReplicas": replicas, "availableReplicas": replicas})
         }
     };
+}
+
+/// A workload of `resource` ("deployments"...) whose pods run `pod`, rolled out.
+pub fn workload(api: &KubeApi, resource: &str, name: &str, pod: Value) {
+    workload_in(api, resource, "prod", name, pod)
+}
+
+/// A workload of `resource` in `namespace` whose pods run `pod`, rolled out.
+pub fn workload_in(api: &KubeApi, resource: &str, namespace: &str, name: &str, pod: Value) {
+    let kind = match resource {
+        "deployments" => "Deployment",
+        "statefulsets" => "StatefulSet",
+        _ => "DaemonSet",
+    };
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+    });
+    if resource != "daemonsets" {
+        spec["replicas"] = json!(2);
+    }
+    if resource == "statefulsets" {
+        spec["serviceName"] = json!(name);
+    }
+    let status = match resource {
+        "daemonsets" => {
+            json!({"observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+            "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2, "numberAvailable": 2})
+        }
+        _ => {
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2})
+        }
+    };
+    api.put(
+        &format!("apps/v1/{resource}"),
+        namespace,
+        json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "generation": 1},
+               "spec": spec, "status": status}),
+    );
+}
+
+/// A container spec with `extra` fields (env, envFrom...).
+pub fn container(extra: Value) -> Value {
+    let mut c = json!({"name": "app", "image": "registry.example/app:1"});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
 }
