@@ -137,6 +137,10 @@ fn every_json_output_matches_its_documented_shape() {
     run(&["rotate", "--all", "--dry-run"]);
     run(&["rotate", "app"]);
     run(&["rotate", "status"]);
+    // An incident over the same target: its plan, its report, and closing (nothing open).
+    run(&["incident", "rotate", "--secret", "app", "--dry-run"]);
+    run(&["incident", "rotate", "--secret", "app"]);
+    run(&["incident", "close"]);
 
     // A damaged manifest shows in list, key list and verify --all.
     std::fs::write(ws.backup_dir("files", &ids[1]).join("manifest.json"), "{").unwrap();
