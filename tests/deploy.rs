@@ -161,7 +161,7 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
             dir.display()
         );
         let daemon = dir.ends_with("daemon");
-        let (cronjobs, deployments) = if daemon { (0, 1) } else { (5, 0) };
+        let (cronjobs, deployments) = if daemon { (0, 1) } else { (7, 0) };
         assert_eq!(
             of_kind(&objects, "CronJob").len(),
             cronjobs,
@@ -284,7 +284,7 @@ fn every_pod_runs_under_the_restricted_pod_security_standard() {
     );
     let mut all = pods(&base);
     all.extend(pods(&daemon));
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 8);
     for (name, pod) in all {
         assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
@@ -397,8 +397,28 @@ fn job_of(cronjob: &Value) -> String {
     args[at + 2].to_string()
 }
 
-/// deploy/rotation grants, in each application namespace, exactly the Secrets the example
-/// rotation targets publish and journal to, to coffre's service account; it validates too.
+/// The example rotation jobs, loaded.
+fn rotation_config() -> coffre::config::Config {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("jobs")).unwrap();
+    for job in ["weekly-passwords", "monthly-api-keys", "tls-certificates"] {
+        std::fs::copy(
+            root().join(format!("jobs/{job}.toml")),
+            ws.path().join(format!("jobs/{job}.toml")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        ws.path().join("coffre.toml"),
+        "jobs = [\"jobs/*.toml\"]\n[store]\nkind = \"local\"\npath = \"store\"\n[encryption]\nkeys = []\n",
+    )
+    .unwrap();
+    coffre::config::Config::load(&ws.path().join("coffre.toml")).unwrap()
+}
+
+/// deploy/rotation grants, in each namespace, exactly the Secrets the example rotation
+/// targets publish, journal and keep an ACME account in, and exactly the workloads they
+/// restart, to coffre's service account; it validates too.
 #[test]
 fn the_rotation_rbac_covers_the_example_targets_and_no_more() {
     let copy = deploy_copy();
@@ -406,11 +426,26 @@ fn the_rotation_rbac_covers_the_example_targets_and_no_more() {
     let (yaml, objects) = kustomize(&dir);
     validate(&yaml, &copy.path().join("rotation.yaml"));
     let mut granted = BTreeSet::new();
+    let mut restartable = BTreeSet::new();
     for role in of_kind(&objects, "Role") {
         let namespace = role["metadata"]["namespace"].as_str().unwrap();
         for rule in role["rules"].as_array().unwrap() {
+            let names = rule["resourceNames"].as_array();
+            if rule["apiGroups"] == serde_json::json!(["apps"]) {
+                assert_eq!(
+                    rule["resources"],
+                    serde_json::json!(["deployments"]),
+                    "{role}"
+                );
+                assert_eq!(rule["verbs"], serde_json::json!(["get", "patch"]), "{role}");
+                for name in names.expect("named workloads only") {
+                    restartable
+                        .insert(format!("Deployment/{namespace}/{}", name.as_str().unwrap()));
+                }
+                continue;
+            }
             assert_eq!(rule["resources"], serde_json::json!(["secrets"]), "{role}");
-            match rule["resourceNames"].as_array() {
+            match names {
                 Some(names) => {
                     assert_eq!(
                         rule["verbs"],
@@ -431,27 +466,24 @@ fn the_rotation_rbac_covers_the_example_targets_and_no_more() {
             serde_json::json!([{"kind": "ServiceAccount", "name": "coffre", "namespace": "coffre"}])
         );
     }
-    let ws = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(ws.path().join("jobs")).unwrap();
-    std::fs::copy(
-        root().join("jobs/weekly-passwords.toml"),
-        ws.path().join("jobs/weekly-passwords.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        ws.path().join("coffre.toml"),
-        "jobs = [\"jobs/*.toml\"]\n[store]\nkind = \"local\"\npath = \"store\"\n[encryption]\nkeys = []\n",
-    )
-    .unwrap();
-    let config = coffre::config::Config::load(&ws.path().join("coffre.toml")).unwrap();
+    let config = rotation_config();
     let mut needed = BTreeSet::new();
+    let mut consumers = BTreeSet::new();
     for target in config.targets.values() {
-        for location in [&target.publish, &target.journal()] {
+        let mut locations = vec![target.publish.clone(), target.journal()];
+        if let coffre::config::TargetKind::Certificate(c) = &target.kind
+            && let coffre::config::CertificateIssuer::Acme(acme) = &c.issuer
+        {
+            locations.extend(acme.account.clone());
+        }
+        for location in locations {
             assert_eq!(location.backend, coffre::secretstore::Backend::Kubernetes);
             needed.insert(location.name.clone());
         }
+        consumers.extend(target.consumers.iter().map(|w| w.to_string()));
     }
     assert_eq!(granted, needed);
+    assert_eq!(restartable, consumers);
 }
 
 #[test]
@@ -614,10 +646,23 @@ fn the_manifests_agree_with_the_example_jobs() {
         .map(|j| coffre::config::lease_name(j).unwrap())
         .collect();
     assert_eq!(leases, expected);
-    let read_through_the_api: BTreeSet<String> = config
-        .targets
-        .values()
-        .filter_map(|t| t.database()?.admin_password.as_ref()?.location())
+    // Admin passwords and issuer hook tokens.
+    let mut references = Vec::new();
+    for target in config.targets.values() {
+        match &target.kind {
+            coffre::config::TargetKind::Database(d) => references.extend(d.admin_password.clone()),
+            coffre::config::TargetKind::ApiKey(a) => references.extend(
+                [&a.register, &a.revoke]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h.bearer.clone()),
+            ),
+            _ => {}
+        }
+    }
+    let read_through_the_api: BTreeSet<String> = references
+        .iter()
+        .filter_map(|r| r.location())
         .filter_map(|(location, _)| location.name.strip_prefix("coffre/").map(str::to_string))
         .collect();
     assert_eq!(secrets, read_through_the_api);

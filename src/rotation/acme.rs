@@ -42,7 +42,11 @@ pub async fn order(
     key_pem: &str,
 ) -> Result<Issued> {
     let failed = |doing: &str, e: instant_acme::Error| {
-        Error::source(format!("{}: {doing}: {}", server.directory, with_causes(&e)))
+        Error::source(format!(
+            "{}: {doing}: {}",
+            server.directory,
+            with_causes(&e)
+        ))
     };
     let builder = match server.server_root {
         Some(root) => Account::builder_with_root(root),

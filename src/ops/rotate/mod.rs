@@ -207,21 +207,36 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Rotati
         .collect()
 }
 
-/// Rotate each target, a few at once; one result per target, in the order given.
+/// Rotate each target, a few at once; one result per target, in the order given. CAs go
+/// first, so that the certificates they sign in the same run come from the new one.
 pub async fn rotate(
     targets: &[&RotationTarget],
     secrets: &Resolver,
     audit: &Audit<'_>,
     options: &RotateOptions,
 ) -> Vec<Result<Outcome>> {
-    futures::stream::iter(
-        targets
-            .iter()
-            .map(|t| rotate_one(t, secrets, audit, options)),
-    )
-    .buffered(options.concurrency.max(1))
-    .collect()
-    .await
+    let is_ca = |t: &RotationTarget| matches!(t.kind, TargetKind::Ca(_));
+    let mut results: Vec<Option<Result<Outcome>>> = targets.iter().map(|_| None).collect();
+    for wave in [true, false] {
+        let chosen: Vec<usize> = (0..targets.len())
+            .filter(|&i| is_ca(targets[i]) == wave)
+            .collect();
+        let done: Vec<Result<Outcome>> = futures::stream::iter(
+            chosen
+                .iter()
+                .map(|&i| rotate_one(targets[i], secrets, audit, options)),
+        )
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
+        for (i, result) in chosen.into_iter().zip(done) {
+            results[i] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every target ran"))
+        .collect()
 }
 
 /// What a run would do for each target, a few read at once.
