@@ -111,7 +111,7 @@ fn overlays(deploy: &Path) -> Vec<PathBuf> {
     ]
 }
 
-/// Every pod template: a CronJob's or a Deployment's, with the object's name.
+/// Every pod template: a CronJob's, a Deployment's or a Job's, with the object's name.
 fn pods(objects: &[Value]) -> Vec<(String, &Value)> {
     let mut pods = Vec::new();
     for object in objects {
@@ -124,7 +124,7 @@ fn pods(objects: &[Value]) -> Vec<(String, &Value)> {
                 name,
                 &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
             )),
-            Some("Deployment") => pods.push((name, &object["spec"]["template"]["spec"])),
+            Some("Deployment" | "Job") => pods.push((name, &object["spec"]["template"]["spec"])),
             _ => {}
         }
     }
@@ -282,9 +282,16 @@ fn every_pod_runs_under_the_restricted_pod_security_standard() {
         policy["spec"]["ingress"][0]["ports"][0]["port"], 9464,
         "{policy}"
     );
+    // The incident Job: the same pod as the CronJobs', validated with them.
+    let copy = deploy_copy();
+    let (yaml, incident) = kustomize(&copy.path().join("deploy/incident"));
+    validate(&yaml, &copy.path().join("incident.yaml"));
+    let job = named(&incident, "Job", "coffre-incident");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
     let mut all = pods(&base);
     all.extend(pods(&daemon));
-    assert_eq!(all.len(), 8);
+    all.extend(pods(&incident));
+    assert_eq!(all.len(), 9);
     for (name, pod) in all {
         assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
@@ -351,6 +358,15 @@ fn checkov_fails_no_check_of_the_manifests_or_the_dockerfile() {
             assert_eq!(summary["parsing_errors"], 0, "{}: {summary}", dir.display());
             assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");
         }
+    }
+    // The incident Job runs beside the base, whose NetworkPolicy covers its pod too.
+    let (yaml, _) = kustomize(&deploy.join("incident"));
+    let (base, _) = kustomize(&deploy.join("base"));
+    let file = copy.path().join("incident.yaml");
+    std::fs::write(&file, format!("{base}\n---\n{yaml}")).unwrap();
+    for summary in checkov(&file, "kubernetes") {
+        assert_eq!(summary["failed"], 0, "deploy/incident: {summary}");
+        assert_eq!(summary["parsing_errors"], 0, "deploy/incident: {summary}");
     }
     for summary in checkov(&root().join("deploy/Dockerfile"), "dockerfile") {
         assert_eq!(summary["failed"], 0, "Dockerfile: {summary}");
