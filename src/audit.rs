@@ -15,14 +15,14 @@ use crate::store::Store;
 /// One transition of one rotation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// Always "rotation" (other kinds come with API keys and certificates).
+    /// Always "rotation" (an incident's report is a document beside the events).
     pub event: String,
     pub at: DateTime<Utc>,
     pub rotation_id: uuid::Uuid,
     pub trigger: String,
     pub actor: String,
     pub target: String,
-    /// The database user whose password changed.
+    /// Whose credential changed: the database user, "key", the certificate's first name.
     pub user: String,
     pub from: String,
     pub to: String,
