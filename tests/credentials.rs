@@ -301,3 +301,43 @@ fn bad_credential_targets_are_config_errors_that_write_nothing() {
     }
     assert!(api.secret("prod", "k").is_none() && api.secret("prod", "t").is_none());
 }
+
+#[test]
+fn an_incident_whose_revocation_failed_revokes_on_the_rerun_without_rotating_again() {
+    let api = KubeApi::start();
+    // The issuer's revoke endpoint is down until the file `issuer-up` exists.
+    let target = "[[target]]\nname = \"partner-key\"\nkind = \"api_key\"\npublish = \"k8s:prod/partner-key\"\nrevoke = { command = [\"sh\", \"-c\", \"cat >/dev/null; test -f issuer-up || { echo issuer unavailable >&2; exit 1; }\"] }\n";
+    let ws = workspace(&api, target);
+    run(&ws, &["rotate", "partner-key"]).ok();
+    let (before, _) = api.secret("prod", "partner-key").unwrap();
+    let failed = run(&ws, &["incident", "rotate", "--all"]);
+    assert_ne!(failed.code, 0);
+    assert!(
+        failed.stderr.contains("issuer unavailable"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stdout_text().contains("NOT complete"),
+        "{}",
+        failed.stdout_text()
+    );
+    let (rotated, _) = api.secret("prod", "partner-key").unwrap();
+    assert_ne!(rotated["current"], before["current"]);
+    assert_eq!(rotated["previous"], before["current"], "not revoked yet");
+
+    ws.write("issuer-up", "");
+    let rerun = run(&ws, &["incident", "rotate", "--all", "--json"]);
+    rerun.ok();
+    let (after, _) = api.secret("prod", "partner-key").unwrap();
+    assert_eq!(
+        after["current"], rotated["current"],
+        "rotated once, not twice"
+    );
+    assert_eq!(after["rotation_id"], rotated["rotation_id"]);
+    assert!(!after.contains_key("previous"));
+    let status = run(&ws, &["rotate", "status", "--json"]);
+    let status = &support::json_lines(&status)[0];
+    assert!(status["revoked_at"].is_string(), "{status}");
+    assert_no_secret_in(&[&failed, &rerun], &[&before["current"], &after["current"]]);
+}

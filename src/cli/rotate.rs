@@ -225,6 +225,17 @@ fn status_line(name: &str, record: Option<&Record>) -> String {
     if let Some(why) = &r.stopped_because {
         line.push_str(&format!("; {why}"));
     }
+    match (r.revoke_after, r.revoked_at) {
+        (_, Some(at)) => line.push_str(&format!(
+            "; the credential it replaced was revoked {}",
+            rfc3339::format(&at)
+        )),
+        (Some(at), None) => line.push_str(&format!(
+            "; the credential it replaced is revoked after {}",
+            rfc3339::format(&at)
+        )),
+        _ => {}
+    }
     if let (Some(holder), Some(until)) = (&r.holder, r.held_until)
         && until > Utc::now()
     {
@@ -256,6 +267,9 @@ fn status_json(name: &str, record: Option<&Record>) -> serde_json::Value {
             "failed_runs": r.map_or(0, |r| r.failure.as_ref().map_or(0, |f| f.count)),
             "last_error": r.and_then(|r| r.failure.as_ref().map(|f| &f.error)),
             "stopped_because": r.and_then(|r| r.stopped_because.as_ref()),
+            "incident": r.and_then(|r| r.incident),
+            "revoke_after": r.and_then(|r| r.revoke_after.as_ref().map(rfc3339::format)),
+            "revoked_at": r.and_then(|r| r.revoked_at.as_ref().map(rfc3339::format)),
         }),
     )
 }

@@ -421,17 +421,24 @@ pub async fn run(
             )
         })
         .collect();
-    // Workloads of targets finished in an earlier run are reported as they were then.
+    // A workload not restarted by this run: an earlier run of the incident did, when all its
+    // secrets are finished by the incident; otherwise none of them got far enough.
     for (w, names) in workloads_of(consumers) {
-        if !workloads.iter().any(|r| r.workload == w.to_string()) {
-            workloads.push(WorkloadReport {
-                workload: w.to_string(),
-                secrets: names,
-                restarted: false,
-                rollout_confirmed: true,
-                error: None,
-            });
+        if workloads.iter().any(|r| r.workload == w.to_string()) {
+            continue;
         }
+        let done = names
+            .iter()
+            .all(|n| finished_by(after.get(n), incident.incident_id));
+        workloads.push(WorkloadReport {
+            workload: w.to_string(),
+            secrets: names,
+            restarted: false,
+            rollout_confirmed: done,
+            error: (!done).then(|| {
+                "not restarted: none of its secrets was published by this run".to_string()
+            }),
+        });
     }
     workloads.sort_by(|a, b| a.workload.cmp(&b.workload));
     let complete = secrets_report.iter().all(|s| {

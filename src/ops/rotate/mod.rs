@@ -495,6 +495,22 @@ async fn start_or_revoke(setup: &Setup<'_>, finished: Option<Journal>) -> Result
         false => Ok(options.trigger.clone()),
     };
     let owes = last.is_some_and(|r| r.revoke_after.is_some() && r.revoked_at.is_none());
+    // An incident run again after a failed revocation revokes; it does not rotate twice.
+    if let Some(j) = finished
+        .as_ref()
+        .filter(|j| options.incident.is_some() && j.record.incident == options.incident)
+    {
+        let rotation_id = j.record.rotation_id;
+        let detail = match owes {
+            true => revoke::revoke(setup, finished.expect("checked")).await?.1,
+            false => "already rotated by this incident".to_string(),
+        };
+        return Ok(Begin::Done(Outcome::Revoked {
+            target: target.name.clone(),
+            rotation_id,
+            detail,
+        }));
+    }
     let overdue = last.is_some_and(|r| r.revoke_after.is_some_and(|t| t <= Utc::now()));
     let finished = match (finished, owes && (why.is_ok() || overdue)) {
         (Some(j), true) => {
