@@ -225,7 +225,7 @@ fn an_api_key_rotation_keeps_both_keys_valid_for_the_grace_period_and_only_the_n
     let issuer = Receiver::start();
     // Registered over HTTP; revoked by a command that gets the request on stdin.
     let target = format!(
-        "[[target]]\nname = \"payments-key\"\nkind = \"api_key\"\npublish = \"k8s:prod/payments-key\"\nprefix = \"sk_live_\"\nevery = \"30d\"\ngrace = \"3s\"\nregister = {{ url = \"{url}/keys\" }}\nrevoke = {{ command = [\"sh\", \"-c\", \"curl -sf -X POST --data-binary @- {url}/revoke\"] }}\n",
+        "[[target]]\nname = \"payments-key\"\nkind = \"api_key\"\npublish = \"k8s:prod/payments-key\"\nprefix = \"sk_live_\"\nevery = \"30d\"\ngrace = \"3s\"\nregister = {{ url = \"{url}/keys\", allow_http = true }}\nrevoke = {{ command = [\"sh\", \"-c\", \"curl -sf -X POST --data-binary @- {url}/revoke\"] }}\n",
         url = issuer.url
     );
     let ws = workspace(&api, &target);
@@ -281,6 +281,10 @@ fn bad_credential_targets_are_config_errors_that_write_nothing() {
         ("prefix = \"sk live\"\n", "prefix 'sk live'"),
         ("register = { command = [] }\n", "register: set command"),
         ("register = { url = \"ftp://x\" }\n", "not an http(s) URL"),
+        (
+            "register = { url = \"http://issuer.example/keys\" }\n",
+            "would send the key in clear",
+        ),
         ("dns_names = [\"x\"]\n", "unknown field"),
     ] {
         let ws = workspace(&api, &format!("{base}{extra}"));

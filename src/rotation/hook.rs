@@ -25,6 +25,10 @@ pub struct Hook {
     /// Sent as `Authorization: Bearer ...` to the URL.
     pub bearer: Option<SecretRef>,
     pub timeout: Option<HumanDuration>,
+    /// Allow a plain-HTTP URL: the key would cross the network in clear (a sidecar on
+    /// localhost, a test issuer).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// What a hook is asked to do, and about which key.
@@ -44,7 +48,11 @@ impl Hook {
         match (&self.command, &self.url) {
             (Some(argv), None) if !argv.is_empty() && !argv[0].is_empty() => Ok(()),
             (None, Some(url)) => match url::Url::parse(url) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+                Ok(u) if u.scheme() == "https" => Ok(()),
+                Ok(u) if u.scheme() == "http" && self.allow_http => Ok(()),
+                Ok(u) if u.scheme() == "http" => Err(format!(
+                    "url '{url}' would send the key in clear: use https, or set allow_http = true for an issuer on this host"
+                )),
                 _ => Err(format!("url '{url}' is not an http(s) URL")),
             },
             _ if self.bearer.is_some() && self.url.is_none() => {
