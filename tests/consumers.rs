@@ -243,3 +243,42 @@ fn sigterm_during_a_rollout_wait_stops_at_once_and_releases_the_journal() {
     assert_eq!(patches(&s.api, "api"), 1);
     assert_eq!(s.journal()["state"], "FINISHED");
 }
+
+/// A rollout slower than the journal's 2-minute hold: the hold is renewed while coffre waits
+/// (every 40 s), so no other run can take the rotation over meanwhile.
+#[test]
+fn a_long_rollout_wait_keeps_renewing_the_hold() {
+    let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"10m\"");
+    s.api.stall("api", true);
+    let mut child = std::process::Command::new(support::coffre_bin())
+        .args(["--config", "coffre.toml", "rotate", &s.name])
+        .current_dir(s.ws.dir.path())
+        .env(ADMIN_ENV, pg_password())
+        .env("KUBECONFIG", s.ws.path("kubeconfig"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while patches(&s.api, "api") == 0 && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let held = |j: &Value| {
+        chrono::DateTime::parse_from_rfc3339(j["held_until"].as_str().unwrap()).unwrap()
+    };
+    let first = s.journal();
+    assert_eq!(first["state"], "PUBLISHED");
+    std::thread::sleep(std::time::Duration::from_secs(42));
+    let later = s.journal();
+    assert_eq!(later["state"], "PUBLISHED");
+    assert!(
+        held(&later) > held(&first) + chrono::Duration::seconds(30),
+        "the hold was not renewed: {} then {}",
+        first["held_until"],
+        later["held_until"]
+    );
+    s.api.stall("api", false);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(s.journal()["state"], "FINISHED");
+    assert_eq!(patches(&s.api, "api"), 1);
+}

@@ -224,15 +224,15 @@ impl Cluster {
         })
     }
 
-    /// Wait for `w`'s rollout, polling, up to `timeout`; an error naming its progress if it
-    /// did not finish, an interruption if `stop` is cancelled first.
+    /// Wait for `w`'s rollout, polling, until `timeout` after `start`; an error naming its
+    /// progress if it did not finish, an interruption if `stop` is cancelled first.
     pub async fn wait_rollout(
         &self,
         w: &Workload,
         timeout: Duration,
+        start: tokio::time::Instant,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<()> {
-        let start = tokio::time::Instant::now();
         loop {
             let rollout = self.rollout(w).await?;
             if rollout.done {

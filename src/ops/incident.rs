@@ -510,7 +510,9 @@ async fn restart(
                 Ok(r) => r,
                 Err(e) => return failed_report(w, users, e.to_string()),
             };
-            let waited = cluster.wait_rollout(w, timeout(w), stop).await;
+            let waited = cluster
+                .wait_rollout(w, timeout(w), tokio::time::Instant::now(), stop)
+                .await;
             WorkloadReport {
                 workload: w.to_string(),
                 secrets: users.get(*w).cloned().unwrap_or_default(),

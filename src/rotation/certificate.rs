@@ -26,6 +26,16 @@ pub enum KeyAlgorithm {
     Rsa3072,
 }
 
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::EcdsaP256 => "ECDSA P-256",
+            KeyAlgorithm::Rsa2048 => "RSA 2048",
+            KeyAlgorithm::Rsa3072 => "RSA 3072",
+        })
+    }
+}
+
 /// A new private key, as PKCS#8 PEM.
 pub fn generate_key(algorithm: KeyAlgorithm) -> Result<Zeroizing<String>> {
     let key = match algorithm {

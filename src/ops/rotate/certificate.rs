@@ -155,7 +155,7 @@ impl Credential for Certificate {
         let mut names: Vec<String> = self.settings.dns_names.clone();
         names.extend(self.settings.ip_addresses.iter().map(|i| i.to_string()));
         format!(
-            "new {:?} key and certificate for {} from {}",
+            "new {} key and certificate for {} from {}",
             self.settings.key,
             names.join(", "),
             self.describe()

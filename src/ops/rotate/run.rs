@@ -286,13 +286,18 @@ impl<'a> Run<'a> {
 
     /// Restart each consumer once for this rotation (a resumed run finds the annotation set
     /// and does not patch again), then wait for every rollout.
-    async fn roll_out(&self) -> Result<Step> {
+    async fn roll_out(&mut self) -> Result<Step> {
         if let Restarts::DoneBy(by) = &self.options.restarts {
-            return Ok(Step::Done(Some(by.clone())));
+            let detail = match self.target.restarts_consumers() {
+                true => by.clone(),
+                false => "no workload to restart".to_string(),
+            };
+            return Ok(Step::Done(Some(detail)));
         }
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = self.cluster.clone() else {
             return Ok(Step::Done(None));
         };
+        let cluster = &cluster;
         let t = self.target;
         let workloads = super::consumers(t, cluster).await?;
         let id = self.record.rotation_id.to_string();
@@ -303,9 +308,7 @@ impl<'a> Run<'a> {
             }
         }
         for w in &workloads {
-            cluster
-                .wait_rollout(w, t.rollout_timeout, &self.options.stop)
-                .await?;
+            self.wait_holding(cluster, w).await?;
         }
         let detail = match (workloads.is_empty(), restarted.is_empty()) {
             (true, _) => "no workload uses the secret".to_string(),
@@ -316,6 +319,23 @@ impl<'a> Run<'a> {
             (false, false) => format!("restarted and rolled out: {}", restarted.join(", ")),
         };
         Ok(Step::Done(Some(detail)))
+    }
+
+    /// Wait for `w`'s rollout, renewing this run's hold on the journal while it lasts, so that a
+    /// rollout slower than the hold does not let another run take the rotation over.
+    async fn wait_holding(&mut self, cluster: &Cluster, w: &Workload) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let stop = self.options.stop.clone();
+        let timeout = self.target.rollout_timeout;
+        loop {
+            let waited =
+                tokio::time::timeout(HOLD / 3, cluster.wait_rollout(w, timeout, start, &stop));
+            match waited.await {
+                Ok(done) => return done,
+                Err(_) if self.save(true).await? => {}
+                Err(_) => return Err(self.lost_journal()),
+            }
+        }
     }
 
     /// Why the published secret is no longer what this rotation read, if it is not.
