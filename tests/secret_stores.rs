@@ -280,9 +280,39 @@ async fn rotations_publish_to_vault_and_read_their_admin_password_there() {
         .read(&format!("secret/coffre/journal/{id}/app-db/{name}"))
         .await
         .unwrap();
-    let record: Value =
-        serde_json::from_str(journal.unwrap().fields.get("journal").unwrap()).unwrap();
+    let journal = journal.unwrap();
+    let record: Value = serde_json::from_str(journal.fields.get("journal").unwrap()).unwrap();
     assert_eq!(record["state"], "FINISHED");
+    // The journal's history held the pending passwords: every version before the last is
+    // destroyed, so no version of it holds a password now.
+    let current: u64 = journal.version.parse().unwrap();
+    assert!(current > 6, "{current}");
+    for version in 1..=current {
+        let text = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/secret/data/coffre/journal/{id}/app-db/{name}?version={version}",
+                vault_url()
+            ))
+            .header("X-Vault-Token", "root")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let data = &answer["data"]["data"];
+        assert!(
+            data.get("pending_password").is_none(),
+            "version {version} of {current} still holds the pending password"
+        );
+        if version < current {
+            assert!(
+                data.is_null(),
+                "version {version} is not destroyed: {answer}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

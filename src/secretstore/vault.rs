@@ -78,6 +78,11 @@ impl VaultStore {
 
     /// `MOUNT/PATH` as the KV v2 data and metadata URLs.
     fn urls(&self, name: &str) -> Result<(String, String)> {
+        Ok((self.url(name, "data")?, self.url(name, "metadata")?))
+    }
+
+    /// `MOUNT/PATH` as the KV v2 URL of one of its endpoints (data, metadata, destroy).
+    fn url(&self, name: &str, endpoint: &str) -> Result<String> {
         let (mount, path) = name
             .split_once('/')
             .filter(|(m, p)| !m.is_empty() && !p.is_empty())
@@ -87,10 +92,7 @@ impl VaultStore {
                 ))
             })?;
         let path = path.strip_prefix("data/").unwrap_or(path);
-        Ok((
-            format!("{}/v1/{mount}/data/{path}", self.address),
-            format!("{}/v1/{mount}/metadata/{path}", self.address),
-        ))
+        Ok(format!("{}/v1/{mount}/{endpoint}/{path}", self.address))
     }
 
     fn read_local(&self, r: &SecretRef, what: &str) -> Result<Zeroizing<String>> {
@@ -266,6 +268,35 @@ impl SecretStore for VaultStore {
             return Ok(());
         }
         Err(self.refused(status, &answer, &format!("deleting {name}")))
+    }
+
+    async fn forget_older(&self, name: &str, version: &str) -> Result<()> {
+        let Ok(version) = version.parse::<u64>() else {
+            return Ok(());
+        };
+        if version <= 1 {
+            return Ok(());
+        }
+        let destroy_url = self.url(name, "destroy")?;
+        let older: Vec<u64> = (1..version).collect();
+        let body = json!({ "versions": older }).to_string();
+        let token = self.token().await?;
+        let (status, answer) = self
+            .send(
+                reqwest::Method::POST,
+                &destroy_url,
+                Some(token),
+                Some(&body),
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(self.refused(
+            status,
+            &answer,
+            &format!("destroying the older versions of {name}"),
+        ))
     }
 }
 

@@ -96,6 +96,12 @@ pub trait SecretStore: Send + Sync {
 
     /// Delete the secret (every version); deleting one that is gone is not an error.
     async fn delete(&self, name: &str) -> Result<()>;
+
+    /// Destroy the versions of `name` older than `version`, where the store keeps them (Vault
+    /// KV v2): a finished rotation's journal must not keep its pending credential in history.
+    async fn forget_older(&self, _name: &str, _version: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

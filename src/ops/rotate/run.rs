@@ -194,6 +194,9 @@ impl<'a> Run<'a> {
             if !self.save(true).await? {
                 return Err(self.lost_journal());
             }
+            if next == State::Finished {
+                self.forget_pending().await;
+            }
             if let Err(e) = crate::failpoint::step(&format!("rotate.after.{}", next.name())).await {
                 return Err(self.fail(e).await);
             }
@@ -418,6 +421,20 @@ impl<'a> Run<'a> {
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// The FINISHED journal holds no pending credential; its earlier versions, where a store
+    /// keeps them, did: destroy them. A failure is a warning (the rotation is done; the policy
+    /// may lack the right), repeated in the run's log.
+    async fn forget_pending(&self) {
+        let name = self.target.journal().name;
+        if let Err(e) = self.store.forget_older(&name, &self.version).await {
+            tracing::warn!(
+                "rotation target '{}': the journal's earlier versions still hold the credential: {}",
+                self.target.name,
+                e.message()
+            );
         }
     }
 
