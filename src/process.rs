@@ -14,6 +14,18 @@ pub fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// This process's PID namespace (the inode of /proc/self/ns/pid): two pods on one node with
+/// host networking share a host name but not their process ids.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("pid:[")?.strip_suffix(']')?.to_string())
+        })
+        .unwrap_or_default()
+}
+
 use std::ffi::OsStr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};

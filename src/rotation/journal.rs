@@ -149,13 +149,18 @@ impl Record {
 }
 
 /// A holder on this machine whose process has exited (killed mid-rotation) holds nothing.
-/// Holders are `host/pid/tag`; on other hosts only `held_until` can tell.
+/// Holders are `host/pid/tag/pidns`; on other hosts, or in another PID namespace (a pod with
+/// host networking shares the node's host name), only `held_until` can tell.
 fn holder_is_gone(holder: &str) -> bool {
     let mut parts = holder.split('/');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+    let (Some(host), Some(pid), _, namespace) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    host == crate::process::host_name()
+    let same_namespace = namespace.is_none_or(|ns| ns == crate::process::pid_namespace());
+    same_namespace
+        && host == crate::process::host_name()
         && pid.parse::<u32>().is_ok_and(|pid| {
             pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         })
@@ -261,5 +266,9 @@ mod tests {
             std::process::id()
         )));
         assert!(!holder_is_gone(&format!("elsewhere/{pid}/abcd")));
+        // Same host name, another PID namespace: its pid says nothing here.
+        assert!(!holder_is_gone(&format!("{host}/{pid}/abcd/4026531999")));
+        let here = crate::process::pid_namespace();
+        assert!(holder_is_gone(&format!("{host}/{pid}/abcd/{here}")));
     }
 }

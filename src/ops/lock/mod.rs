@@ -155,5 +155,9 @@ pub fn holder_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".into());
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    format!("{host}/{}/{tag}", std::process::id())
+    format!(
+        "{host}/{}/{tag}/{}",
+        std::process::id(),
+        crate::process::pid_namespace()
+    )
 }
