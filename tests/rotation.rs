@@ -986,3 +986,31 @@ async fn a_single_user_rotation_stopped_after_db_set_is_resumed_not_abandoned() 
             .any(|e| e["from"] == "NEEDS_HUMAN" && e["to"] == "TESTED")
     );
 }
+
+/// MariaDB refuses with the same error a wrong password and an account whose host part does
+/// not match where coffre connects from: the failed test says both, and nothing is published.
+#[tokio::test]
+async fn a_mariadb_account_for_another_host_fails_the_test_naming_user_host() {
+    let user = unique("rothost");
+    mariadb(
+        "",
+        &format!("CREATE USER '{user}'@'10.254.254.254' IDENTIFIED BY 'initial'"),
+    );
+    let (host, port) = mariadb_addr();
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n\n[[target]]\nname = \"remote\"\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\nadmin_user = \"root\"\nuser = \"{user}\"\nuser_host = \"10.254.254.254\"\npublish = \"file:../secrets/remote.json\"\n"
+        ),
+    );
+    let run = ws.run(&["rotate", "remote"]);
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("user_host '10.254.254.254' not match"),
+        "{}",
+        run.stderr
+    );
+    assert!(!ws.path("secrets/remote.json").exists());
+    mariadb("", &format!("DROP USER '{user}'@'10.254.254.254'"));
+}

@@ -157,8 +157,17 @@ impl Credential for DatabasePassword {
             .log_in(user, pending_password(pending)?, &self.target.test_query)
             .await?
         {
+            let host_hint = match self.target.kind {
+                // MariaDB answers 1045 both for a wrong password and for an account whose
+                // host part does not match the address coffre connects from.
+                DatabaseKind::Mariadb => format!(
+                    ", or does user_host '{}' not match the address coffre connects from?",
+                    self.target.user_host
+                ),
+                DatabaseKind::Postgres => "?".to_string(),
+            };
             return Err(Error::auth(format!(
-                "the database refused {user}'s new password just after it was set: is another tool changing it?"
+                "the database refused {user}'s new password just after it was set: is another tool changing it{host_hint}"
             )));
         }
         Ok(())
