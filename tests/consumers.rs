@@ -282,3 +282,65 @@ fn a_long_rollout_wait_keeps_renewing_the_hold() {
     assert_eq!(s.journal()["state"], "FINISHED");
     assert_eq!(patches(&s.api, "api"), 1);
 }
+
+/// Two targets of one run used by the same workload: it is restarted once, after both are
+/// published; a rollout that does not finish fails both at ROLLED_OUT with the old credentials
+/// kept, and the next run finishes them.
+#[test]
+fn a_run_of_several_targets_restarts_a_shared_workload_once() {
+    let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"3s\"");
+    s.ws.write(
+        "jobs/keys.toml",
+        "kind = \"rotation\"\n[[target]]\nname = \"api-key\"\nkind = \"api_key\"\npublish = \"k8s:prod/api-key\"\nconsumers = [\"deployment/api\"]\nrollout_timeout = \"3s\"\n",
+    );
+    let run_all = || {
+        let kubeconfig = s.ws.path("kubeconfig").display().to_string();
+        let password = pg_password();
+        s.ws.run_env(
+            &["rotate", "--all", "--json"],
+            &[
+                (ADMIN_ENV, password.as_str()),
+                ("KUBECONFIG", kubeconfig.as_str()),
+            ],
+        )
+    };
+    let run = run_all();
+    run.ok();
+    assert_eq!(patches(&s.api, "api"), 1);
+    let events = support::json_lines(&run);
+    let rolled: Vec<&Value> = events.iter().filter(|e| e["to"] == "ROLLED_OUT").collect();
+    assert_eq!(rolled.len(), 2);
+    for e in &rolled {
+        assert!(
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("restarted once for this run"),
+            "{e}"
+        );
+    }
+    // Both were published before the one restart: the restart came after the last PUBLISHED.
+    let last_published = events.iter().rposition(|e| e["to"] == "PUBLISHED").unwrap();
+    let first_rolled = events.iter().position(|e| e["to"] == "ROLLED_OUT").unwrap();
+    assert!(last_published < first_rolled);
+
+    s.api.stall("api", true);
+    let stalled = run_all();
+    stalled.expect_code(6);
+    assert_eq!(
+        patches(&s.api, "api"),
+        2,
+        "one more patch for the second run"
+    );
+    assert_eq!(s.journal()["state"], "PUBLISHED");
+    assert!(
+        s.journal()["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("rollout")
+    );
+    s.api.stall("api", false);
+    run_all().ok();
+    assert_eq!(s.journal()["state"], "FINISHED");
+    assert_eq!(patches(&s.api, "api"), 3);
+}

@@ -10,16 +10,17 @@
 //! workload already carrying the id is not patched again.
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::rotate::{self, Outcome, Plan, Restarts, RotateOptions};
+use super::rotate::{
+    self, Outcome, Plan, Restarts, RotateOptions, WorkloadReport, restart_once, workloads_of,
+};
 use crate::audit::Audit;
 use crate::config::{Config, RotationTarget};
 use crate::error::{Class, Error, Result};
-use crate::k8s::{Cluster, Selector, Workload, uses_secret};
+use crate::k8s::{Selector, Workload, uses_secret};
 use crate::rotation::journal::{Record, State};
 use crate::store::Store;
 
@@ -279,17 +280,6 @@ pub struct SecretReport {
     pub error: Option<String>,
 }
 
-/// How one workload ended.
-#[derive(Clone, Debug, Serialize)]
-pub struct WorkloadReport {
-    pub workload: String,
-    pub secrets: Vec<String>,
-    /// Patched by this run (false: an earlier run of the incident had, or none was needed).
-    pub restarted: bool,
-    pub rollout_confirmed: bool,
-    pub error: Option<String>,
-}
-
 /// What the incident did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -366,9 +356,9 @@ pub async fn run(
         .iter()
         .flat_map(|t| consumers.get(&t.name).into_iter().flatten())
         .collect();
-    let mut workloads = restart(
-        config,
-        incident,
+    let mut workloads = restart_once(
+        secrets,
+        &incident.incident_id.to_string(),
         &restart_ids,
         targets,
         consumers,
@@ -457,88 +447,6 @@ pub async fn run(
         workloads,
     };
     (report, errors.into_values().collect())
-}
-
-/// Each workload of the incident and the targets that use it.
-fn workloads_of(consumers: &BTreeMap<String, Vec<Workload>>) -> BTreeMap<Workload, Vec<String>> {
-    let mut out: BTreeMap<Workload, Vec<String>> = BTreeMap::new();
-    for (target, workloads) in consumers {
-        for w in workloads {
-            out.entry(w.clone()).or_default().push(target.clone());
-        }
-    }
-    out
-}
-
-/// Patch each workload once with the incident's id, then wait for every rollout at once.
-async fn restart(
-    config: &Config,
-    incident: &OpenIncident,
-    workloads: &BTreeSet<&Workload>,
-    targets: &[&RotationTarget],
-    consumers: &BTreeMap<String, Vec<Workload>>,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Vec<WorkloadReport> {
-    if workloads.is_empty() {
-        return Vec::new();
-    }
-    let users = workloads_of(consumers);
-    let cluster = match config.secrets.stores.cluster().await {
-        Ok(c) => c,
-        Err(e) => {
-            return workloads
-                .iter()
-                .map(|w| failed_report(w, &users, e.to_string()))
-                .collect();
-        }
-    };
-    let timeout = |w: &Workload| {
-        targets
-            .iter()
-            .filter(|t| users.get(w).is_some_and(|u| u.contains(&t.name)))
-            .map(|t| t.rollout_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(300))
-    };
-    let id = incident.incident_id.to_string();
-    futures::stream::iter(workloads.iter().map(|w| {
-        let cluster: &Cluster = &cluster;
-        let users = &users;
-        let id = &id;
-        async move {
-            let restarted = match cluster.restart(w, id).await {
-                Ok(r) => r,
-                Err(e) => return failed_report(w, users, e.to_string()),
-            };
-            let waited = cluster
-                .wait_rollout(w, timeout(w), tokio::time::Instant::now(), stop)
-                .await;
-            WorkloadReport {
-                workload: w.to_string(),
-                secrets: users.get(*w).cloned().unwrap_or_default(),
-                restarted,
-                rollout_confirmed: waited.is_ok(),
-                error: waited.err().map(|e| e.to_string()),
-            }
-        }
-    }))
-    .buffer_unordered(16)
-    .collect::<Vec<_>>()
-    .await
-}
-
-fn failed_report(
-    w: &Workload,
-    users: &BTreeMap<Workload, Vec<String>>,
-    error: String,
-) -> WorkloadReport {
-    WorkloadReport {
-        workload: w.to_string(),
-        secrets: users.get(w).cloned().unwrap_or_default(),
-        restarted: false,
-        rollout_confirmed: false,
-        error: Some(error),
-    }
 }
 
 /// Each target's journal record, when it can be read.

@@ -11,6 +11,7 @@
 
 mod abandon;
 mod api_key;
+mod batch;
 mod certificate;
 mod database;
 mod revoke;
@@ -30,6 +31,8 @@ use crate::rotation::credential::{Credential, Due};
 use crate::rotation::journal::{self, Journal, Record, State};
 use crate::secretstore::{Fields, Resolver};
 use run::{Run, Setup, Started};
+
+pub use batch::{WorkloadReport, restart_once, workloads_of};
 
 /// How long a run's hold on a journal lasts; every journal write renews it. A run killed
 /// elsewhere delays the next one by at most this (on the same machine, not at all).
@@ -97,6 +100,9 @@ pub enum Restarts {
     Deferred,
     /// The caller restarted them and saw the rollouts finish: ROLLED_OUT records this.
     DoneBy(String),
+    /// The caller restarted them and a rollout did not finish: ROLLED_OUT fails with this, the
+    /// old credential stays, and the next run resumes.
+    Failed(String),
 }
 
 /// What happened to one target.
@@ -207,9 +213,25 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Rotati
         .collect()
 }
 
-/// Rotate each target, a few at once; one result per target, in the order given. CAs go
-/// first, so that the certificates they sign in the same run come from the new one.
+/// Rotate each target, a few at once; one result per target, in the order given. When several
+/// targets restart consumers, each workload is restarted once for the whole run, after every
+/// rotation is published (`batch`).
 pub async fn rotate(
+    targets: &[&RotationTarget],
+    secrets: &Resolver,
+    audit: &Audit<'_>,
+    options: &RotateOptions,
+) -> Vec<Result<Outcome>> {
+    let restarting = targets.iter().filter(|t| t.restarts_consumers()).count();
+    if options.restarts == Restarts::PerTarget && restarting >= 2 {
+        return batch::rotate_restarting_once(targets, secrets, audit, options).await;
+    }
+    rotate_waves(targets, secrets, audit, options).await
+}
+
+/// Rotate each target, a few at once. CAs go first, so that the certificates they sign in the
+/// same run come from the new one.
+pub(crate) async fn rotate_waves(
     targets: &[&RotationTarget],
     secrets: &Resolver,
     audit: &Audit<'_>,

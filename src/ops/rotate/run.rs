@@ -290,6 +290,9 @@ impl<'a> Run<'a> {
     /// Restart each consumer once for this rotation (a resumed run finds the annotation set
     /// and does not patch again), then wait for every rollout.
     async fn roll_out(&mut self) -> Result<Step> {
+        if let Restarts::Failed(why) = &self.options.restarts {
+            return Err(Error::store(why.clone()));
+        }
         if let Restarts::DoneBy(by) = &self.options.restarts {
             let detail = match self.target.restarts_consumers() {
                 true => by.clone(),
