@@ -315,7 +315,10 @@ fn an_incident_killed_midway_resumes_rotating_each_secret_once_and_patching_no_w
     // A process killed while storing an event can leave the local store's staging file
     // (NAME.json#N) beside the events: only the events count.
     let stored = walk(&inc.ws.path("store/backups/_audit/rotation"));
-    for entry in stored.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+    for entry in stored
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
         let event: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
         if event["trigger"] == "incident" {
             events.push(event);
