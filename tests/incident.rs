@@ -293,6 +293,10 @@ fn an_incident_killed_midway_resumes_rotating_each_secret_once_and_patching_no_w
         child.kill().unwrap();
         child.wait().unwrap();
     }
+    // While it is open, an incident of another scope is refused, naming it.
+    let other = inc.run(&["incident", "rotate", "--secret", "prod/key-1"]);
+    other.expect_code(3);
+    assert!(other.stderr.contains("is still open"), "{}", other.stderr);
     let run = inc.run(&["incident", "rotate", "--namespace", "prod", "--json"]);
     run.ok();
     let report = report(&run);

@@ -118,6 +118,16 @@ pub fn issue(
 ) -> Result<String> {
     let key = key_pair(key_pem, "the pending key")?;
     let ca_key = key_pair(ca_key_pem, "the CA's tls.key")?;
+    // A certificate must not outlive the CA that vouches for it.
+    let ca_ends = inspect(ca_cert_pem)?.not_after;
+    let left = (ca_ends - Utc::now()).to_std().unwrap_or_default();
+    if left < Duration::from_secs(3600) {
+        return Err(Error::integrity(format!(
+            "the internal CA expires {}: rotate the CA target first",
+            ca_ends.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
+    let lifetime = lifetime.min(left);
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
         .map_err(|e| Error::integrity(format!("the CA's tls.crt cannot be read: {e}")))?;
     let mut sans: Vec<String> = names.dns.clone();
@@ -325,6 +335,19 @@ mod tests {
         assert!(verify(&cert, &other_key, &ca).is_err());
         // Both CAs in the bundle: either one is enough.
         verify(&cert, &key, &format!("{other_ca}{ca}")).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_never_outlives_its_ca() {
+        let day = Duration::from_secs(86_400);
+        let ca_key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca = self_signed_ca(&ca_key, "short CA", 10 * day).unwrap();
+        let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let cert = issue(&key, &names(), 90 * day, &ca, &ca_key).unwrap();
+        assert!(inspect(&cert).unwrap().not_after <= inspect(&ca).unwrap().not_after);
+        let dying = self_signed_ca(&ca_key, "dying CA", Duration::from_secs(60)).unwrap();
+        let e = issue(&key, &names(), day, &dying, &ca_key).unwrap_err();
+        assert!(e.message().contains("rotate the CA target first"), "{e}");
     }
 
     #[test]
