@@ -12,6 +12,7 @@
 mod abandon;
 mod api_key;
 mod batch;
+mod begin;
 mod certificate;
 mod database;
 mod revoke;
@@ -27,9 +28,10 @@ use crate::audit::Audit;
 use crate::config::{Config, RotationTarget, TargetKind};
 use crate::error::{Error, Result};
 use crate::k8s::Workload;
-use crate::rotation::credential::{Credential, Due};
-use crate::rotation::journal::{self, Journal, Record, State};
-use crate::secretstore::{Fields, Resolver};
+use crate::rotation::credential::Credential;
+use crate::rotation::journal::{self, Record, State};
+use crate::secretstore::Resolver;
+use begin::{Begin, start_or_revoke};
 use run::{Run, Setup, Started};
 
 pub use batch::{WorkloadReport, restart_once, workloads_of};
@@ -109,7 +111,8 @@ pub enum Restarts {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The target's user has a new password, published and tested.
+    /// The target has a new credential, issued, tested and published (or, with deferred
+    /// restarts, published and waiting for them).
     Rotated {
         target: String,
         user: String,
@@ -327,7 +330,7 @@ pub(crate) fn credential(target: &RotationTarget, secrets: &Resolver) -> Arc<dyn
 }
 
 /// The workloads a target's rotation restarts: those configured, and those found using its
-/// Secret when it discovers them. `listed` caches each namespace's workloads.
+/// Secret when it discovers them.
 pub async fn consumers(
     target: &RotationTarget,
     cluster: &crate::k8s::Cluster,
@@ -373,37 +376,6 @@ async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
         journal: target.journal().to_string(),
         state,
         action,
-    })
-}
-
-/// Why a scheduled run should rotate now; `Err(why not)` when nothing is due.
-async fn due(
-    target: &RotationTarget,
-    cred: &dyn Credential,
-    last: Option<&Record>,
-    published: Option<&Fields>,
-) -> Result<std::result::Result<String, String>> {
-    let now = Utc::now();
-    let last_finished = last.and_then(|r| r.finished_at);
-    let by_age = match (target.every, last_finished) {
-        (None, _) => None,
-        (Some(_), None) => Some(Ok("never rotated".to_string())),
-        (Some(every), Some(at)) => {
-            let next = at + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
-            Some(if now >= next {
-                Ok(format!("last rotated {}", at.format("%Y-%m-%d %H:%M UTC")))
-            } else {
-                Err(format!(
-                    "next rotation due {}",
-                    next.format("%Y-%m-%d %H:%M UTC")
-                ))
-            })
-        }
-    };
-    Ok(match (cred.due(published, now).await?, by_age) {
-        (Due::Now(why), _) | (_, Some(Ok(why))) => Ok(why),
-        (Due::Always, None) => Ok("scheduled".into()),
-        (Due::NotYet(why), _) | (Due::Always, Some(Err(why))) => Err(why),
     })
 }
 
@@ -488,71 +460,5 @@ async fn rotate_one(
             holder,
         }),
         Started::Run(run, resumed_from) => run.advance(resumed_from).await.map_err(at),
-    }
-}
-
-/// Before a new rotation: what a finished one still owes.
-enum Begin {
-    Start(Option<Box<Journal>>),
-    Done(Outcome),
-}
-
-/// A finished rotation whose grace period is over has its replaced credential revoked; a new
-/// rotation revokes it first in any case (it is about to be replaced twice). A scheduled run
-/// starts a rotation only when one is due.
-async fn start_or_revoke(setup: &Setup<'_>, finished: Option<Journal>) -> Result<Begin> {
-    let (target, options) = (setup.target, setup.options);
-    let published = setup.store.read(&target.publish.name).await?;
-    let last = finished.as_ref().map(|j| &j.record);
-    let why = match options.only_due {
-        true => {
-            due(
-                target,
-                setup.cred.as_ref(),
-                last,
-                published.as_ref().map(|p| &p.fields),
-            )
-            .await?
-        }
-        false => Ok(options.trigger.clone()),
-    };
-    let owes = last.is_some_and(|r| r.revoke_after.is_some() && r.revoked_at.is_none());
-    // An incident run again after a failed revocation revokes; it does not rotate twice.
-    if let Some(j) = finished
-        .as_ref()
-        .filter(|j| options.incident.is_some() && j.record.incident == options.incident)
-    {
-        let rotation_id = j.record.rotation_id;
-        let detail = match owes {
-            true => revoke::revoke(setup, finished.expect("checked")).await?.1,
-            false => "already rotated by this incident".to_string(),
-        };
-        return Ok(Begin::Done(Outcome::Revoked {
-            target: target.name.clone(),
-            rotation_id,
-            detail,
-        }));
-    }
-    let overdue = last.is_some_and(|r| r.revoke_after.is_some_and(|t| t <= Utc::now()));
-    let finished = match (finished, owes && (why.is_ok() || overdue)) {
-        (Some(j), true) => {
-            let (journal, detail) = revoke::revoke(setup, j).await?;
-            if why.is_err() {
-                return Ok(Begin::Done(Outcome::Revoked {
-                    target: target.name.clone(),
-                    rotation_id: journal.record.rotation_id,
-                    detail,
-                }));
-            }
-            Some(journal)
-        }
-        (finished, _) => finished,
-    };
-    match why {
-        Ok(_) => Ok(Begin::Start(finished.map(Box::new))),
-        Err(why) => Ok(Begin::Done(Outcome::NotDue {
-            target: target.name.clone(),
-            why,
-        })),
     }
 }
