@@ -266,6 +266,29 @@ fn an_incident_rotates_everything_in_scope_and_restarts_each_workload_once() {
         "{}",
         closed.stdout_text()
     );
+    // Nor in any stored audit event or report.
+    let mut stored_text = String::new();
+    for path in walk(&inc.ws.path("store/backups/_audit")) {
+        stored_text.push_str(&String::from_utf8_lossy(&std::fs::read(path).unwrap()));
+    }
+    assert!(
+        stored_text.contains(id),
+        "the stored trail names the incident"
+    );
+    for fields in before.iter().chain(&after) {
+        for (name, value) in fields {
+            if ["password", "current", "previous", "tls.key"].contains(&name.as_str()) {
+                let needle = value
+                    .lines()
+                    .find(|l| l.len() > 20 && !l.starts_with("-----"))
+                    .unwrap_or(value);
+                assert!(
+                    !stored_text.contains(needle),
+                    "{name} stored in the audit trail"
+                );
+            }
+        }
+    }
     for fields in before.iter().chain(&after) {
         for (name, value) in fields {
             if ["password", "current", "previous", "tls.key"].contains(&name.as_str()) {
