@@ -345,3 +345,34 @@ fn an_incident_whose_revocation_failed_revokes_on_the_rerun_without_rotating_aga
     assert!(status["revoked_at"].is_string(), "{status}");
     assert_no_secret_in(&[&failed, &rerun], &[&before["current"], &after["current"]]);
 }
+
+#[test]
+fn a_previous_key_removed_by_hand_is_not_silently_left_unrevoked() {
+    let api = KubeApi::start();
+    let issuer = Receiver::start();
+    let target = format!(
+        "[[target]]\nname = \"ops-key\"\nkind = \"api_key\"\npublish = \"k8s:prod/ops-key\"\ngrace = \"1h\"\nrevoke = {{ url = \"{}/revoke\", allow_http = true }}\n",
+        issuer.url
+    );
+    let ws = workspace(&api, &target);
+    run(&ws, &["rotate", "ops-key"]).ok();
+    run(&ws, &["rotate", "ops-key"]).ok();
+    // Someone drops `previous` from the Secret during the grace period.
+    let mut secret = api.object("v1/secrets", "prod", "ops-key").unwrap();
+    secret["data"].as_object_mut().unwrap().remove("previous");
+    api.put("v1/secrets", "prod", secret);
+    let next = run(&ws, &["rotate", "ops-key"]);
+    next.expect_code(7);
+    assert!(
+        next.stderr
+            .contains("revoke that key at its issuer by hand"),
+        "{}",
+        next.stderr
+    );
+    assert!(issuer.received().is_empty(), "nothing was revoked by guess");
+    // After a person revoked it, --abandon closes the revocation and rotations go on.
+    run(&ws, &["rotate", "--abandon", "ops-key"]).ok();
+    run(&ws, &["rotate", "ops-key"]).ok();
+    let (after, _) = api.secret("prod", "ops-key").unwrap();
+    assert!(after.contains_key("previous"));
+}

@@ -100,12 +100,26 @@ impl Credential for ApiKey {
     }
 
     async fn revoke(&self, rotation: &Record, published: &Fields) -> Result<Revoked> {
-        let Some(previous) = published.get("previous") else {
-            return Ok(Revoked {
-                detail: "no previous key to revoke".into(),
-                published: None,
-            });
-        };
+        let previous = published.get("previous");
+        match (&rotation.previous_fingerprint, previous) {
+            // Nothing was published before this rotation: a `previous` there is not its to revoke.
+            (None, _) => {
+                return Ok(Revoked {
+                    detail: "no previous key to revoke".into(),
+                    published: None,
+                });
+            }
+            // The key this rotation replaced is not the one the secret keeps as previous (someone
+            // removed or changed it): revoking by hand is the only way to be sure it is gone.
+            (Some(expected), found) if found.map(fingerprint).as_ref() != Some(expected) => {
+                return Err(Error::integrity(format!(
+                    "the secret no longer holds the key rotation {} replaced (fingerprint {expected}) as previous: revoke that key at its issuer by hand, then run 'coffre rotate --abandon {}'",
+                    rotation.rotation_id, self.target_name
+                )));
+            }
+            _ => {}
+        }
+        let previous = previous.expect("checked above");
         let mut detail = "previous key dropped from the secret".to_string();
         if let Some(hook) = &self.settings.revoke {
             hook.call(
