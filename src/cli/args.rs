@@ -149,7 +149,8 @@ pub enum Command {
         after_help = "Examples:\n  coffre job run app-db          # what a Kubernetes CronJob runs\n  coffre job list --json"
     )]
     Job(JobCommand),
-    /// Rotate database passwords now, resume interrupted rotations, or show where they stand.
+    /// Rotate credentials now (database passwords, API keys, certificates, the internal CA),
+    /// resume interrupted rotations, or show where they stand.
     #[command(
         args_conflicts_with_subcommands = true,
         after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --resume app-db        # go on with a rotation stopped at NEEDS_HUMAN, after checking it\n  coffre rotate --abandon app-db       # or drop it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
@@ -482,9 +483,13 @@ pub enum RotateCommand {
 #[derive(Subcommand)]
 pub enum IncidentCommand {
     /// Plan, rotate, restart once, confirm, revoke and report.
+    #[command(
+        after_help = "Examples:\n  coffre incident rotate --namespace ehr --dry-run\n  coffre incident rotate --namespace ehr --json\n\nRun again after an interruption: it resumes the same incident."
+    )]
     Rotate(IncidentRotateArgs),
     /// Close an incident that was interrupted and will not be resumed (check it first with
     /// 'coffre rotate status'); the journals keep where each rotation stands.
+    #[command(after_help = "Example:\n  coffre incident close")]
     Close {
         #[command(flatten)]
         output: Output,
