@@ -104,6 +104,27 @@ impl Setup {
         self.ws.run_env(&["rotate", &self.name, "--json"], &all)
     }
 
+    /// `coffre rotate` started in the background, its stdout as given, stderr dropped.
+    fn spawn_rotate(&self, stdout: std::process::Stdio) -> std::process::Child {
+        std::process::Command::new(support::coffre_bin())
+            .args(["--config", "coffre.toml", "rotate", &self.name])
+            .current_dir(self.ws.dir.path())
+            .env(ADMIN_ENV, pg_password())
+            .env("KUBECONFIG", self.ws.path("kubeconfig"))
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Wait (up to 30 s) until workload `name` was patched: the restart step is under way.
+    fn wait_for_patch(&self, name: &str) {
+        let start = std::time::Instant::now();
+        while patches(&self.api, name) == 0 && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn journal(&self) -> Value {
         use base64::Engine;
         let secret = self
@@ -209,15 +230,7 @@ fn sigterm_during_a_rollout_wait_stops_at_once_and_releases_the_journal() {
     use std::io::{BufRead, BufReader};
     let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"10m\"");
     s.api.stall("api", true);
-    let mut child = std::process::Command::new(support::coffre_bin())
-        .args(["--config", "coffre.toml", "rotate", &s.name])
-        .current_dir(s.ws.dir.path())
-        .env(ADMIN_ENV, pg_password())
-        .env("KUBECONFIG", s.ws.path("kubeconfig"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_rotate(std::process::Stdio::piped());
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines().map_while(Result::ok) {
         if line.contains("\"to\":\"PUBLISHED\"") {
@@ -225,10 +238,7 @@ fn sigterm_during_a_rollout_wait_stops_at_once_and_releases_the_journal() {
         }
     }
     // The next step (the restart and the wait) is under way once the patch arrives.
-    let start = std::time::Instant::now();
-    while patches(&s.api, "api") == 0 && start.elapsed().as_secs() < 30 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    s.wait_for_patch("api");
     std::thread::sleep(std::time::Duration::from_millis(700));
     let sent = std::time::Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -250,19 +260,8 @@ fn sigterm_during_a_rollout_wait_stops_at_once_and_releases_the_journal() {
 fn a_long_rollout_wait_keeps_renewing_the_hold() {
     let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"10m\"");
     s.api.stall("api", true);
-    let mut child = std::process::Command::new(support::coffre_bin())
-        .args(["--config", "coffre.toml", "rotate", &s.name])
-        .current_dir(s.ws.dir.path())
-        .env(ADMIN_ENV, pg_password())
-        .env("KUBECONFIG", s.ws.path("kubeconfig"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while patches(&s.api, "api") == 0 && start.elapsed().as_secs() < 30 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut child = s.spawn_rotate(std::process::Stdio::null());
+    s.wait_for_patch("api");
     let held = |j: &Value| {
         chrono::DateTime::parse_from_rfc3339(j["held_until"].as_str().unwrap()).unwrap()
     };

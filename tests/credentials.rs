@@ -75,11 +75,7 @@ fn check_tls(secret: &BTreeMap<String, String>, sans: &str) {
 fn assert_no_secret_in(runs: &[&Run], values: &[&str]) {
     for run in runs {
         for value in values {
-            // Keys are long; a PEM private key is checked by its base64 body's first line.
-            let needle = value
-                .lines()
-                .find(|l| !l.starts_with("-----") && l.len() > 20)
-                .unwrap_or(value);
+            let needle = support::secret_needle(value);
             assert!(
                 !run.stdout_text().contains(needle) && !run.stderr.contains(needle),
                 "a secret value leaked into the output"

@@ -289,3 +289,12 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// What to search output for to find a secret value: the value, or for a PEM private key the
+/// first line of its base64 body (the armour lines are the same in every key).
+pub fn secret_needle(value: &str) -> &str {
+    value
+        .lines()
+        .find(|l| !l.starts_with("-----") && l.len() > 20)
+        .unwrap_or(value)
+}
