@@ -7,6 +7,8 @@
 //! Run by `scripts/bench incident`, which starts PostgreSQL and OpenBao and sets COFFRE_TEST_PG,
 //! COFFRE_TEST_PG_PASSWORD, COFFRE_TEST_VAULT and COFFRE_BENCH_BIN (a release coffre).
 
+mod common;
+
 #[path = "../tests/support/kube_api.rs"]
 #[allow(dead_code)]
 mod kube_api;
@@ -16,32 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench incident"))
-}
-
-fn psql(sql: &str) {
-    let url = url::Url::parse(&env("COFFRE_TEST_PG")).unwrap();
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGHOST", url.host_str().unwrap())
-        .env("PGPORT", url.port().unwrap().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres")
-        .env("PGPASSWORD", env("COFFRE_TEST_PG_PASSWORD"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-}
+use common::{env, private, psql};
 
 /// A workspace with `n` secrets: half database passwords (their roles created when `roles`),
 /// a quarter API keys in OpenBao, a quarter certificates; plus the CA.

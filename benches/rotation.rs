@@ -6,6 +6,8 @@
 //! Run by `scripts/bench rotate`, which starts PostgreSQL and OpenBao and sets COFFRE_TEST_PG,
 //! COFFRE_TEST_PG_PASSWORD, COFFRE_TEST_VAULT and COFFRE_BENCH_BIN (a release coffre).
 
+mod common;
+
 #[path = "../tests/support/kube_api.rs"]
 #[allow(dead_code)]
 mod kube_api;
@@ -14,34 +16,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use common::{env, private, psql};
+
 const ROLES: usize = 100;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench rotate"))
-}
-
-fn psql(sql: &str) {
-    let url = url::Url::parse(&env("COFFRE_TEST_PG")).unwrap();
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGHOST", url.host_str().unwrap())
-        .env("PGPORT", url.port().unwrap().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres")
-        .env("PGPASSWORD", env("COFFRE_TEST_PG_PASSWORD"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-}
 
 /// A workspace rotating `prefix_0..prefix_99`, each published to `publish(i)`.
 fn workspace(prefix: &str, top: &str, publish: impl Fn(usize) -> String) -> tempfile::TempDir {
