@@ -131,17 +131,6 @@ impl Cluster {
             .map_err(|e| api_error(e, &format!("reading {w}")))
     }
 
-    /// The workloads of `namespace` whose pod templates use Secret `secret`.
-    pub async fn consumers_of(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>> {
-        Ok(self
-            .pod_templates(namespace)
-            .await?
-            .into_iter()
-            .filter(|(_, pod)| uses_secret(pod, secret))
-            .map(|(w, _)| w)
-            .collect())
-    }
-
     /// Every workload of `namespace` with its pod template, sorted (one list call per kind).
     pub async fn pod_templates(&self, namespace: &str) -> Result<Vec<(Workload, PodSpec)>> {
         let mut found = Vec::new();

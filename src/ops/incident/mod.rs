@@ -22,7 +22,7 @@ use super::rotate::{
 use crate::audit::Audit;
 use crate::config::{Config, RotationTarget};
 use crate::error::{Class, Error, Result};
-use crate::k8s::{Workload, uses_secret};
+use crate::k8s::Workload;
 use crate::rotation::journal::{Record, State};
 use crate::store::Store;
 pub use scope::{Scope, select};
@@ -52,30 +52,16 @@ async fn consumers(
     config: &Config,
     targets: &[&RotationTarget],
 ) -> Result<BTreeMap<String, Vec<Workload>>> {
+    let cluster = match targets.iter().any(|t| t.discover_consumers) {
+        true => Some(config.secrets.stores.cluster().await?),
+        false => None,
+    };
     let mut out = BTreeMap::new();
-    let mut listed = BTreeMap::new();
-    for target in targets {
-        let mut workloads = target.consumers.clone();
-        if target.discover_consumers
-            && let Some((namespace, secret)) = target.kubernetes_secret()
-        {
-            if !listed.contains_key(namespace) {
-                let cluster = config.secrets.stores.cluster().await?;
-                listed.insert(
-                    namespace.to_string(),
-                    cluster.pod_templates(namespace).await?,
-                );
-            }
-            workloads.extend(
-                listed[namespace]
-                    .iter()
-                    .filter(|(_, pod)| uses_secret(pod, secret))
-                    .map(|(w, _)| w.clone()),
-            );
-        }
-        workloads.sort();
-        workloads.dedup();
-        out.insert(target.name.clone(), workloads);
+    for (target, found) in targets
+        .iter()
+        .zip(rotate::consumers(targets, cluster.as_ref()).await)
+    {
+        out.insert(target.name.clone(), found?);
     }
     Ok(out)
 }

@@ -4,12 +4,14 @@
 use chrono::Utc;
 
 use super::run::{content_fingerprint, event};
-use super::{Outcome, RotateOptions};
+use super::{Outcome, RotateOptions, rewrite_journal};
+
+const LOOK_AGAIN: &str = "look again with 'coffre rotate status'";
 use crate::audit::{Audit, Event};
 use crate::config::RotationTarget;
 use crate::error::{Error, Result};
 use crate::rotation::credential::Credential;
-use crate::rotation::journal::{self, Journal, State};
+use crate::rotation::journal::{Journal, State};
 use crate::secretstore::{Fields, SecretStore};
 
 /// A person closes a stopped (or failing) rotation: the journal becomes FINISHED with the
@@ -67,21 +69,15 @@ pub(super) async fn abandon(
     record.holder = None;
     record.held_until = None;
     record.updated_at = Utc::now();
-    if journal::write(
+    rewrite_journal(
         store,
-        &target.journal().name,
+        target,
         &record,
         &Fields::new(),
-        Some(&journal.version),
+        &journal.version,
+        ("abandoning it", LOOK_AGAIN),
     )
-    .await?
-    .is_none()
-    {
-        return Err(Error::store(format!(
-            "the journal {} changed while abandoning it: look again with 'coffre rotate status'",
-            target.journal()
-        )));
-    }
+    .await?;
     audit
         .record(Event {
             actor: options.actor.clone(),
@@ -118,20 +114,15 @@ pub(super) async fn resume(
     record.stopped_because = None;
     record.failure = None;
     record.updated_at = Utc::now();
-    let Some(version) = journal::write(
+    let version = rewrite_journal(
         store,
-        &target.journal().name,
+        target,
         &record,
         &journal.pending,
-        Some(&journal.version),
+        &journal.version,
+        ("resuming it", LOOK_AGAIN),
     )
-    .await?
-    else {
-        return Err(Error::store(format!(
-            "the journal {} changed while resuming it: look again with 'coffre rotate status'",
-            target.journal()
-        )));
-    };
+    .await?;
     audit
         .record(Event {
             actor: options.actor.clone(),

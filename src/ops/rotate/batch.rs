@@ -124,11 +124,17 @@ pub(super) async fn rotate_restarting_once(
     let chosen: Vec<&RotationTarget> = published.iter().map(|&i| targets[i]).collect();
     let mut by_target = BTreeMap::new();
     let mut lookup_failed = BTreeMap::new();
-    if chosen.iter().any(|t| t.restarts_consumers()) {
+    let restarting: Vec<&RotationTarget> = chosen
+        .iter()
+        .copied()
+        .filter(|t| t.restarts_consumers())
+        .collect();
+    if !restarting.is_empty() {
         match secrets.stores.cluster().await {
             Ok(cluster) => {
-                for t in chosen.iter().filter(|t| t.restarts_consumers()) {
-                    match consumers(t, &cluster).await {
+                let found = consumers(&restarting, Some(&cluster)).await;
+                for (t, found) in restarting.iter().zip(found) {
+                    match found {
                         Ok(w) => {
                             by_target.insert(t.name.clone(), w);
                         }
@@ -139,7 +145,7 @@ pub(super) async fn rotate_restarting_once(
                 }
             }
             Err(e) => {
-                for t in chosen.iter().filter(|t| t.restarts_consumers()) {
+                for t in &restarting {
                     lookup_failed.insert(t.name.clone(), e.to_string());
                 }
             }

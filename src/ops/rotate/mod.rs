@@ -310,6 +310,33 @@ pub async fn check(target: &RotationTarget, secrets: &Resolver) -> Result<Option
         .map_err(|e: Error| e.context(format!("rotation target '{}'", target.name)))
 }
 
+/// Write a target's journal over the version read, outside a run (abandon, resume, revoke):
+/// the new version, or a store error saying what was being done, and what to do, when someone
+/// else wrote it meanwhile.
+async fn rewrite_journal(
+    store: &dyn crate::secretstore::SecretStore,
+    target: &RotationTarget,
+    record: &Record,
+    pending: &crate::secretstore::Fields,
+    version: &str,
+    (doing, then): (&str, &str),
+) -> Result<String> {
+    journal::write(
+        store,
+        &target.journal().name,
+        record,
+        pending,
+        Some(version),
+    )
+    .await?
+    .ok_or_else(|| {
+        Error::store(format!(
+            "the journal {} changed while {doing}: {then}",
+            target.journal()
+        ))
+    })
+}
+
 /// What rotates a target's kind of credential.
 pub(crate) fn credential(target: &RotationTarget, secrets: &Resolver) -> Arc<dyn Credential> {
     match &target.kind {
@@ -329,21 +356,48 @@ pub(crate) fn credential(target: &RotationTarget, secrets: &Resolver) -> Arc<dyn
     }
 }
 
-/// The workloads a target's rotation restarts: those configured, and those found using its
-/// Secret when it discovers them.
+/// The workloads each target's rotation restarts: those configured, and those found using its
+/// Secret when it discovers them, listing each namespace's workloads once. One result per
+/// target, in order: a namespace that cannot be listed fails only its own targets. Without a
+/// cluster, only configured workloads (no target discovers).
 pub async fn consumers(
-    target: &RotationTarget,
-    cluster: &crate::k8s::Cluster,
-) -> Result<Vec<Workload>> {
-    let mut workloads = target.consumers.clone();
-    if target.discover_consumers
-        && let Some((namespace, secret)) = target.kubernetes_secret()
-    {
-        workloads.extend(cluster.consumers_of(namespace, secret).await?);
+    targets: &[&RotationTarget],
+    cluster: Option<&crate::k8s::Cluster>,
+) -> Vec<Result<Vec<Workload>>> {
+    let mut listed = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for target in targets {
+        let mut workloads = target.consumers.clone();
+        if let (true, Some((namespace, secret)), Some(cluster)) = (
+            target.discover_consumers,
+            target.kubernetes_secret(),
+            cluster,
+        ) {
+            if !listed.contains_key(namespace) {
+                let templates = cluster
+                    .pod_templates(namespace)
+                    .await
+                    .map_err(|e| (e.class(), e.message().to_string()));
+                listed.insert(namespace.to_string(), templates);
+            }
+            match &listed[namespace] {
+                Ok(templates) => workloads.extend(
+                    templates
+                        .iter()
+                        .filter(|(_, pod)| crate::k8s::uses_secret(pod, secret))
+                        .map(|(w, _)| w.clone()),
+                ),
+                Err((class, message)) => {
+                    out.push(Err(Error::new(*class, message.clone())));
+                    continue;
+                }
+            }
+        }
+        workloads.sort();
+        workloads.dedup();
+        out.push(Ok(workloads));
     }
-    workloads.sort();
-    workloads.dedup();
-    Ok(workloads)
+    out
 }
 
 async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {

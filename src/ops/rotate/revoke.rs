@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::run::{Setup, event};
 use crate::audit::fingerprint;
 use crate::error::{Error, Result};
-use crate::rotation::journal::{self, Journal};
+use crate::rotation::journal::Journal;
 use crate::secretstore::Written;
 
 /// Revoke what `journal`'s finished rotation replaced; the journal as written after, and what
@@ -48,20 +48,15 @@ pub(super) async fn revoke(setup: &Setup<'_>, journal: Journal) -> Result<(Journ
     }
     record.revoked_at = Some(Utc::now());
     record.updated_at = Utc::now();
-    let Some(version) = journal::write(
+    let version = super::rewrite_journal(
         setup.store.as_ref(),
-        &target.journal().name,
+        target,
         &record,
         &journal.pending,
-        Some(&journal.version),
+        &journal.version,
+        ("revoking", "the next run tries again"),
     )
-    .await?
-    else {
-        return Err(Error::store(format!(
-            "the journal {} changed while revoking: the next run tries again",
-            target.journal()
-        )));
-    };
+    .await?;
     setup
         .audit
         .record(event(

@@ -305,7 +305,10 @@ impl<'a> Run<'a> {
         };
         let cluster = &cluster;
         let t = self.target;
-        let workloads = super::consumers(t, cluster).await?;
+        let workloads = super::consumers(&[t], Some(cluster))
+            .await
+            .pop()
+            .expect("one result per target")?;
         let id = self.record.rotation_id.to_string();
         let mut restarted = Vec::new();
         for w in &workloads {
