@@ -88,6 +88,11 @@ svc_start_postgres() {
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$svc_dir/initdb.log" 2>&1 \
     || { cat "$svc_dir/initdb.log" >&2; svc_log "initdb failed"; return 1; }
   rm -f "$svc_dir/pgpw"
+  # Members of coffre_trusted log in over TCP without a password (trust), as on some dev and
+  # in-cluster servers: the tests check that rotating such a user is refused, not faked.
+  { echo "host all +coffre_trusted 127.0.0.1/32 trust"; cat "$svc_dir/pg/pg_hba.conf"; } >"$svc_dir/pg-hba.new"
+  mv "$svc_dir/pg-hba.new" "$svc_dir/pg/pg_hba.conf"
+  chown postgres "$svc_dir/pg/pg_hba.conf"
   # TLS with a certificate from a CA of its own (for localhost and 127.0.0.1): the tests connect
   # with sslmode require and verify-full (COFFRE_TEST_PG_CA is the CA to trust).
   {
@@ -105,6 +110,7 @@ svc_start_postgres() {
   runuser -u postgres -- "$svc_pg_ctl" -D "$svc_dir/pg" -l "$svc_dir/pg-socket/pg.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $svc_dir/pg-socket -c fsync=off -c full_page_writes=off -c log_statement=ddl -c ssl=on" start >/dev/null \
     || { cat "$svc_dir/pg-socket/pg.log" >&2; svc_log "PostgreSQL did not start"; return 1; }
+  runuser -u postgres -- "$bin/psql" -h "$svc_dir/pg-socket" -p "$port" -qc "CREATE ROLE coffre_trusted NOLOGIN" postgres >/dev/null
   export COFFRE_TEST_PG="postgres://postgres@127.0.0.1:$port" COFFRE_TEST_PG_LOG="$svc_dir/pg-socket/pg.log" \
     COFFRE_TEST_PG_CA="$svc_dir/pg-ca.crt"
   svc_log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on $port"

@@ -8,6 +8,7 @@ use std::sync::RwLock;
 use support::Workspace;
 use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, psql, unique};
 
+const AUTH: i32 = 4;
 const SOURCE: i32 = 5;
 const TARGET: i32 = 8;
 
@@ -180,15 +181,17 @@ fn postgres_backup_restores_into_a_new_database_with_identical_content() {
 }
 
 #[test]
-fn postgres_wrong_password_fails_as_a_source_error_and_leaves_nothing() {
+fn postgres_wrong_password_fails_as_an_auth_error_and_leaves_nothing() {
     let _shared = DATABASES.read().unwrap();
     let ws = Workspace::new();
     pg_job(&ws, "app", "database = \"postgres\"");
     let wrong = "not-the-password-3141";
     let run = ws.run_env(&["backup", "app"], &[("TEST_PG_PASSWORD", wrong)]);
-    run.expect_code(SOURCE);
+    // Refused, not unreachable: no retry helps, the password setting does.
+    run.expect_code(AUTH);
     assert!(
-        run.stderr.contains("password authentication failed"),
+        run.stderr.contains("password authentication failed")
+            && run.stderr.contains("user and password settings"),
         "{}",
         run.stderr
     );
@@ -401,7 +404,7 @@ fn mariadb_backup_restores_into_a_new_database_with_identical_content() {
 }
 
 #[test]
-fn mariadb_wrong_password_fails_as_a_source_error_and_leaves_nothing() {
+fn mariadb_wrong_password_fails_as_an_auth_error_and_leaves_nothing() {
     let user = unique("coffre_u");
     for host in ["%", "localhost", "127.0.0.1"] {
         mariadb(
@@ -417,8 +420,18 @@ fn mariadb_wrong_password_fails_as_a_source_error_and_leaves_nothing() {
     );
     let wrong = "wrong-pw-1618";
     let run = ws.run_env(&["backup", "shop"], &[("SHOP_PW", wrong)]);
-    run.expect_code(SOURCE);
-    assert!(run.stderr.contains("Access denied"), "{}", run.stderr);
+    run.expect_code(AUTH);
+    assert!(
+        run.stderr.contains("Access denied") && run.stderr.contains("user and password settings"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("Access denied").count(),
+        1,
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains(wrong));
     assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
     for host in ["%", "localhost", "127.0.0.1"] {

@@ -1,6 +1,7 @@
 //! The shape of the code, checked: modules depend on each other in one direction only (no
-//! import cycle, between top-level modules or between the operations), `main.rs` stays thin,
-//! and no function of the command-line layer grows past 80 lines.
+//! import cycle between top-level modules, nor between any two modules at any depth: every
+//! file is a module), `main.rs` stays thin, and no function of the command-line layer grows
+//! past 80 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -174,6 +175,170 @@ fn operations_and_store_modules_have_no_cycle_among_themselves() {
             panic!("import cycle in {parent}: {}", cycle.join(" -> "));
         }
     }
+}
+
+/// Every path `code` names from `crate::`, `super::`, `self::` or one of `children` (the
+/// modules it declares), with `use` groups (`{a, b::c}`) expanded: the start word and the
+/// segments after it.
+fn paths(code: &str, children: &[String]) -> Vec<(String, Vec<String>)> {
+    fn ident(rest: &str) -> (&str, &str) {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        rest.split_at(end)
+    }
+    /// The segments of one path from `rest` on, every branch of its groups.
+    fn tails(rest: &str) -> Vec<Vec<String>> {
+        let rest = rest.trim_start();
+        if let Some(group) = rest.strip_prefix('{') {
+            let (mut depth, mut start, mut out) = (0, 0, Vec::new());
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        out.extend(tails(&group[start..i]));
+                        return out;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.extend(tails(&group[start..i]));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            return out;
+        }
+        let (word, after) = ident(rest);
+        if word.is_empty() {
+            return vec![Vec::new()];
+        }
+        match after.strip_prefix("::") {
+            Some(more) => tails(more)
+                .into_iter()
+                .map(|mut t| {
+                    t.insert(0, word.to_string());
+                    t
+                })
+                .collect(),
+            None => vec![vec![word.to_string()]],
+        }
+    }
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    let mut starts: Vec<String> = vec!["crate".into(), "super".into(), "self".into()];
+    starts.extend(children.iter().cloned());
+    for start in &starts {
+        let needle = format!("{start}::");
+        for (i, _) in code.match_indices(&needle) {
+            let before = i.checked_sub(1).map(|b| bytes[b] as char);
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            for tail in tails(&code[i + needle.len()..]) {
+                out.push((start.clone(), tail));
+            }
+        }
+    }
+    out
+}
+
+/// Every module (each file is one: `ops::rotate::run`, `ops::rotate` for its mod.rs) and the
+/// modules it names, an ancestor excepted (a child using what its parent module defines for
+/// its children is the parent's purpose, not a cycle).
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let module = |f: &Path| module_of(f, usize::MAX);
+    let known: BTreeSet<String> = files.iter().map(|f| module(f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let name = module(file);
+        if name.is_empty() || name == "main" || name == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let here: Vec<String> = name.split("::").map(str::to_string).collect();
+        let children: Vec<String> = code
+            .lines()
+            .filter_map(|l| {
+                let l = l
+                    .trim_start()
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ");
+                l.strip_prefix("mod ")?
+                    .strip_suffix(';')
+                    .map(str::to_string)
+            })
+            .collect();
+        let uses = graph.entry(name.clone()).or_default();
+        for (start, tail) in paths(&code, &children) {
+            let mut absolute = match start.as_str() {
+                "crate" => Vec::new(),
+                "self" => here.clone(),
+                "super" => here[..here.len() - 1].to_vec(),
+                child => [here.clone(), vec![child.to_string()]].concat(),
+            };
+            let mut tail = tail.as_slice();
+            while tail.first().is_some_and(|s| s == "super") {
+                absolute.pop();
+                tail = &tail[1..];
+            }
+            absolute.extend(tail.iter().cloned());
+            let Some(target) = (1..=absolute.len())
+                .rev()
+                .map(|n| absolute[..n].join("::"))
+                .find(|m| known.contains(m))
+            else {
+                continue;
+            };
+            let ancestor = name == target || name.starts_with(&format!("{target}::"));
+            if !ancestor {
+                uses.insert(target);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_two_modules_at_any_depth_use_each_other() {
+    let g = module_graph();
+    // The finder sees sibling modules and groups: ops::rotate::run uses its sibling trail.
+    assert!(
+        g["ops::rotate::run"].contains("ops::rotate::trail"),
+        "{:?}",
+        g["ops::rotate::run"]
+    );
+    assert!(g["ops::rotate"].contains("ops::rotate::run"));
+    if let Some(cycle) = find_cycle(&g) {
+        panic!("import cycle between modules: {}", cycle.join(" -> "));
+    }
+    let sample = paths(
+        "use super::{a, b::{c, D}};\nuse crate::x::y;\nfn f() { run::go(); not_super::z(); }",
+        &["run".to_string()],
+    );
+    let names: BTreeSet<String> = sample
+        .iter()
+        .map(|(s, t)| format!("{s}::{}", t.join("::")))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "crate::x::y",
+            "run::go",
+            "super::a",
+            "super::b::D",
+            "super::b::c"
+        ]
+        .map(String::from)
+        .into()
+    );
 }
 
 #[test]

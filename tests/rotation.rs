@@ -172,6 +172,36 @@ fn one_password_per_rotation(events: &[Value]) {
     }
 }
 
+/// Every rotation that reached FINISHED has one stored event for each state it went through,
+/// in order, each once (failed attempts may add FAILED events between them).
+fn every_finished_rotation_has_its_full_trail(events: &[Value], case: &str) {
+    let mut by_rotation: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for e in events {
+        by_rotation
+            .entry(e["rotation_id"].as_str().unwrap())
+            .or_default()
+            .push(e["to"].as_str().unwrap());
+    }
+    for (id, reached) in by_rotation {
+        if !reached.contains(&"FINISHED") {
+            continue;
+        }
+        let steps: Vec<&str> = reached.into_iter().filter(|s| *s != "FAILED").collect();
+        assert_eq!(
+            steps,
+            [
+                "PLANNED",
+                "DB_SET",
+                "TESTED",
+                "PUBLISHED",
+                "ROLLED_OUT",
+                "FINISHED"
+            ],
+            "{case}: rotation {id}'s stored events"
+        );
+    }
+}
+
 #[tokio::test]
 async fn dual_user_rotation_alternates_users_and_audits_each_step() {
     let t = Target::postgres(true);
@@ -328,7 +358,14 @@ async fn a_crash_or_an_error_at_any_step_converges_on_one_password() {
                 "{point} {mode}"
             );
         }
-        one_password_per_rotation(&t.audit_events());
+        let events = t.audit_events();
+        one_password_per_rotation(&events);
+        // Killed between a journal write and its event, the event is owed, not lost.
+        every_finished_rotation_has_its_full_trail(&events, &format!("{point} {mode}"));
+        assert!(
+            t.journal().0.get("owed").is_none(),
+            "{point} {mode}: events still owed"
+        );
     }
 }
 
@@ -1013,4 +1050,279 @@ async fn a_mariadb_account_for_another_host_fails_the_test_naming_user_host() {
     );
     assert!(!ws.path("secrets/remote.json").exists());
     mariadb("", &format!("DROP USER '{user}'@'10.254.254.254'"));
+}
+
+/// coffre never rotates its own admin, nor a role with an administrator's powers: its password
+/// would be handed to an application. Refused before anything changes, by name at config load
+/// (dry runs and config check included) and on the server by what the role can do.
+#[test]
+fn the_admin_or_a_privileged_role_is_never_rotated() {
+    let t = Target::postgres(true);
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    for admin_spelling in ["postgres", "POSTGRES"] {
+        t.ws.write(
+            "jobs/passwords.toml",
+            &text.replace(&t.users[0], admin_spelling),
+        );
+        for args in [&["rotate", "app", "--dry-run"][..], &["config", "check"]] {
+            let run = t.ws.run_env(args, &[(ADMIN_ENV, &pg_password())]);
+            run.expect_code(3);
+            assert!(
+                run.stderr.contains("is the admin_user"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    let powerful = unique("powerful");
+    psql(
+        "postgres",
+        &format!("CREATE ROLE {powerful} NOLOGIN SUPERUSER"),
+    );
+    for (grant, says) in [
+        (
+            format!("ALTER ROLE {} CREATEROLE", t.users[0]),
+            "CREATEROLE".to_string(),
+        ),
+        (
+            format!(
+                "ALTER ROLE {} NOCREATEROLE; GRANT {powerful} TO {}",
+                t.users[0], t.users[0]
+            ),
+            format!("SUPERUSER (through {powerful})"),
+        ),
+    ] {
+        psql("postgres", &grant);
+        t.ws.write("jobs/passwords.toml", &text);
+        let password_of = || {
+            psql(
+                "postgres",
+                &format!(
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = '{}'",
+                    t.users[0]
+                ),
+            )
+        };
+        let before = password_of();
+        let run = t.rotate(&["app"]);
+        run.expect_code(3);
+        assert!(run.stderr.contains(&says), "{says}: {}", run.stderr);
+        assert_eq!(before, password_of(), "{says}: the password changed");
+        assert!(t.published().is_none());
+        let check =
+            t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, &pg_password())]);
+        check.expect_code(3);
+        assert!(check.stderr.contains(&says), "{says}: {}", check.stderr);
+    }
+}
+
+/// A `users` list is two different users (dual-user); single-user is `user = "..."`. A list
+/// of one would rotate the user in use in place, locking out the clients that hold its password.
+#[test]
+fn a_users_list_of_one_is_refused() {
+    let t = Target::postgres(true);
+    t.rotate(&["app"]).ok();
+    let before = t.published().unwrap();
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    let users = format!("users = [\"{}\", \"{}\"]", t.users[0], t.users[1]);
+    assert!(text.contains(&users), "{text}");
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(&users, &format!("users = [\"{}\"]", t.users[0])),
+    );
+    for args in [&["app"][..], &["app", "--dry-run"]] {
+        let run = t.rotate(args);
+        run.expect_code(3);
+        assert!(
+            run.stderr.contains("exactly two different users"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(t.published().unwrap(), before);
+}
+
+/// The test query's failure carries the server's own words (in the error, the audit event and
+/// `rotate status`), and the run that stops the rotation for a person exits 7, as later ones do.
+#[test]
+fn a_failing_test_query_says_why_and_the_fifth_failure_stops_with_exit_7() {
+    let t = Target::postgres(true);
+    let table = unique("wards");
+    psql(
+        "postgres",
+        &format!(
+            "CREATE TABLE {table} (id int); GRANT SELECT ON {table} TO {}; REVOKE ALL ON {table} FROM {}",
+            t.users[1], t.users[0]
+        ),
+    );
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace(
+            "SELECT count(*) FROM pg_class",
+            &format!("SELECT count(*) FROM {table}"),
+        ),
+    );
+    let denied = format!("permission denied for table {table}");
+    for run_number in 1..=6 {
+        let run = t.rotate(&["app"]);
+        let expected = if run_number < 5 { 3 } else { 7 };
+        run.expect_code(expected);
+        assert!(
+            run.stderr.contains(&denied),
+            "run {run_number}: {}",
+            run.stderr
+        );
+        // One line: the error is printed once.
+        assert_eq!(
+            run.stderr.matches(&denied).count(),
+            1,
+            "run {run_number}: {}",
+            run.stderr
+        );
+    }
+    assert!(t.published().is_none());
+    let status = t.ws.run(&["rotate", "status", "--json"]);
+    status.ok();
+    let status = &support::json_lines(&status)[0];
+    assert_eq!(status["state"], "NEEDS_HUMAN");
+    assert!(status.to_string().contains(&denied), "{status}");
+    let events = t.audit_events();
+    let failed: Vec<&Value> = events.iter().filter(|e| e["to"] == "FAILED").collect();
+    assert_eq!(failed.len(), 4);
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["detail"].as_str().unwrap().contains(&denied))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["to"] == "NEEDS_HUMAN" && e["detail"].as_str().unwrap().contains(&denied))
+    );
+}
+
+/// A server that lets a user in without checking its password (a pg_hba.conf trust rule)
+/// would make every rotation a silent no-op with a secret the database never saw: refused,
+/// naming the rule, never FINISHED.
+#[tokio::test]
+async fn a_user_the_server_lets_in_without_a_password_is_refused() {
+    for dual in [false, true] {
+        let t = Target::postgres(dual);
+        for user in &t.users {
+            psql("postgres", &format!("GRANT coffre_trusted TO {user}"));
+        }
+        // The rule is real: any password opens it.
+        assert!(pg_login(&t.users[0], "not-its-password").await);
+        let run = t.rotate(&["app"]);
+        run.expect_code(3);
+        assert!(
+            run.stderr.contains("wrong password") && run.stderr.contains("pg_hba.conf"),
+            "{}",
+            run.stderr
+        );
+        assert!(t.published().is_none());
+        assert_ne!(t.journal().0["state"], "FINISHED");
+        assert!(!t.audit_events().iter().any(|e| e["to"] == "FINISHED"));
+    }
+}
+
+/// The rotator with exactly the README's grant (CREATE USER ON *.*) rotates the users of a
+/// target that names a database. An application user that may not use that database is an
+/// auth error (exit 4, not the retryable 5) naming the grant, printed once; one with GRANT
+/// OPTION is refused before its password is published (the rotator may not read other
+/// accounts' grants, so the account's own are read when it logs in).
+#[test]
+fn mariadb_rotator_with_the_readme_grant_rotates_and_refusals_say_what_to_grant() {
+    let base = unique("mrot");
+    let (db, rotator) = (format!("{base}_db"), format!("{base}_rotator"));
+    let users = [format!("{base}_a"), format!("{base}_b")];
+    mariadb(
+        "",
+        &format!(
+            "CREATE DATABASE {db}; CREATE USER '{rotator}'@'%' IDENTIFIED BY 'rotator-pw-77'; GRANT CREATE USER ON *.* TO '{rotator}'@'%'"
+        ),
+    );
+    for user in &users {
+        mariadb(
+            "",
+            &format!(
+                "CREATE USER '{user}'@'%' IDENTIFIED BY 'initial'; GRANT SELECT ON {db}.* TO '{user}'@'%'"
+            ),
+        );
+    }
+    let (host, port) = mariadb_addr();
+    let ws = Workspace::new();
+    ws.write(
+        "jobs/passwords.toml",
+        &format!(
+            "kind = \"rotation\"\n\n[[target]]\nname = \"shop\"\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nadmin_user = \"{rotator}\"\nadmin_password = \"env:ROTATOR_PW\"\nusers = [\"{}\", \"{}\"]\npublish = \"file:../secrets/shop.json\"\n",
+            users[0], users[1]
+        ),
+    );
+    let env = [("ROTATOR_PW", "rotator-pw-77")];
+    for expected in [&users[0], &users[1]] {
+        ws.run_env(&["rotate", "shop"], &env).ok();
+        let published = read_fields(&ws.path("secrets/shop.json")).unwrap();
+        assert_eq!(published["username"], expected.as_str());
+    }
+    // The next rotation is users[0]'s, which may no longer use the database.
+    mariadb(
+        "",
+        &format!("REVOKE SELECT ON {db}.* FROM '{}'@'%'", users[0]),
+    );
+    let run = ws.run_env(&["rotate", "shop"], &env);
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains(&format!("may not use database '{db}'"))
+            && run.stderr.contains("GRANT"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("may not use database").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        read_fields(&ws.path("secrets/shop.json")).unwrap()["username"],
+        users[1].as_str()
+    );
+    // Given more than an application should have, it is refused before publishing.
+    mariadb(
+        "",
+        &format!(
+            "GRANT SELECT ON {db}.* TO '{}'@'%' WITH GRANT OPTION",
+            users[0]
+        ),
+    );
+    let run = ws.run_env(&["rotate", "shop"], &env);
+    run.expect_code(3);
+    assert!(run.stderr.contains("GRANT OPTION"), "{}", run.stderr);
+    assert_eq!(
+        read_fields(&ws.path("secrets/shop.json")).unwrap()["username"],
+        users[1].as_str()
+    );
+    // With root as the admin (it may read any account's grants), it is refused up front.
+    let text = std::fs::read_to_string(ws.path("jobs/passwords.toml")).unwrap();
+    ws.write(
+        "jobs/passwords.toml",
+        &text
+            .replace(
+                &format!("admin_user = \"{rotator}\""),
+                "admin_user = \"root\"",
+            )
+            .replace("admin_password = \"env:ROTATOR_PW\"\n", ""),
+    );
+    let check = ws.run(&["config", "check"]);
+    check.expect_code(3);
+    assert!(check.stderr.contains("GRANT OPTION"), "{}", check.stderr);
+    mariadb(
+        "",
+        &format!(
+            "DROP DATABASE {db}; DROP USER '{rotator}'@'%', '{}'@'%', '{}'@'%'",
+            users[0], users[1]
+        ),
+    );
 }

@@ -52,23 +52,6 @@ async fn load_new_key(config: &Config, new: &NewKey) -> Result<Secret> {
         .map_err(|e| e.context(flag))
 }
 
-/// Several failures are each reported; the run fails with the first one's class.
-fn fail_with_all(mut failures: Vec<Error>, what: &str) -> Result<()> {
-    match failures.len() {
-        0 => Ok(()),
-        1 => Err(failures.remove(0)),
-        n => {
-            for e in &failures {
-                tracing::error!("{}", super::hints::error_line(e));
-            }
-            Err(Error::new(
-                failures[0].class(),
-                format!("{n} {what} failed (each is listed above)"),
-            ))
-        }
-    }
-}
-
 pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -> Result<()> {
     let jobs = pick_jobs(&ctx.config, jobs, all)?;
     let recipients = ctx
@@ -93,7 +76,7 @@ pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -
             None => {}
         }
     }
-    fail_with_all(failures, "backups")
+    super::fail_with_all(failures, "backups")
 }
 
 /// What `restore` was asked to do.

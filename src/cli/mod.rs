@@ -18,7 +18,7 @@ use args::{Command, ConfigCommand, JobCommand, KeyCommand};
 use commands::{RestoreArgs, VerifyArgs};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Class, Error, Result};
 use crate::ops::Context;
 use crate::ops::restore::RestoreOptions;
 
@@ -181,4 +181,27 @@ pub fn report_failure(cli: &Cli, e: &crate::error::Error, signal: Option<i32>) -
         }
     }
     code
+}
+
+/// One failure is the run's error, printed once (by `main`). Several are each logged, and the
+/// run fails with a summary in the class of the worst (a stop for a person, integrity, first;
+/// else the first failure's).
+fn fail_with_all(mut failures: Vec<Error>, what: &str) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            for e in &failures {
+                tracing::error!("{}", hints::error_line(e));
+            }
+            let class = match failures.iter().any(|e| e.class() == Class::Integrity) {
+                true => Class::Integrity,
+                false => failures[0].class(),
+            };
+            Err(Error::new(
+                class,
+                format!("{n} {what} failed (each is listed above)"),
+            ))
+        }
+    }
 }

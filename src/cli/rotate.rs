@@ -8,7 +8,7 @@ use super::args::{Output, RotateArgs, RotateCommand};
 use super::commands::emit;
 use super::json::object;
 use crate::audit::Audit;
-use crate::error::{Class, Error, Result};
+use crate::error::{Error, Result};
 use crate::manifest::rfc3339;
 use crate::ops::Context;
 use crate::ops::rotate::{self, Outcome, Plan, RotateOptions};
@@ -38,20 +38,17 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
     };
     let targets = rotate::select(&ctx.config, &names)?;
     if args.dry_run {
-        let mut first_error = None;
+        let mut failures = Vec::new();
         for (target, plan) in targets
             .iter()
             .zip(rotate::plan(&targets, &ctx.config.secrets).await)
         {
             match plan {
                 Ok(plan) => emit(args.output, || plan_line(&plan), || plan_json(&plan)),
-                Err(e) => {
-                    eprintln!("{}: {e}", target.name);
-                    keep_worst(&mut first_error, e);
-                }
+                Err(e) => failures.push(e.context(format!("rotation target '{}'", target.name))),
             }
         }
-        return first_error.map_or(Ok(()), Err);
+        return super::fail_with_all(failures, "plans");
     }
     let audit = Audit::new(Some(&ctx.store), ctx.config.audit.object_lock, |event| {
         let mut value = serde_json::to_value(event).expect("an event serializes");
@@ -64,39 +61,25 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         ..RotateOptions::new("manual", ctx.stop.clone())
     };
     let results = rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await;
-    let mut worst = None;
-    for (target, result) in targets.iter().zip(results) {
+    let mut failures = Vec::new();
+    for result in results {
         match result {
             Ok(outcome) => emit(
                 args.output,
                 || outcome_line(&outcome),
                 || outcome_json(&outcome),
             ),
-            Err(e) => {
-                eprintln!("{}: {e}", target.name);
-                keep_worst(&mut worst, e);
-            }
+            // Each names its target.
+            Err(e) => failures.push(e),
         }
     }
-    if let Some(e) = worst {
-        return Err(e);
-    }
+    super::fail_with_all(failures, "rotations")?;
     if let Some(why) = audit.unstored().first() {
         return Err(Error::store(format!(
             "the rotations are done, but audit events could not be stored: {why}"
         )));
     }
     Ok(())
-}
-
-/// The error the run exits with: a rotation that needs a person (integrity) outranks the rest.
-fn keep_worst(kept: &mut Option<Error>, e: Error) {
-    let worse = kept
-        .as_ref()
-        .is_none_or(|k| k.class() != Class::Integrity && e.class() == Class::Integrity);
-    if worse {
-        *kept = Some(e);
-    }
 }
 
 pub(super) fn outcome_line(outcome: &Outcome) -> String {
@@ -182,7 +165,7 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
 
 async fn status(ctx: &Context, names: &[String], output: Output) -> Result<()> {
     let targets = rotate::select(&ctx.config, names)?;
-    let mut first_error = None;
+    let mut failures = Vec::new();
     for (name, record) in rotate::status(&targets, &ctx.config.secrets).await {
         match record {
             Ok(record) => emit(
@@ -190,13 +173,10 @@ async fn status(ctx: &Context, names: &[String], output: Output) -> Result<()> {
                 || status_line(&name, record.as_ref()),
                 || status_json(&name, record.as_ref()),
             ),
-            Err(e) => {
-                eprintln!("{name}: {e}");
-                keep_worst(&mut first_error, e);
-            }
+            Err(e) => failures.push(e.context(format!("rotation target '{name}'"))),
         }
     }
-    first_error.map_or(Ok(()), Err)
+    super::fail_with_all(failures, "status reads")
 }
 
 fn status_line(name: &str, record: Option<&Record>) -> String {

@@ -3,7 +3,7 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Loader, Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Loader, Server, TableCounts, parse_count};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::manifest::KIND_MARIADB;
@@ -172,9 +172,17 @@ impl MariaConn {
         }
         cmd
     }
+}
 
-    /// Run SQL with the client (no database selected); rows of tab-separated fields.
-    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+impl Server for MariaConn {
+    const PRODUCT: &'static str = "MariaDB";
+    const VERSION_SQL: &'static str = "SELECT VERSION()";
+    /// User databases (system schemas left out).
+    const LIST_DATABASES_SQL: &'static str = "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN \
+        ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1";
+
+    /// The client, batch rows of tab-separated fields (no database selected).
+    fn query_command(&self, sql: &str) -> Command {
         let mut cmd = self.command(client_tool());
         cmd.args([
             "--connect-timeout=15",
@@ -184,34 +192,8 @@ impl MariaConn {
             "-e",
             sql,
         ]);
-        let out = run_tool(cmd, &format!("querying {}", self.describe())).await?;
-        Ok(rows(&out))
+        cmd
     }
-
-    async fn scalar(&self, sql: &str) -> Result<String> {
-        first_cell(self.query(sql).await?, &self.describe(), sql)
-    }
-
-    pub async fn server_version(&self) -> Result<String> {
-        self.scalar("SELECT VERSION()").await
-    }
-
-    /// User databases (system schemas left out).
-    pub async fn list_databases(&self) -> Result<Vec<String>> {
-        Ok(self
-            .query(
-                "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN \
-                    ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1",
-            )
-            .await?
-            .into_iter()
-            .filter_map(|row| row.into_iter().next())
-            .collect())
-    }
-}
-
-impl Server for MariaConn {
-    const PRODUCT: &'static str = "MariaDB";
 
     fn database(&self) -> &str {
         &self.database

@@ -30,11 +30,55 @@ pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Resu
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    let summary = stderr_summary(&out.stderr);
+    if let Some(fix) = refused_because(&String::from_utf8_lossy(&out.stderr)) {
+        return Err(Error::auth(format!("{what}: {summary}: {fix}")));
+    }
     Err(Error::source(format!(
-        "{what}: '{program}' failed with {}: {}",
-        describe_status(out.status),
-        stderr_summary(&out.stderr)
+        "{what}: '{program}' failed with {}: {summary}",
+        describe_status(out.status)
     )))
+}
+
+/// When a client tool's stderr says the server refused the login or an action (no retry
+/// helps, a setting or a grant does), what to fix.
+pub(crate) fn refused_because(stderr: &str) -> Option<&'static str> {
+    const REFUSALS: [(&str, &str); 7] = [
+        // MariaDB: ER_ACCESS_DENIED_ERROR (1045) and ER_DBACCESS_DENIED_ERROR (1044).
+        (
+            "ERROR 1045",
+            "the server refused the login: check the source's user and password settings",
+        ),
+        (
+            "ERROR 1044",
+            "the user may not use that database: grant it access, or check the source's database",
+        ),
+        (
+            "ERROR 1142",
+            "the user lacks a privilege on a table: grant the backup user what the README lists",
+        ),
+        // libpq (psql, pg_dump, pg_restore).
+        (
+            "password authentication failed",
+            "the server refused the login: check the source's user and password settings",
+        ),
+        (
+            "no password supplied",
+            "the server asks for a password: set the source's password",
+        ),
+        (
+            "no pg_hba.conf entry",
+            "pg_hba.conf lets no such login in: add a rule for the user, or check host, user and sslmode",
+        ),
+        (
+            "permission denied",
+            "the user lacks a privilege: grant the backup user what the README lists",
+        ),
+    ];
+    REFUSALS
+        .iter()
+        .find(|(needle, _)| stderr.contains(needle))
+        .map(|(_, fix)| *fix)
 }
 
 /// A client tool's batch output: one row a line, fields separated by tabs.
@@ -88,6 +132,12 @@ pub(crate) async fn tool_version(program: &str) -> Result<String> {
 pub(crate) trait Server: Clone {
     /// "PostgreSQL" or "MariaDB", for messages.
     const PRODUCT: &'static str;
+    /// The statement that answers the server's version.
+    const VERSION_SQL: &'static str;
+    /// The statement that lists the databases a job of every database dumps.
+    const LIST_DATABASES_SQL: &'static str;
+    /// The client tool running `sql`, printing rows of tab-separated fields.
+    fn query_command(&self, sql: &str) -> std::process::Command;
     fn database(&self) -> &str;
     fn with_database(&self, name: &str) -> Self;
     /// The connection to create and drop other databases from.
@@ -105,6 +155,34 @@ pub(crate) trait Server: Clone {
     /// How to load a backup of source `kind` into this connection's database; None when this
     /// server cannot load that kind.
     fn loader(&self, kind: &str, clean: bool, no_owner: bool) -> Option<Loader>;
+
+    /// Run one SQL statement; rows of tab-separated fields.
+    async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let out = run_tool(
+            self.query_command(sql),
+            &format!("querying {}", self.describe()),
+        )
+        .await?;
+        Ok(rows(&out))
+    }
+
+    /// The first field of the first row `sql` returns.
+    async fn scalar(&self, sql: &str) -> Result<String> {
+        first_cell(self.query(sql).await?, &self.describe(), sql)
+    }
+
+    async fn server_version(&self) -> Result<String> {
+        self.scalar(Self::VERSION_SQL).await
+    }
+
+    async fn list_databases(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query(Self::LIST_DATABASES_SQL)
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect())
+    }
 }
 
 /// The server's own tool that loads a backup, reading it on stdin.

@@ -4,7 +4,7 @@
 use std::process::Command;
 use zeroize::Zeroizing;
 
-use super::{Loader, Server, TableCounts, first_cell, parse_count, rows, run_tool};
+use super::{Loader, Server, TableCounts, parse_count};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::manifest::{KIND_POSTGRES, KIND_POSTGRES_GLOBALS};
@@ -127,9 +127,16 @@ impl PgConn {
         }
         cmd
     }
+}
 
-    /// Run one SQL statement with psql; rows of tab-separated fields.
-    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+impl Server for PgConn {
+    const PRODUCT: &'static str = "PostgreSQL";
+    const VERSION_SQL: &'static str = "SHOW server_version";
+    const LIST_DATABASES_SQL: &'static str =
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1";
+
+    /// psql, one statement, unaligned rows of tab-separated fields, stopping on an error.
+    fn query_command(&self, sql: &str) -> Command {
         let mut cmd = self.command("psql");
         cmd.args([
             "-X",
@@ -144,31 +151,8 @@ impl PgConn {
             "-c",
             sql,
         ]);
-        let out = run_tool(cmd, &format!("querying {}", self.describe())).await?;
-        Ok(rows(&out))
+        cmd
     }
-
-    async fn scalar(&self, sql: &str) -> Result<String> {
-        first_cell(self.query(sql).await?, &self.describe(), sql)
-    }
-
-    pub async fn server_version(&self) -> Result<String> {
-        self.scalar("SHOW server_version").await
-    }
-
-    /// Databases that accept connections, templates left out.
-    pub async fn list_databases(&self) -> Result<Vec<String>> {
-        Ok(self
-            .query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1")
-            .await?
-            .into_iter()
-            .filter_map(|row| row.into_iter().next())
-            .collect())
-    }
-}
-
-impl Server for PgConn {
-    const PRODUCT: &'static str = "PostgreSQL";
 
     fn database(&self) -> &str {
         &self.database

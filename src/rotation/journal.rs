@@ -124,6 +124,26 @@ pub struct Record {
     /// The state it had reached when it stopped for a human (where `--resume` goes on from).
     #[serde(default)]
     pub stopped_at: Option<State>,
+    /// State changes journaled whose audit events may not be written yet. Each is journaled
+    /// with the change it reports, so a run killed before writing the event leaves it owed,
+    /// and the next run writes it first (the event's object name is fixed by the change, so a
+    /// second write of one is a no-op).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owed: Vec<Transition>,
+}
+
+/// One state change of a rotation, as its audit event reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub from: String,
+    pub to: String,
+    /// Why (FAILED, NEEDS_HUMAN), or what a step found.
+    pub detail: Option<String>,
+    /// Who made this change and why, when not the rotation's own actor and trigger (a person
+    /// abandoning or resuming it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<(String, String)>,
 }
 
 impl Record {

@@ -104,6 +104,13 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The server's own message for a failed statement (its text, never the statement's), or the
+/// client's error and its causes when the server said nothing.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| with_causes(e), |d| d.message().to_string())
+}
+
 /// A role name as a quoted SQL identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -116,10 +123,19 @@ impl Database for Postgres {
             return Ok(false);
         };
         client.batch_execute(query).await.map_err(|e| {
-            Error::source(format!(
-                "{}: logged in as {user}, but the test query failed: {e}",
-                self.describe()
-            ))
+            let message = format!(
+                "{}: logged in as {user}, but the test query failed: {}",
+                self.describe(),
+                db_message(&e)
+            );
+            // Class 42 is a statement the user may not run or that does not parse: no retry
+            // fixes it (grant the user what the other one has, or fix test_query).
+            match e.code().is_some_and(|c| c.code().starts_with("42")) {
+                true => Error::config(format!(
+                    "{message}: grant {user} what the application needs, or fix the target's test_query"
+                )),
+                false => Error::source(message),
+            }
         })?;
         Ok(true)
     }
@@ -130,26 +146,56 @@ impl Database for Postgres {
 
     async fn check_user(&self, user: &str) -> Result<()> {
         let client = self.admin().await?;
+        // Role attributes are not inherited, but a member may SET ROLE to the role that has
+        // them: every role `user` is a member of counts, itself included.
         let row = client
             .query_opt(
-                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                "SELECT r.rolcanlogin, \
+                        pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = session_user), 'MEMBER'), \
+                        ARRAY(SELECT p.attr || CASE WHEN g.oid = r.oid THEN '' ELSE ' (through ' || g.rolname || ')' END \
+                              FROM pg_roles g, LATERAL (VALUES ('SUPERUSER', g.rolsuper), ('CREATEROLE', g.rolcreaterole), \
+                                   ('REPLICATION', g.rolreplication), ('BYPASSRLS', g.rolbypassrls)) AS p(attr, has) \
+                              WHERE p.has AND pg_has_role(r.oid, g.oid, 'MEMBER') ORDER BY 1) \
+                 FROM pg_roles r WHERE r.rolname = $1",
                 &[&user],
             )
             .await
             .map_err(|e| {
-                Error::source(format!("{}: looking up role {user}: {e}", self.describe()))
+                Error::source(format!(
+                    "{}: looking up role {user}: {}",
+                    self.describe(),
+                    db_message(&e)
+                ))
             })?;
-        match row.map(|r| r.get::<_, bool>(0)) {
-            None => Err(Error::config(format!(
+        let Some(row) = row else {
+            return Err(Error::config(format!(
                 "{}: role {user} does not exist: create it, or fix the target's users",
                 self.describe()
-            ))),
-            Some(false) => Err(Error::config(format!(
+            )));
+        };
+        let (can_login, is_admin, powers): (bool, bool, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        if is_admin {
+            return Err(Error::config(format!(
+                "{}: {user} is the admin user {} (or a member of it): coffre would change its own login's password and publish it to the application; rotate the application's users only",
+                self.describe(),
+                self.admin_user
+            )));
+        }
+        if !powers.is_empty() {
+            return Err(Error::config(format!(
+                "{}: {user} has {}: coffre publishes its password to an application, which must not get an administrator's powers; rotate a role without them (ALTER ROLE {user} NOSUPERUSER NOCREATEROLE ..., or REVOKE the role that has them)",
+                self.describe(),
+                powers.join(", ")
+            )));
+        }
+        if !can_login {
+            return Err(Error::config(format!(
                 "{}: {user} may not log in (NOLOGIN): ALTER ROLE {user} LOGIN, or fix the target's users",
                 self.describe()
-            ))),
-            Some(true) => Ok(()),
+            )));
         }
+        Ok(())
     }
 
     async fn set_password(&self, user: &str, password: &str) -> Result<()> {

@@ -6,7 +6,7 @@ use super::{DumpPlan, DumpSpec};
 use crate::config::ServerConfig;
 use crate::db::mariadb::{self, MariaConn};
 use crate::db::postgres::PgConn;
-use crate::db::tool_version;
+use crate::db::{Server, tool_version};
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
 use crate::manifest::{KIND_MARIADB, KIND_POSTGRES, KIND_POSTGRES_GLOBALS};

@@ -103,13 +103,19 @@ pub(super) fn parse(
     let users = match (t.user, t.users.len()) {
         (Some(user), 0) => vec![user],
         (None, 2) if t.users[0] != t.users[1] => t.users,
-        (None, 1) => t.users,
+        // One name in `users` is not single-user by another spelling: a dual-user target
+        // changed to it would rotate the user in use in place, locking out its clients.
         _ => {
             return Err(Error::config(format!(
-                "{at}: set user = \"NAME\" (single-user) or users = [\"NAME_A\", \"NAME_B\"] (dual-user: two different users)"
+                "{at}: set user = \"NAME\" (single-user) or users = [\"NAME_A\", \"NAME_B\"] (dual-user: exactly two different users)"
             )));
         }
     };
+    if let Some(admin) = users.iter().find(|u| same_account(u, &t.admin_user)) {
+        return Err(Error::config(format!(
+            "{at}: '{admin}' is the admin_user: coffre would change its own login's password and publish it to the application. Rotate the application's users only, and give the admin user its own account"
+        )));
+    }
     t.password.check(at)?;
     // Names go into SQL statements: keep them to characters no quoting rule disagrees on.
     let safe = |text: &str, extra: &str| {
@@ -150,6 +156,14 @@ pub(super) fn parse(
         password: t.password,
         test_query: t.test_query,
     }))
+}
+
+/// Whether a rotated user may be the admin user's account. Both names reach the server as
+/// written (PostgreSQL: a quoted identifier and a login name; MariaDB: exact user names, the
+/// host parts compared on the server by `check_user`), but a role named like the admin up to
+/// case (`ADMIN` beside `admin`, which an unquoted name folds to) can only be a mistake.
+fn same_account(user: &str, admin: &str) -> bool {
+    user.eq_ignore_ascii_case(admin)
 }
 
 /// A deserialize error names the file; the caller's prefix already does.

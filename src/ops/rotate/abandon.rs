@@ -3,16 +3,16 @@
 
 use chrono::Utc;
 
-use super::run::{content_fingerprint, event};
-use super::{Outcome, RotateOptions, rewrite_journal};
-
-const LOOK_AGAIN: &str = "look again with 'coffre rotate status'";
-use crate::audit::{Audit, Event};
+use super::run::content_fingerprint;
+use super::{Outcome, RotateOptions, rewrite_journal, trail};
+use crate::audit::Audit;
 use crate::config::RotationTarget;
 use crate::error::{Error, Result};
 use crate::rotation::credential::Credential;
 use crate::rotation::journal::{Journal, State};
 use crate::secretstore::{Fields, SecretStore};
+
+const LOOK_AGAIN: &str = "look again with 'coffre rotate status'";
 
 /// A person closes a stopped (or failing) rotation: the journal becomes FINISHED with the
 /// pending credential dropped; the published secret and the issuer are left as they are. A
@@ -69,22 +69,17 @@ pub(super) async fn abandon(
     record.holder = None;
     record.held_until = None;
     record.updated_at = Utc::now();
-    rewrite_journal(
-        store,
-        target,
-        &record,
-        &Fields::new(),
-        &journal.version,
-        ("abandoning it", LOOK_AGAIN),
-    )
-    .await?;
-    audit
-        .record(Event {
-            actor: options.actor.clone(),
-            trigger: options.trigger.clone(),
-            ..event(&record, from, "ABANDONED", Some(why))
-        })
-        .await;
+    trail::owe_by(
+        &mut record,
+        (from, "ABANDONED"),
+        why,
+        (&options.actor, &options.trigger),
+    );
+    let doing = ("abandoning it", LOOK_AGAIN);
+    let none = Fields::new();
+    let version = rewrite_journal(store, target, &record, &none, &journal.version, doing).await?;
+    trail::pay(audit, &mut record).await;
+    rewrite_journal(store, target, &record, &none, &version, doing).await?;
     Ok(Outcome::Abandoned {
         target: target.name.clone(),
         rotation_id: record.rotation_id,
@@ -114,27 +109,17 @@ pub(super) async fn resume(
     record.stopped_because = None;
     record.failure = None;
     record.updated_at = Utc::now();
-    let version = rewrite_journal(
-        store,
-        target,
-        &record,
-        &journal.pending,
-        &journal.version,
-        ("resuming it", LOOK_AGAIN),
-    )
-    .await?;
-    audit
-        .record(Event {
-            actor: options.actor.clone(),
-            trigger: options.trigger.clone(),
-            ..event(
-                &record,
-                State::NeedsHuman.name(),
-                reached.name(),
-                Some(format!("resumed by {}", options.actor)),
-            )
-        })
-        .await;
+    trail::owe_by(
+        &mut record,
+        (State::NeedsHuman.name(), reached.name()),
+        format!("resumed by {}", options.actor),
+        (&options.actor, &options.trigger),
+    );
+    let doing = ("resuming it", LOOK_AGAIN);
+    let pending = &journal.pending;
+    let version = rewrite_journal(store, target, &record, pending, &journal.version, doing).await?;
+    // The run that goes on from here journals that it is written.
+    trail::pay(audit, &mut record).await;
     Ok(Journal {
         record,
         pending: journal.pending,

@@ -3,8 +3,7 @@
 
 use chrono::Utc;
 
-use super::run::Setup;
-use super::{Outcome, revoke};
+use super::{Outcome, Setup, revoke};
 use crate::config::RotationTarget;
 use crate::error::Result;
 use crate::rotation::credential::{Credential, Due};

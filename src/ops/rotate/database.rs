@@ -93,8 +93,14 @@ impl Credential for DatabasePassword {
         self.target.describe()
     }
 
+    /// The admin logs in, and each user exists, may log in and is no administrator.
     async fn check(&self) -> Result<()> {
-        self.db().await?.check_admin().await
+        let db = self.db().await?;
+        db.check_admin().await?;
+        for user in &self.target.users {
+            db.check_user(user).await?;
+        }
+        Ok(())
     }
 
     fn plan(&self, published: Option<&Fields>) -> String {
@@ -143,6 +149,8 @@ impl Credential for DatabasePassword {
         let password = pending_password(pending)?;
         self.db().await?.check_user(user).await?;
         if self.db().await?.log_in(user, password, "SELECT 1").await? {
+            // A server that lets anyone in would say the same: prove it checks passwords.
+            self.refuse_unchecked(user).await?;
             return Ok(Some("the database already had the new password".into()));
         }
         self.db().await?.set_password(user, password).await?;
@@ -170,7 +178,8 @@ impl Credential for DatabasePassword {
                 "the database refused {user}'s new password just after it was set: is another tool changing it{host_hint}"
             )));
         }
-        Ok(())
+        // The login proves the new password only if a wrong one is refused.
+        self.refuse_unchecked(user).await
     }
 
     fn published(&self, rotation: &Record, pending: &Fields, _: Option<&Fields>) -> Fields {
@@ -214,6 +223,29 @@ impl Credential for DatabasePassword {
     // published secret the old one. Dropping the pending password would lose the live one.
     fn abandon_loses_live(&self, reached: State) -> bool {
         !self.target.dual_user() && matches!(reached, State::DbSet | State::Tested)
+    }
+}
+
+impl DatabasePassword {
+    /// A config error unless the server refuses `user` a random password: where it lets
+    /// anyone in (a trust rule), a rotated password protects nothing and no login proves it.
+    async fn refuse_unchecked(&self, user: &str) -> Result<()> {
+        let wrong = PasswordPolicy::default().generate();
+        if !self.db().await?.log_in(user, &wrong, "SELECT 1").await? {
+            return Ok(());
+        }
+        let why = match self.target.kind {
+            DatabaseKind::Postgres => {
+                "a pg_hba.conf rule with the trust method (or another that asks for no password) matches it: make its rule scram-sha-256"
+            }
+            DatabaseKind::Mariadb => {
+                "the account has no password check (an authentication plugin that ignores the password, or a server run with --skip-grant-tables): make it IDENTIFIED BY a password"
+            }
+        };
+        Err(Error::config(format!(
+            "{}: the server let {user} log in with a wrong password, so rotating its password would protect nothing and no login could prove the new one: {why}",
+            self.target.describe()
+        )))
     }
 }
 

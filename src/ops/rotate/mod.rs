@@ -17,6 +17,7 @@ mod certificate;
 mod database;
 mod revoke;
 mod run;
+mod trail;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -32,7 +33,7 @@ use crate::rotation::credential::Credential;
 use crate::rotation::journal::{self, Record, State};
 use crate::secretstore::Resolver;
 use begin::{Begin, start_or_revoke};
-use run::{Run, Setup, Started};
+use run::{Run, Started};
 
 pub use batch::{WorkloadReport, restart_once, workloads_of};
 
@@ -91,6 +92,17 @@ impl RotateOptions {
             stop,
         }
     }
+}
+
+/// What one target's run acts on.
+pub(super) struct Setup<'a> {
+    pub target: &'a RotationTarget,
+    pub store: Arc<dyn crate::secretstore::SecretStore>,
+    pub cred: Arc<dyn Credential>,
+    /// The Kubernetes API, for targets that restart their consumers.
+    pub cluster: Option<crate::k8s::Cluster>,
+    pub audit: &'a Audit<'a>,
+    pub options: &'a RotateOptions,
 }
 
 /// Who restarts the consumers of a rotated secret.
@@ -463,6 +475,20 @@ async fn rotate_one(
     }
     if options.stop.is_cancelled() {
         return Err(at(Error::interrupted("stopped before it started")));
+    }
+    // Events a run killed before writing them left owed: written before anything else.
+    if let Some(j) = found.as_mut().filter(|j| !j.record.owed.is_empty()) {
+        trail::pay(audit, &mut j.record).await;
+        j.version = rewrite_journal(
+            store.as_ref(),
+            target,
+            &j.record,
+            &j.pending,
+            &j.version,
+            ("writing the audit events it owed", "run it again"),
+        )
+        .await
+        .map_err(at)?;
     }
     if options.abandon {
         return abandon::abandon(target, cred.as_ref(), store.as_ref(), found, audit, options)

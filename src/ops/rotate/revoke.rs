@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 
-use super::run::{Setup, event};
+use super::{Setup, trail};
 use crate::audit::fingerprint;
 use crate::error::{Error, Result};
 use crate::rotation::journal::Journal;
@@ -48,24 +48,26 @@ pub(super) async fn revoke(setup: &Setup<'_>, journal: Journal) -> Result<(Journ
     }
     record.revoked_at = Some(Utc::now());
     record.updated_at = Utc::now();
+    trail::owe(
+        &mut record,
+        "FINISHED",
+        "REVOKED",
+        Some(revoked.detail.clone()),
+    );
+    let doing = ("revoking", "the next run tries again");
+    let store = setup.store.as_ref();
     let version = super::rewrite_journal(
-        setup.store.as_ref(),
+        store,
         target,
         &record,
         &journal.pending,
         &journal.version,
-        ("revoking", "the next run tries again"),
+        doing,
     )
     .await?;
-    setup
-        .audit
-        .record(event(
-            &record,
-            "FINISHED",
-            "REVOKED",
-            Some(revoked.detail.clone()),
-        ))
-        .await;
+    trail::pay(setup.audit, &mut record).await;
+    let version =
+        super::rewrite_journal(store, target, &record, &journal.pending, &version, doing).await?;
     Ok((
         Journal {
             record,

@@ -2,16 +2,13 @@
 //! what a failure or a stop for a person writes.
 
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-use super::{HOLD, MAX_FAILED_RUNS, Outcome, Restarts, RotateOptions};
-use crate::audit::{Audit, Event, fingerprint};
-use crate::config::RotationTarget;
+use super::{HOLD, MAX_FAILED_RUNS, Outcome, Restarts, Setup, trail};
+use crate::audit::fingerprint;
 use crate::error::{Class, Error, Result};
 use crate::k8s::{Cluster, Workload};
-use crate::rotation::credential::Credential;
 use crate::rotation::journal::{self, Failure, Journal, Record, State};
 use crate::secretstore::{Fields, SecretStore, Versioned, Written};
 
@@ -21,41 +18,9 @@ enum Step {
     NeedsHuman(String),
 }
 
-/// What a run acts on.
-pub(super) struct Setup<'a> {
-    pub target: &'a RotationTarget,
-    pub store: Arc<dyn SecretStore>,
-    pub cred: Arc<dyn Credential>,
-    /// The Kubernetes API, for targets that restart their consumers.
-    pub cluster: Option<Cluster>,
-    pub audit: &'a Audit<'a>,
-    pub options: &'a RotateOptions,
-}
-
-impl<'a> Setup<'a> {
-    fn into_run(self, record: Record, pending: Fields, version: String) -> Run<'a> {
-        Run {
-            target: self.target,
-            store: self.store,
-            cred: self.cred,
-            cluster: self.cluster,
-            audit: self.audit,
-            options: self.options,
-            record,
-            pending,
-            version,
-        }
-    }
-}
-
 /// One target's rotation in progress: the journal as last written, and what it acts on.
 pub(super) struct Run<'a> {
-    target: &'a RotationTarget,
-    store: Arc<dyn SecretStore>,
-    cred: Arc<dyn Credential>,
-    cluster: Option<Cluster>,
-    audit: &'a Audit<'a>,
-    options: &'a RotateOptions,
+    setup: Setup<'a>,
     record: Record,
     /// The new credential's fields (a password; a key; a key and its certificate).
     pending: Fields,
@@ -94,7 +59,7 @@ impl<'a> Run<'a> {
         let pending = cred.generate(&begun.subject)?;
         let key = pending.get(cred.key_field()).unwrap_or_default();
         let now = Utc::now();
-        let record = Record {
+        let mut record = Record {
             target: target.name.clone(),
             rotation_id: uuid::Uuid::new_v4(),
             state: State::Planned,
@@ -118,7 +83,10 @@ impl<'a> Run<'a> {
             failure: None,
             stopped_because: None,
             stopped_at: None,
+            owed: Vec::new(),
         };
+        let from = previous.as_ref().map_or("NONE", |j| j.record.state.name());
+        trail::owe(&mut record, from, State::Planned.name(), detail);
         let journal_name = target.journal().name;
         let expected = previous.as_ref().map(|j| j.version.as_str());
         crate::failpoint::step("rotate.before.PLANNED").await?;
@@ -131,9 +99,13 @@ impl<'a> Run<'a> {
         };
         // An error here leaves a PLANNED journal, as a crash would: the next run resumes it.
         crate::failpoint::step("rotate.after.PLANNED").await?;
-        let from = previous.map_or("NONE", |j| j.record.state.name());
-        let run = setup.into_run(record, pending, version);
-        run.emit(from, State::Planned.name(), detail).await;
+        let mut run = Run {
+            setup,
+            record,
+            pending,
+            version,
+        };
+        trail::pay(run.setup.audit, &mut run.record).await;
         Ok(Started::Run(Box::new(run), None))
     }
 
@@ -146,10 +118,16 @@ impl<'a> Run<'a> {
                 found.record.state.name()
             )));
         }
-        let mut run = setup.into_run(found.record, found.pending, found.version);
+        let mut run = Run {
+            setup,
+            record: found.record,
+            pending: found.pending,
+            version: found.version,
+        };
         let resumed_from = run.record.state.name().to_string();
         if !run.save(true).await? {
-            let holder = holder_now(run.store.as_ref(), &run.target.journal().name).await?;
+            let holder =
+                holder_now(run.setup.store.as_ref(), &run.setup.target.journal().name).await?;
             return Ok(Started::Held(holder));
         }
         Ok(Started::Run(Box::new(run), Some(resumed_from)))
@@ -158,17 +136,17 @@ impl<'a> Run<'a> {
     /// Take each remaining step, journaling it before the next.
     pub(super) async fn advance(mut self, resumed_from: Option<String>) -> Result<Outcome> {
         while let Some(next) = self.record.state.next() {
-            if self.options.stop.is_cancelled() {
+            if self.setup.options.stop.is_cancelled() {
                 return Err(self.interrupt().await);
             }
             // The caller restarts every consumer once, then runs the rotation on from here.
-            if next == State::RolledOut && self.options.restarts == Restarts::Deferred {
+            if next == State::RolledOut && self.setup.options.restarts == Restarts::Deferred {
                 if !self.save(false).await? {
                     return Err(self.lost_journal());
                 }
                 return Ok(self.outcome(resumed_from, None));
             }
-            let from = self.record.state;
+            let from = self.record.state.name();
             let step = async {
                 crate::failpoint::step(&format!("rotate.before.{}", next.name())).await?;
                 self.with_retries(next).await
@@ -187,20 +165,25 @@ impl<'a> Run<'a> {
             if next == State::Finished {
                 let now = Utc::now();
                 self.record.finished_at = Some(now);
-                let grace = self.options.grace.or(self.target.grace);
+                let grace = self.setup.options.grace.or(self.setup.target.grace);
                 self.record.revoke_after = grace
                     .map(|g| now + chrono::Duration::from_std(g).unwrap_or(chrono::Duration::MAX));
             }
+            trail::owe(&mut self.record, from, next.name(), detail);
             if !self.save(true).await? {
                 return Err(self.lost_journal());
-            }
-            if next == State::Finished {
-                self.forget_pending().await;
             }
             if let Err(e) = crate::failpoint::step(&format!("rotate.after.{}", next.name())).await {
                 return Err(self.fail(e).await);
             }
-            self.emit(from.name(), next.name(), detail).await;
+            trail::pay(self.setup.audit, &mut self.record).await;
+        }
+        // The FINISHED event is written: the journal owes nothing any more.
+        if !self.save(false).await? {
+            return Err(self.lost_journal());
+        }
+        if self.record.state == State::Finished {
+            self.forget_pending().await;
         }
         let mut revoked = None;
         if self.record.revoke_after.is_some_and(|t| t <= Utc::now()) {
@@ -209,15 +192,7 @@ impl<'a> Run<'a> {
                 pending: Fields::new(),
                 version: self.version.clone(),
             };
-            let setup = Setup {
-                target: self.target,
-                store: Arc::clone(&self.store),
-                cred: Arc::clone(&self.cred),
-                cluster: None,
-                audit: self.audit,
-                options: self.options,
-            };
-            let (journal, detail) = super::revoke::revoke(&setup, journal).await?;
+            let (journal, detail) = super::revoke::revoke(&self.setup, journal).await?;
             self.record = journal.record;
             revoked = Some(detail);
         }
@@ -226,7 +201,7 @@ impl<'a> Run<'a> {
 
     fn outcome(&self, resumed_from: Option<String>, revoked: Option<String>) -> Outcome {
         Outcome::Rotated {
-            target: self.target.name.clone(),
+            target: self.setup.target.name.clone(),
             user: self.record.user.clone(),
             rotation_id: self.record.rotation_id,
             fingerprint: self.record.fingerprint.clone(),
@@ -244,13 +219,13 @@ impl<'a> Run<'a> {
             match self.act(next).await {
                 // A rollout that did not finish in its timeout is not retried within the run.
                 Err(e)
-                    if attempt < self.options.attempts
+                    if attempt < self.setup.options.attempts
                         && retryable(&e)
                         && next != State::RolledOut =>
                 {
                     tracing::warn!(
                         "rotation target '{}': {} (attempt {attempt}, retrying)",
-                        self.target.name,
+                        self.setup.target.name,
                         e.message()
                     );
                     tokio::time::sleep(delay).await;
@@ -272,13 +247,13 @@ impl<'a> Run<'a> {
                     return Ok(Step::NeedsHuman(why));
                 }
                 let mut pending = self.pending.clone();
-                let detail = self.cred.apply(&self.record, &mut pending).await?;
+                let detail = self.setup.cred.apply(&self.record, &mut pending).await?;
                 // Journaled with the step: a certificate, once issued, is the one published.
                 self.pending = pending;
                 Ok(Step::Done(detail))
             }
             State::Tested => {
-                self.cred.test(&self.record, &self.pending).await?;
+                self.setup.cred.test(&self.record, &self.pending).await?;
                 Ok(Step::Done(None))
             }
             State::Published => self.publish().await,
@@ -290,21 +265,21 @@ impl<'a> Run<'a> {
     /// Restart each consumer once for this rotation (a resumed run finds the annotation set
     /// and does not patch again), then wait for every rollout.
     async fn roll_out(&mut self) -> Result<Step> {
-        if let Restarts::Failed(why) = &self.options.restarts {
+        if let Restarts::Failed(why) = &self.setup.options.restarts {
             return Err(Error::store(why.clone()));
         }
-        if let Restarts::DoneBy(by) = &self.options.restarts {
-            let detail = match self.target.restarts_consumers() {
+        if let Restarts::DoneBy(by) = &self.setup.options.restarts {
+            let detail = match self.setup.target.restarts_consumers() {
                 true => by.clone(),
                 false => "no workload to restart".to_string(),
             };
             return Ok(Step::Done(Some(detail)));
         }
-        let Some(cluster) = self.cluster.clone() else {
+        let Some(cluster) = self.setup.cluster.clone() else {
             return Ok(Step::Done(None));
         };
         let cluster = &cluster;
-        let t = self.target;
+        let t = self.setup.target;
         let workloads = super::consumers(&[t], Some(cluster))
             .await
             .pop()
@@ -334,8 +309,8 @@ impl<'a> Run<'a> {
     /// rollout slower than the hold does not let another run take the rotation over.
     async fn wait_holding(&mut self, cluster: &Cluster, w: &Workload) -> Result<()> {
         let start = tokio::time::Instant::now();
-        let stop = self.options.stop.clone();
-        let timeout = self.target.rollout_timeout;
+        let stop = self.setup.options.stop.clone();
+        let timeout = self.setup.target.rollout_timeout;
         loop {
             let waited =
                 tokio::time::timeout(HOLD / 3, cluster.wait_rollout(w, timeout, start, &stop));
@@ -349,7 +324,11 @@ impl<'a> Run<'a> {
 
     /// Why the published secret is no longer what this rotation read, if it is not.
     async fn edited_out_of_band(&self) -> Result<Option<String>> {
-        let current = self.store.read(&self.target.publish.name).await?;
+        let current = self
+            .setup
+            .store
+            .read(&self.setup.target.publish.name)
+            .await?;
         Ok(self.edit_in(current.as_ref()))
     }
 
@@ -362,12 +341,12 @@ impl<'a> Run<'a> {
         }
         Some(format!(
             "{} changed while rotation {} was in flight (someone edited or deleted it): coffre did not overwrite it",
-            self.target.publish, self.record.rotation_id
+            self.setup.target.publish, self.record.rotation_id
         ))
     }
 
     fn is_ours(&self, current: Option<&Versioned>) -> bool {
-        let key = self.cred.key_field();
+        let key = self.setup.cred.key_field();
         current.is_some_and(|c| {
             c.fields.get("rotation_id") == Some(self.record.rotation_id.to_string().as_str())
                 && c.fields.get(key).is_some()
@@ -376,9 +355,9 @@ impl<'a> Run<'a> {
     }
 
     async fn publish(&self) -> Result<Step> {
-        let name = &self.target.publish.name;
+        let name = &self.setup.target.publish.name;
         for _ in 0..3 {
-            let current = self.store.read(name).await?;
+            let current = self.setup.store.read(name).await?;
             if self.is_ours(current.as_ref()) {
                 return Ok(Step::Done(Some(
                     "already published by an earlier run".into(),
@@ -388,12 +367,12 @@ impl<'a> Run<'a> {
                 return Ok(Step::NeedsHuman(why));
             }
             let expected = current.as_ref().map(|c| c.version.as_str());
-            let fields = self.cred.published(
+            let fields = self.setup.cred.published(
                 &self.record,
                 &self.pending,
                 current.as_ref().map(|c| &c.fields),
             );
-            match self.store.write(name, &fields, expected).await? {
+            match self.setup.store.write(name, &fields, expected).await? {
                 Written::Done(_) => return Ok(Step::Done(None)),
                 // Written meanwhile: look again (the next read tells ours, theirs, or unchanged).
                 Written::Conflict => continue,
@@ -401,7 +380,7 @@ impl<'a> Run<'a> {
         }
         Err(Error::store(format!(
             "{}: it kept changing while coffre published: try again",
-            self.target.publish
+            self.setup.target.publish
         )))
     }
 
@@ -411,11 +390,11 @@ impl<'a> Run<'a> {
         let now = Utc::now();
         self.record.updated_at = now;
         let held = hold && self.record.state.in_flight();
-        self.record.holder = held.then(|| self.options.holder.clone());
+        self.record.holder = held.then(|| self.setup.options.holder.clone());
         self.record.held_until = held.then(|| hold_until(now));
         match journal::write(
-            self.store.as_ref(),
-            &self.target.journal().name,
+            self.setup.store.as_ref(),
+            &self.setup.target.journal().name,
             &self.record,
             &self.pending,
             Some(&self.version),
@@ -434,11 +413,11 @@ impl<'a> Run<'a> {
     /// keeps them, did: destroy them. A failure is a warning (the rotation is done; the policy
     /// may lack the right), repeated in the run's log.
     async fn forget_pending(&self) {
-        let name = self.target.journal().name;
-        if let Err(e) = self.store.forget_older(&name, &self.version).await {
+        let name = self.setup.target.journal().name;
+        if let Err(e) = self.setup.store.forget_older(&name, &self.version).await {
             tracing::warn!(
                 "rotation target '{}': the journal's earlier versions still hold the credential: {}",
-                self.target.name,
+                self.setup.target.name,
                 e.message()
             );
         }
@@ -447,7 +426,7 @@ impl<'a> Run<'a> {
     fn lost_journal(&self) -> Error {
         Error::store(format!(
             "the journal {} changed under this run (another run took the rotation over after this one's hold expired): nothing more was changed by this run",
-            self.target.journal()
+            self.setup.target.journal()
         ))
     }
 
@@ -465,20 +444,37 @@ impl<'a> Run<'a> {
                 "{count} runs in a row failed; the last: {}",
                 error.message()
             );
-            let _ = self.stop(why).await;
-            return error;
+            // The same exit (integrity, 7) as every later run that finds it stopped.
+            return self.stop(why).await;
         }
         // Released, so that the next run takes over at once instead of waiting out the hold.
         let state = self.record.state.name();
-        match self.save(false).await {
-            Ok(true) => {
-                self.emit(state, "FAILED", Some(error.message().to_string()))
-                    .await
-            }
-            Ok(false) => return self.lost_journal(),
-            Err(e) => tracing::warn!("the failure could not be journaled: {e}"),
+        trail::owe(
+            &mut self.record,
+            state,
+            "FAILED",
+            Some(error.message().to_string()),
+        );
+        if let Err(lost) = self.save_and_pay("the failure").await {
+            return lost;
         }
         error
+    }
+
+    /// Journal a failure or a stop (releasing the journal), write the events it owes, and
+    /// journal that they are written. Only a lost journal is an error: a store that fails
+    /// here has the event written anyway, and reported in the run's log.
+    async fn save_and_pay(&mut self, what: &str) -> std::result::Result<(), Error> {
+        match self.save(false).await {
+            Ok(true) => {}
+            Ok(false) => return Err(self.lost_journal()),
+            Err(e) => tracing::warn!("{what} could not be journaled: {e}"),
+        }
+        trail::pay(self.setup.audit, &mut self.record).await;
+        if let Err(e) = self.save(false).await {
+            tracing::warn!("the journal still lists {what}'s event as owed: {e}");
+        }
+        Ok(())
     }
 
     /// Stop between steps on SIGTERM: release the journal so the next run resumes at once.
@@ -499,41 +495,20 @@ impl<'a> Run<'a> {
         self.record.stopped_at = Some(self.record.state);
         self.record.state = State::NeedsHuman;
         self.record.stopped_because = Some(why.clone());
-        match self.save(false).await {
-            Ok(true) => {
-                self.emit(from, State::NeedsHuman.name(), Some(why.clone()))
-                    .await
-            }
-            Ok(false) => return self.lost_journal(),
-            Err(e) => tracing::warn!("the stop could not be journaled: {e}"),
+        trail::owe(
+            &mut self.record,
+            from,
+            State::NeedsHuman.name(),
+            Some(why.clone()),
+        );
+        if let Err(lost) = self.save_and_pay("the stop").await {
+            return lost;
         }
         Error::integrity(format!(
             "rotation {} stopped and needs a human: {why}. {}",
             self.record.rotation_id,
-            what_next(&self.target.name)
+            what_next(&self.setup.target.name)
         ))
-    }
-
-    async fn emit(&self, from: &str, to: &str, detail: Option<String>) {
-        self.audit
-            .record(event(&self.record, from, to, detail))
-            .await;
-    }
-}
-
-pub(super) fn event(record: &Record, from: &str, to: &str, detail: Option<String>) -> Event {
-    Event {
-        event: "rotation".into(),
-        at: Utc::now(),
-        rotation_id: record.rotation_id,
-        trigger: record.trigger.clone(),
-        actor: record.actor.clone(),
-        target: record.target.clone(),
-        user: record.user.clone(),
-        from: from.into(),
-        to: to.into(),
-        fingerprint: record.fingerprint.clone(),
-        detail,
     }
 }
 
