@@ -91,7 +91,7 @@ fn workloads(api: &kube_api::KubeApi, n: usize) {
 
 fn coffre(dir: &Path, args: &[&str]) -> (f64, String) {
     let start = Instant::now();
-    let out = Command::new(env("COFFRE_BENCH_BIN"))
+    let out = Command::new(common::coffre_bin())
         .args(["--quiet", "--config", "coffre.toml"])
         .args(args)
         .current_dir(dir)

@@ -51,7 +51,7 @@ fn workspace(prefix: &str, top: &str, publish: impl Fn(usize) -> String) -> temp
 /// Seconds for one `coffre rotate --all` in `dir`.
 fn rotate_all(dir: &Path, extra_env: &[(&str, String)]) -> f64 {
     let start = Instant::now();
-    let out = Command::new(env("COFFRE_BENCH_BIN"))
+    let out = Command::new(common::coffre_bin())
         .args(["--quiet", "--config", "coffre.toml", "rotate", "--all"])
         .current_dir(dir)
         .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))

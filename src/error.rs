@@ -108,9 +108,13 @@ pub enum Remedy {
     NewKey,
     /// Name another configuration file.
     ConfigFile,
+    /// Name a job (or rotation target) the configuration has: the message lists them.
+    KnownName,
 }
 
-/// An error with its class and a one-line message a user can act on.
+/// An error with its class and a one-line message a user can act on, and the error it comes
+/// from (an I/O error, object_store's, kube's), kept as `source()` for callers that need to
+/// tell causes apart and for logs.
 #[derive(Debug)]
 pub struct Error {
     class: Class,
@@ -118,6 +122,7 @@ pub struct Error {
     /// The store answered that the object does not exist (a backup pruned meanwhile, say).
     not_found: bool,
     remedy: Option<Remedy>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -127,6 +132,7 @@ impl Error {
             message: message.into(),
             not_found: false,
             remedy: None,
+            cause: None,
         }
     }
     /// A store error for an object that does not exist.
@@ -142,7 +148,8 @@ impl Error {
     pub fn auth(message: impl Into<String>) -> Self {
         Self::new(Class::Auth, message)
     }
-    pub fn source(message: impl Into<String>) -> Self {
+    /// The dump tool or command failed, or the database could not be reached.
+    pub fn source_failed(message: impl Into<String>) -> Self {
         Self::new(Class::Source, message)
     }
     pub fn store(message: impl Into<String>) -> Self {
@@ -172,6 +179,22 @@ impl Error {
     }
     pub fn remedy(&self) -> Option<Remedy> {
         self.remedy
+    }
+
+    /// Keep the error this one comes from, as `source()`.
+    pub fn caused_by(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            cause: Some(Box::new(cause)),
+            ..self
+        }
+    }
+
+    /// Whether it comes from an I/O error of `kind` (a key file that does not exist, say).
+    pub fn is_io(&self, kind: std::io::ErrorKind) -> bool {
+        self.cause
+            .as_deref()
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == kind)
     }
 
     /// Attach a fix the caller can offer in its own terms.
@@ -205,6 +228,12 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -139,6 +139,15 @@ impl Manifest {
         self.source.database.as_deref().unwrap_or(&self.source.kind)
     }
 
+    /// What listings show as its database: the database, `postgres-globals` for a roles
+    /// backup, nothing for a command or file source.
+    pub fn database_shown(&self) -> Option<&str> {
+        match self.source.kind.as_str() {
+            KIND_POSTGRES_GLOBALS => Some(KIND_POSTGRES_GLOBALS),
+            _ => self.source.database.as_deref(),
+        }
+    }
+
     /// Compute and set `mac`, then return the bytes to store.
     pub fn seal(mut self, dek: &Dek, salt: &[u8; 32]) -> Result<Vec<u8>> {
         let value = serde_json::to_value(&self)

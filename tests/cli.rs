@@ -66,6 +66,10 @@ fn list_shows_complete_backups_only() {
         text.contains(&id) && !text.contains("00000000-0000-4000"),
         "{text}"
     );
+    // A file source has no database: the column says so, not the source's kind.
+    let row = text.lines().find(|l| l.contains(&id)).unwrap();
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[2], "-", "{text}");
 }
 
 #[test]
@@ -477,6 +481,12 @@ fn an_independent_decoder_reads_what_coffre_writes() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let ws = Workspace::new();
+    let top = ws.run_raw(&["--help"], &[]);
+    let summary = top.stdout_text().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        summary.contains("rotate database passwords") && !summary.contains("Planned"),
+        "{summary}"
+    );
     for command in [
         "",
         "backup",
@@ -495,12 +505,28 @@ fn every_command_has_help_with_an_example() {
         "config check",
         "completions",
         "man",
+        "job",
+        "job run",
+        "job list",
+        "run",
+        "rotate",
+        "incident",
+        "incident rotate",
+        "incident close",
     ] {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
-        let run = ws.run_raw(&args, &[]);
+        // An 80-column terminal: no example wraps mid-line.
+        let run = ws.run_raw(&args, &[("COLUMNS", "80")]);
         run.ok();
         let text = run.stdout_text();
+        let examples = text.lines().skip_while(|l| !l.starts_with("Example"));
+        for line in examples.skip(1).take_while(|l| !l.is_empty()) {
+            assert!(
+                line.starts_with("  coffre "),
+                "'coffre {command} --help': an example wraps at 80 columns:\n{text}"
+            );
+        }
         assert!(
             text.contains("Example"),
             "'coffre {command} --help' has no example:\n{text}"

@@ -617,6 +617,77 @@ fn an_unknown_job_is_an_error_for_list_and_key_list_too() {
     }
 }
 
+/// A missing key file on backup is named by its absolute path; making a new key is suggested
+/// only while no backup exists (a new key opens none of them); a key file others can read gets
+/// the chmod fix alone. A mistyped job's JSON error says what fixes it, as the text does.
+#[test]
+fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_backup() {
+    let ws = Workspace::new();
+    ws.write("input.bin", "ward 7 admissions");
+    ws.file_job("files", "input.bin", 16);
+    ws.write("keys/.keep", "");
+    ws.write_config(r#"keys = [{ key = "file:keys/../backup.key" }]"#);
+    let absolute = ws.path("backup.key").canonicalize().unwrap();
+    std::fs::rename(ws.path("backup.key"), ws.path("kept.key")).unwrap();
+    // Nothing backed up yet: a new key is what is missing.
+    let run = ws.run(&["backup", "files"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr.contains(&absolute.display().to_string()) && !run.stderr.contains("/../"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("key generate"), "{}", run.stderr);
+    // Once backups exist, the file must be found, not replaced.
+    std::fs::rename(ws.path("kept.key"), ws.path("backup.key")).unwrap();
+    ws.backup("files");
+    std::fs::rename(ws.path("backup.key"), ws.path("kept.key")).unwrap();
+    for args in [&["backup", "files"][..], &["config", "check"]] {
+        let run = ws.run(args);
+        run.expect_code(CONFIG);
+        assert!(
+            run.stderr.contains("No such file"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("key generate"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    // Readable by others: the chmod fix, and nothing else.
+    std::fs::rename(ws.path("kept.key"), ws.path("backup.key")).unwrap();
+    std::fs::set_permissions(
+        ws.path("backup.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let run = ws.run(&["backup", "files"]);
+    run.expect_code(CONFIG);
+    assert!(
+        run.stderr
+            .contains(&format!("chmod 600 {}", absolute.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("key generate"), "{}", run.stderr);
+    // A mistyped job: the JSON error carries the fix, as the text line does.
+    let run = ws.run(&["--log-format", "json", "backup", "fiels"]);
+    run.expect_code(CONFIG);
+    let error: serde_json::Value =
+        serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(error["remedy"], "known_name", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("files"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("coffre job list"),
+        "{error}"
+    );
+}
+
 #[test]
 fn key_errors_on_restore_point_to_the_key_options_not_to_a_new_key() {
     let (ws, ids) = three_backups();

@@ -212,6 +212,18 @@ fn an_incident_rotates_everything_in_scope_and_restarts_each_workload_once() {
         .find(|v| v["type"] == "incident_plan")
         .unwrap();
     assert_eq!(planned["secrets"].as_array().unwrap().len(), 20);
+    // The plan says what becomes of each old credential, and when: at once, in an incident.
+    for s in planned["secrets"].as_array().unwrap() {
+        if s["kind"] == "api_key" {
+            assert!(
+                s["action"]
+                    .as_str()
+                    .unwrap()
+                    .contains("revoked as soon as the workloads rolled out"),
+                "{s}"
+            );
+        }
+    }
     assert_eq!(planned["workloads"].as_array().unwrap().len(), WORKLOADS);
     assert_eq!(inc.patches(), patched_before);
     assert_eq!(inc.published(), before);

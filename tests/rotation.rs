@@ -731,8 +731,25 @@ fn a_rotation_job_runs_through_job_run_and_lists_its_kind() {
     let plan = t.rotate(&["--all", "--dry-run"]);
     plan.ok();
     assert!(
+        plan.stdout_text().contains(&format!(
+            "rotate {} (dual-user: {}, in use now, keeps its password until the next rotation changes it)",
+            t.users[1], t.users[0]
+        )),
+        "{}",
         plan.stdout_text()
-            .contains(&format!("rotate {}", t.users[1])),
+    );
+    // An incident replaces the one in use with a password nobody knows, and says so.
+    let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
+    t.ws.write(
+        "jobs/passwords.toml",
+        &text.replace("[[target]]", "[[target]]\ngrace = \"2h\""),
+    );
+    let plan = t.rotate(&["--all", "--dry-run"]);
+    assert!(
+        plan.stdout_text().contains(&format!(
+            "{}, in use now, keeps its password for 2h after the rotation finishes, then gets one nobody knows",
+            t.users[0]
+        )),
         "{}",
         plan.stdout_text()
     );

@@ -10,6 +10,14 @@ pub fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench rotate (or incident)"))
 }
 
+/// The release coffre the bench runs, as an absolute path: the runs change their directory.
+pub fn coffre_bin() -> std::path::PathBuf {
+    let given = env("COFFRE_BENCH_BIN");
+    std::fs::canonicalize(&given).unwrap_or_else(|e| {
+        panic!("COFFRE_BENCH_BIN={given}: {e} (build it with cargo build --release)")
+    })
+}
+
 /// Run `sql` as the test server's superuser.
 pub fn psql(sql: &str) {
     let url = url::Url::parse(&env("COFFRE_TEST_PG")).unwrap();

@@ -21,8 +21,8 @@ const VERSION: &str = concat!(
 #[command(
     name = "coffre",
     version = VERSION,
-    about = "Encrypted database backups for Kubernetes: back up PostgreSQL, MariaDB or any dump command to S3, Azure, GCS or local disk; verify, restore, prune, manage keys.\nPlanned: credential rotation and an incident command.",
-    after_help = "Exit codes: 0 ok, 1 internal, 2 usage, 3 config, 4 auth, 5 source, 6 store, 7 integrity, 8 restore target, 130/143 interrupted by SIGINT/SIGTERM.\n\nExample:\n  coffre --config config/coffre.toml backup quickstart"
+    about = "Encrypted database backups and credential rotation for Kubernetes: back up PostgreSQL, MariaDB or any dump command to S3, Azure, GCS or local disk; verify, restore, prune, manage keys; rotate database passwords, API keys and TLS certificates, published to Kubernetes, Vault or AWS Secrets Manager; rotate everything in scope at once in an incident.",
+    after_help = "Exit codes: 0 ok, 1 internal, 2 usage, 3 config, 4 auth, 5 source, 6 store, 7 integrity, 8 restore target, 130/143 interrupted by SIGINT/SIGTERM.\n\nExamples:\n  coffre --config config/coffre.toml backup quickstart\n  coffre rotate --all --dry-run\n  coffre incident rotate --namespace ehr --dry-run"
 )]
 pub struct Cli {
     /// Configuration file.
@@ -61,7 +61,7 @@ pub enum Command {
     },
     /// Restore a backup to a file, stdout, or a PostgreSQL or MariaDB database.
     #[command(
-        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to postgres://postgres@db:5432/app_copy --create\n  coffre restore 3f2a9c1e --to mariadb://root@127.0.0.1:3306/shop_copy --create\n  coffre restore --latest --job files --to - > files.tar\n\nDatabase passwords come from PGPASSWORD / MYSQL_PWD (or the URL, which is visible in the process list). The text report goes to stderr (stdout may carry the data); the --json report goes to stdout, or to stderr with --to -."
+        after_help = "Examples:\n  coffre restore 3f2a9c1e --to restored.dump\n  coffre restore --latest --job app-db --to postgres://app@db/copy --create\n  coffre restore 3f2a9c1e --to mariadb://root@db:3306/shop_copy --create\n  coffre restore --latest --job files --to - > files.tar\n\nDatabase passwords come from PGPASSWORD / MYSQL_PWD (or the URL, which is visible in the process list). The text report goes to stderr (stdout may carry the data); the --json report goes to stdout, or to stderr with --to -."
     )]
     Restore {
         #[command(flatten)]
@@ -88,7 +88,7 @@ pub enum Command {
     },
     /// Prove backups restore: download, decrypt and check everything, write nothing.
     #[command(
-        after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json\n  coffre verify --all\n  coffre verify --latest --job app-db --restore    # drill into a scratch database on the job's server"
+        after_help = "Examples:\n  coffre verify --latest --job quickstart\n  coffre verify 3f2a9c1e --json\n  coffre verify --all\n  coffre verify --latest --job app-db --restore  # into a scratch database"
     )]
     Verify {
         /// Backup id, or a unique prefix of one (see 'coffre list').
@@ -128,7 +128,7 @@ pub enum Command {
     },
     /// Delete backups the jobs' retention policies no longer keep, and what unfinished backups left.
     #[command(
-        after_help = "Examples:\n  coffre prune --all --dry-run    # print the plan and the rule that keeps each backup\n  coffre prune app-db"
+        after_help = "Examples:\n  coffre prune --all --dry-run    # the plan: what each rule keeps\n  coffre prune app-db"
     )]
     Prune {
         /// Jobs to prune.
@@ -143,7 +143,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Run one job of any kind (backup, prune, drill) as a CronJob would, or list the jobs.
+    /// Run one job of any kind (backup, prune, drill, rotation) as a CronJob would, or list the jobs.
     #[command(
         subcommand,
         after_help = "Examples:\n  coffre job run app-db          # what a Kubernetes CronJob runs\n  coffre job list --json"
@@ -153,19 +153,19 @@ pub enum Command {
     /// resume interrupted rotations, or show where they stand.
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --resume app-db        # go on with a rotation stopped at NEEDS_HUMAN, after checking it\n  coffre rotate --abandon app-db       # or drop it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
+        after_help = "Examples:\n  coffre rotate app-db                 # rotate (or resume) one target\n  coffre rotate --job weekly-passwords # every target of a rotation job\n  coffre rotate --all --dry-run        # what would happen, changing nothing\n  coffre rotate status --json\n  coffre rotate --resume app-db        # go on from NEEDS_HUMAN, once checked\n  coffre rotate --abandon app-db       # or drop it\n\nEach state change prints one audit event (a JSON line) on stdout; see docs/ROTATION.md."
     )]
     Rotate(RotateArgs),
     /// Rotate everything in scope now, restart each workload that uses it once, revoke the
     /// old credentials once the rollouts are confirmed, and report what changed.
     #[command(
         subcommand,
-        after_help = "Examples:\n  coffre incident rotate --all --dry-run      # the plan, changing nothing\n  coffre incident rotate --namespace ehr      # rotate, restart, revoke, report\n  coffre incident rotate --selector app=pharmacy --grace 15m\n  coffre incident close                       # give up an interrupted incident, after checking it\n\nInterrupted, the same command resumes the incident. See docs/OPERATIONS.md, the incident runbook."
+        after_help = "Examples:\n  coffre incident rotate --all --dry-run   # the plan, changing nothing\n  coffre incident rotate --namespace ehr   # rotate, restart, revoke, report\n  coffre incident rotate --selector app=pharmacy --grace 15m\n  coffre incident close                    # give up an interrupted one\n\nInterrupted, the same command resumes the incident. See docs/OPERATIONS.md, the incident runbook."
     )]
     Incident(IncidentCommand),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
     #[command(
-        after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time, across pods too"
+        after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time"
     )]
     Run {
         #[command(flatten)]
@@ -405,7 +405,7 @@ pub enum KeyCommand {
     /// Add a new key to every backup, then remove an old one: resumable, never leaves a
     /// backup without a working key.
     #[command(
-        after_help = "Example:\n  coffre key rotate --new-key-file /etc/coffre/2027.key --remove 3a1f9c0e5b7d2a44"
+        after_help = "Example:\n  coffre key rotate --new-key-file 2027.key --remove 3a1f9c0e5b7d2a44"
     )]
     Rotate {
         #[command(flatten)]

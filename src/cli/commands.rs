@@ -54,12 +54,10 @@ async fn load_new_key(config: &Config, new: &NewKey) -> Result<Secret> {
 
 pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -> Result<()> {
     let jobs = pick_jobs(&ctx.config, jobs, all)?;
-    let recipients = ctx
-        .config
-        .encryption
-        .load_keys(&ctx.config.secrets)
-        .await
-        .map_err(|e| e.with_remedy(Remedy::NewKey))?;
+    let recipients = match ctx.config.encryption.load_keys(&ctx.config.secrets).await {
+        Ok(recipients) => recipients,
+        Err(e) => return Err(keys::offer_new_key(e, Some(&ctx.store)).await),
+    };
     let mut failures = Vec::new();
     for outcome in backup::backup_jobs(ctx, &jobs, &recipients).await {
         for made in &outcome.backups {

@@ -17,7 +17,10 @@ pub fn flag_for(remedy: Remedy) -> &'static str {
         Remedy::NameDrillServer => "pass --restore-server URL",
         Remedy::ConfigFile => "pass --config PATH or set COFFRE_CONFIG",
         Remedy::NewKey => {
-            "'coffre key generate FILE' makes a new key for new backups (it opens no existing backup)"
+            "no backup exists yet: 'coffre key generate' with the path above makes the key"
+        }
+        Remedy::KnownName => {
+            "name one of those listed ('coffre job list' and 'coffre rotate status' show them all)"
         }
     }
 }

@@ -37,7 +37,8 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
         selector: args.selector.clone(),
     };
     let targets = incident::select(&ctx.config, &scope).await?;
-    let (plan, consumers) = incident::plan(&ctx.config, &targets, &scope).await?;
+    let grace = args.grace.map_or(Duration::ZERO, |g| g.0);
+    let (plan, consumers) = incident::plan(&ctx.config, &targets, &scope, grace).await?;
     emit(
         args.output,
         || plan_text(&plan),
@@ -66,7 +67,7 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
     }
     let audit = audit(ctx, args.output.json);
     let options = RunOptions {
-        grace: args.grace.map_or(Duration::ZERO, |g| g.0),
+        grace,
         concurrency: args.concurrency,
         stop: ctx.stop.clone(),
     };

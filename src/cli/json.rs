@@ -291,5 +291,6 @@ fn remedy_name(r: Remedy) -> &'static str {
         Remedy::NameDrillServer => "name_drill_server",
         Remedy::NewKey => "new_key",
         Remedy::ConfigFile => "config_file",
+        Remedy::KnownName => "known_name",
     }
 }

@@ -57,7 +57,7 @@ pub fn listing(listing: &Listing) -> String {
             "{:<36}  {:<16}  {:<16}  {:<19}  {:>10}  {:>10}\n",
             m.backup_id,
             m.job,
-            m.series(),
+            m.database_shown().unwrap_or("-"),
             m.started_at.format("%Y-%m-%d %H:%M:%S"),
             human_bytes(m.stored_bytes),
             human_bytes(m.plaintext_bytes),

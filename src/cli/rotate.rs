@@ -41,7 +41,7 @@ pub async fn run(ctx: &Context, args: &RotateArgs) -> Result<()> {
         let mut failures = Vec::new();
         for (target, plan) in targets
             .iter()
-            .zip(rotate::plan(&targets, &ctx.config.secrets).await)
+            .zip(rotate::plan(&targets, &ctx.config.secrets, None).await)
         {
             match plan {
                 Ok(plan) => emit(args.output, || plan_line(&plan), || plan_json(&plan)),

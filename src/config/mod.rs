@@ -275,6 +275,7 @@ impl Config {
                 known.join(", ")
             }
         ))
+        .with_remedy(crate::error::Remedy::KnownName)
     }
 
     fn validate(&self) -> Result<()> {

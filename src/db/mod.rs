@@ -23,7 +23,7 @@ pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Resu
         .output()
         .await
         .map_err(|e| {
-            Error::source(format!(
+            Error::source_failed(format!(
                 "{what}: cannot run '{program}': {e} (is it installed and on PATH?)"
             ))
         })?;
@@ -34,7 +34,7 @@ pub(crate) async fn run_tool(mut cmd: std::process::Command, what: &str) -> Resu
     if let Some(fix) = refused_because(&String::from_utf8_lossy(&out.stderr)) {
         return Err(Error::auth(format!("{what}: {summary}: {fix}")));
     }
-    Err(Error::source(format!(
+    Err(Error::source_failed(format!(
         "{what}: '{program}' failed with {}: {summary}",
         describe_status(out.status)
     )))
@@ -94,13 +94,13 @@ pub(crate) fn first_cell(rows: Vec<Vec<String>>, server: &str, sql: &str) -> Res
     rows.into_iter()
         .next()
         .and_then(|row| row.into_iter().next())
-        .ok_or_else(|| Error::source(format!("{server}: '{sql}' returned no row")))
+        .ok_or_else(|| Error::source_failed(format!("{server}: '{sql}' returned no row")))
 }
 
 pub(crate) fn parse_count(text: &str) -> Result<u64> {
-    text.trim()
-        .parse()
-        .map_err(|_| Error::source(format!("expected a number from the server, got '{text}'")))
+    text.trim().parse().map_err(|_| {
+        Error::source_failed(format!("expected a number from the server, got '{text}'"))
+    })
 }
 
 /// The last few non-empty lines of a tool's stderr, on one line.

@@ -224,7 +224,7 @@ impl Server for PgConn {
                 tables: parse_count(tables)?,
                 rows: parse_count(rows)?,
             }),
-            _ => Err(Error::source(
+            _ => Err(Error::source_failed(
                 "counting tables returned an unexpected result",
             )),
         }

@@ -145,11 +145,11 @@ async fn run_one(
     };
     let transferred = tokio::select! {
         result = transfer(store, job, &location, (&dek, &header), dump, &stop) => result,
-        () = watchdog => Err(Error::source("the transfer did not stop")),
+        () = watchdog => Err(Error::source_failed("the transfer did not stop")),
     };
     let timed_out = || deadline_passed.load(std::sync::atomic::Ordering::SeqCst);
     let timeout_error = || {
-        Error::source(format!(
+        Error::source_failed(format!(
             "job '{}': backup {backup_id} ran longer than the job's timeout ({}) and was stopped: raise 'timeout' in {} if it needs longer",
             job.name,
             job.timeout,
@@ -323,7 +323,7 @@ where
 fn seal_error(e: FormatError, job: &str) -> Error {
     match e {
         FormatError::Read(io) => {
-            Error::source(format!("job '{job}': reading the dump failed: {io}"))
+            Error::source_failed(format!("job '{job}': reading the dump failed: {io}"))
         }
         FormatError::Write(io) => Error::store(format!("job '{job}': the upload stopped: {io}")),
         other => Error::internal(format!("job '{job}': sealing failed: {other}")),

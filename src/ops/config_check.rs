@@ -42,11 +42,13 @@ pub async fn check(config: &Config) -> Result<ConfigReport> {
         true => config.all_jobs()?,
         false => Vec::new(),
     };
-    let keys = config
-        .encryption
-        .load_keys(&config.secrets)
-        .await
-        .map_err(|e| e.with_remedy(Remedy::NewKey))?;
+    let keys = match config.encryption.load_keys(&config.secrets).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            let store = Store::open(&config.store, &config.upload, &config.secrets).await;
+            return Err(crate::ops::keys::offer_new_key(e, store.as_ref().ok()).await);
+        }
+    };
     if keys.is_empty() && !jobs.is_empty() {
         return Err(Error::config(format!(
             "{}: [encryption] lists no key: backups would fail",

@@ -16,6 +16,26 @@ use crate::error::{Error, Result};
 use crate::secretstore::{FileAccess, env_file};
 use crate::store::{Backup, Damaged, Store};
 
+/// `e`, a failure to load the configured keys, with the remedy of making a new key only where
+/// that helps: the key file does not exist and the store holds no backup yet (a new key opens
+/// no existing backup; with backups, the missing file must be found, not replaced).
+pub async fn offer_new_key(e: Error, store: Option<&Store>) -> Error {
+    if !e.is_io(std::io::ErrorKind::NotFound) {
+        return e;
+    }
+    let empty = match store {
+        Some(store) => store
+            .list(None)
+            .await
+            .is_ok_and(|l| l.complete.is_empty() && l.damaged.is_empty()),
+        None => false,
+    };
+    match empty {
+        true => e.with_remedy(crate::error::Remedy::NewKey),
+        false => e,
+    }
+}
+
 /// Write a new random key to `path` (mode 0600; an existing file is replaced only with
 /// `overwrite`) and return its key id.
 pub fn generate_key(path: &Path, overwrite: bool) -> Result<String> {

@@ -37,7 +37,7 @@ pub struct JobPlan {
 #[derive(Debug)]
 pub struct PlanItem {
     pub location: BackupRef,
-    /// The database (series) of a complete backup.
+    /// The database of a complete backup (`Manifest::database_shown`).
     pub series: Option<String>,
     pub verdict: Verdict,
 }
@@ -71,11 +71,15 @@ impl JobPlan {
     /// ones, damaged ones and leftovers.
     pub fn items(&self) -> Vec<PlanItem> {
         let mut items = Vec::new();
-        for (series, decisions) in &self.series {
+        for decisions in self.series.values() {
             for (backup, decision) in decisions {
                 items.push(PlanItem {
                     location: backup.location.clone(),
-                    series: Some(series.clone()),
+                    series: backup
+                        .manifest
+                        .manifest
+                        .database_shown()
+                        .map(str::to_string),
                     verdict: match decision.keep() {
                         true => Verdict::Keep(decision.rules.clone()),
                         false => Verdict::Delete,

@@ -42,7 +42,7 @@ pub async fn order(
     key_pem: &str,
 ) -> Result<Issued> {
     let failed = |doing: &str, e: instant_acme::Error| {
-        Error::source(format!(
+        Error::source_failed(format!(
             "{}: {doing}: {}",
             server.directory,
             with_causes(&e)
@@ -103,7 +103,7 @@ pub async fn order(
         let mut challenge = authorization
             .challenge(ChallengeType::Http01)
             .ok_or_else(|| {
-                Error::source(format!(
+                Error::source_failed(format!(
                     "{}: no HTTP-01 challenge offered",
                     server.directory
                 ))
@@ -124,7 +124,7 @@ pub async fn order(
     match status.map_err(|e| failed("waiting for validation", e))? {
         OrderStatus::Ready => {}
         other => {
-            return Err(Error::source(format!(
+            return Err(Error::source_failed(format!(
                 "{}: the order is {other:?}, not ready: check that port 80 of each name reaches coffre's HTTP-01 listener {}",
                 server.directory, server.http01_listen
             )));

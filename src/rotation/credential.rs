@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 use super::journal::{Record, State};
 use crate::error::Result;
@@ -34,8 +35,10 @@ pub trait Credential: Send + Sync {
         Ok(Due::Always)
     }
 
-    /// In words, what a new rotation would do (`--dry-run`).
-    fn plan(&self, published: Option<&Fields>) -> String;
+    /// In words, what a new rotation would do (`--dry-run`), and what becomes of the
+    /// credential it replaces: revoked `revoke_after` the rotation finishes (zero: at once, as
+    /// in an incident), or left until the next rotation (none).
+    fn plan(&self, published: Option<&Fields>, revoke_after: Option<Duration>) -> String;
 
     /// Before anything is written: whom the rotation is for.
     async fn begin(&self, published: Option<&Fields>) -> Result<Begun>;

@@ -105,7 +105,7 @@ impl Hook {
         })
         .await
         .unwrap_or_else(|_| {
-            Err(Error::source(format!(
+            Err(Error::source_failed(format!(
                 "no answer within {}s",
                 timeout.as_secs()
             )))
@@ -134,14 +134,14 @@ impl Hook {
         let response = post
             .send()
             .await
-            .map_err(|e| Error::source(format!("{url}: {}", without_url(&e))))?;
+            .map_err(|e| Error::source_failed(format!("{url}: {}", without_url(&e))))?;
         let status = response.status();
         match status.as_u16() {
             200..=299 => Ok(()),
             401 | 403 => Err(Error::auth(format!(
                 "{url} answered {status}: check the hook's bearer token"
             ))),
-            _ => Err(Error::source(format!("{url} answered {status}"))),
+            _ => Err(Error::source_failed(format!("{url} answered {status}"))),
         }
     }
 }
@@ -170,13 +170,13 @@ async fn run_command(argv: &[String], body: &str, request: &Request<'_>) -> Resu
     let output = child
         .wait_with_output()
         .await
-        .map_err(|e| Error::source(format!("{}: {e}", argv[0])))?;
+        .map_err(|e| Error::source_failed(format!("{}: {e}", argv[0])))?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    Err(Error::source(format!(
+    Err(Error::source_failed(format!(
         "{} failed ({}){}",
         argv[0],
         crate::process::describe_status(output.status),

@@ -104,7 +104,7 @@ impl MariaDb {
                 e.code,
                 e.message
             ))),
-            Err(e) => Err(Error::source(format!(
+            Err(e) => Err(Error::source_failed(format!(
                 "{}: cannot connect as {user}: {e}: is the server up, and the host, port and sslmode right?",
                 self.describe()
             ))),
@@ -206,13 +206,13 @@ impl Database for MariaDb {
                 s.message,
                 s.code
             )),
-            other => Error::source(format!(
+            other => Error::source_failed(format!(
                 "{}: logged in as {user}, but the test query failed: {other}",
                 self.describe()
             )),
         })?;
         let grants = grants.map_err(|e| {
-            Error::source(format!(
+            Error::source_failed(format!(
                 "{}: {user}'s own grants could not be read: {e}",
                 self.describe()
             ))
@@ -255,7 +255,7 @@ impl Database for MariaDb {
                     self.user_host
                 )))
             }
-            Err(e) => Err(Error::source(format!(
+            Err(e) => Err(Error::source_failed(format!(
                 "{}: reading {user}'s grants: {e}",
                 self.describe()
             ))),
@@ -291,12 +291,12 @@ impl Database for MariaDb {
                 self.user_host
             )),
             // The server's text may quote the statement, and so the hash: give its code only.
-            mysql_async::Error::Server(s) => Error::source(format!(
+            mysql_async::Error::Server(s) => Error::source_failed(format!(
                 "{}: changing {user}'s password failed (server error {}): is it MariaDB (MySQL 8 has no IDENTIFIED BY PASSWORD)?",
                 self.describe(),
                 s.code
             )),
-            _ => Error::source(format!(
+            _ => Error::source_failed(format!(
                 "{}: changing {user}'s password: the connection failed",
                 self.describe()
             )),

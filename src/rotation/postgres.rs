@@ -75,7 +75,7 @@ impl Postgres {
                     e.as_db_error().map_or("refused", |d| d.message())
                 )))
             }
-            Err(e) => Err(Error::source(format!(
+            Err(e) => Err(Error::source_failed(format!(
                 "{}: cannot connect as {user}: {}: is the server up, and the host, port and sslmode right?",
                 self.describe(),
                 with_causes(&e)
@@ -134,7 +134,7 @@ impl Database for Postgres {
                 true => Error::config(format!(
                     "{message}: grant {user} what the application needs, or fix the target's test_query"
                 )),
-                false => Error::source(message),
+                false => Error::source_failed(message),
             }
         })?;
         Ok(true)
@@ -161,7 +161,7 @@ impl Database for Postgres {
             )
             .await
             .map_err(|e| {
-                Error::source(format!(
+                Error::source_failed(format!(
                     "{}: looking up role {user}: {}",
                     self.describe(),
                     db_message(&e)
@@ -221,7 +221,7 @@ impl Database for Postgres {
                     self.describe()
                 )),
                 // The server's text may quote the statement, and so the verifier: give its code only.
-                code => Error::source(format!(
+                code => Error::source_failed(format!(
                     "{}: changing {user}'s password failed (SQLSTATE {})",
                     self.describe(),
                     code.map_or("unknown", |c| c.code())

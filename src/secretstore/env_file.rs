@@ -44,32 +44,48 @@ impl FileAccess {
 /// Read a secret file whole, refusing one that is too large or, when `access` says so,
 /// readable by others. `what` names it in errors ("key file").
 pub fn read(path: &Path, what: &str, access: FileAccess) -> Result<Zeroizing<Vec<u8>>> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))?;
+    // Named as the operator would find it, wherever coffre was started from.
+    let shown = absolute(path);
+    let shown = shown.display();
+    let unreadable =
+        |e: std::io::Error| Error::config(format!("cannot read {what} {shown}: {e}")).caused_by(e);
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
     let mode = meta.permissions().mode() & 0o777;
     // Pipes (`--key-file <(...)`) have no meaningful mode of their own.
     if meta.is_file() && mode & access.refused_bits() != 0 {
         return Err(Error::config(format!(
-            "{what} {} can be read by other users (mode {mode:04o}): run 'chmod 600 {}'; for a Kubernetes Secret mounted with fsGroup set secret_file_access = \"group\" in the config",
-            path.display(),
-            path.display()
+            "{what} {shown} can be read by other users (mode {mode:04o}): run 'chmod 600 {shown}'; for a Kubernetes Secret mounted with fsGroup set secret_file_access = \"group\" in the config"
         )));
     }
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
         return Err(Error::config(format!(
-            "{what} {} holds more than {} KiB: it is not a {what}",
-            path.display(),
+            "{what} {shown} holds more than {} KiB: it is not a {what}",
             MAX_SECRET_FILE_BYTES / 1024
         )));
     }
     Ok(bytes)
+}
+
+/// `path` from the root, with `.` and `..` resolved by name (`config/../.coffre/k` is
+/// `/work/app/.coffre/k`): what an error shows.
+pub fn absolute(path: &Path) -> std::path::PathBuf {
+    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = std::path::PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A secret from an environment variable of coffre's; `what` names it in the error.

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use serde_json::json;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::env_file;
@@ -94,6 +95,7 @@ fn lock(path: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .map_err(|e| fail(&lock_path, e))?;
     file.lock().map_err(|e| fail(&lock_path, e))?;
@@ -136,6 +138,9 @@ mod tests {
         );
         let mode = std::fs::metadata(&name).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let lock = dir.path().join("sub/.app.json.lock");
+        let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the lock file");
         let next = Fields::new().with("password", "p2");
         assert!(matches!(
             store.write(&name, &next, Some(&v1)).await.unwrap(),

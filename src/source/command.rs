@@ -34,7 +34,7 @@ impl ChildDump {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
-            Error::source(format!(
+            Error::source_failed(format!(
                 "cannot start '{program}': {e} (is it installed and on PATH?)"
             ))
         })?;
@@ -67,7 +67,7 @@ impl ChildDump {
                 Ok(Some(status)) => break status,
                 Ok(None) => tokio::time::sleep(POLL).await,
                 Err(e) => {
-                    return Err(Error::source(format!(
+                    return Err(Error::source_failed(format!(
                         "waiting for '{}': {e}",
                         self.program
                     )));
@@ -92,7 +92,7 @@ impl ChildDump {
         } else {
             format!(": {}", tail.join(" / "))
         };
-        Err(Error::source(format!(
+        Err(Error::source_failed(format!(
             "'{}' failed with {}{why}",
             self.program,
             describe_status(status)

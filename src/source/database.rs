@@ -80,7 +80,7 @@ async fn databases(
     let chosen = match &server.database {
         Some(db) if existing.contains(db) => vec![db.clone()],
         Some(db) => {
-            return Err(Error::source(format!(
+            return Err(Error::source_failed(format!(
                 "database '{db}' does not exist on {}:{} (it has: {})",
                 server.host,
                 server.port.map_or("default".into(), |p| p.to_string()),
@@ -95,7 +95,7 @@ async fn databases(
     // A name is passed to the dump tool as an argument: one that reads as an option (a database
     // called '--result-file=...') is never passed.
     if let Some(name) = chosen.iter().find(|db| db.starts_with('-')) {
-        return Err(Error::source(format!(
+        return Err(Error::source_failed(format!(
             "database '{name}' on {} starts with '-', which the dump tool would take for an option: rename it, or leave it out with exclude",
             server.host
         )));

@@ -116,8 +116,9 @@ impl DumpPlan {
     pub fn start(&self) -> Result<Dump> {
         let (reader, child) = match &self.spec {
             DumpSpec::File(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| Error::source(format!("cannot open {}: {e}", path.display())))?;
+                let file = std::fs::File::open(path).map_err(|e| {
+                    Error::source_failed(format!("cannot open {}: {e}", path.display()))
+                })?;
                 let reader = crate::blocking::spawn_reader("file", file)
                     .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
                 return Ok(Dump {

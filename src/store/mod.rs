@@ -769,7 +769,7 @@ fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
 
 fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error {
     let text = one_line(&e.to_string());
-    match e {
+    let error = match &e {
         object_store::Error::NotFound { .. } => {
             Error::not_found(format!("{action} {path}: not found"))
         }
@@ -783,7 +783,8 @@ fn store_error(action: &str, path: &ObjectPath, e: object_store::Error) -> Error
             refused(action, path, &text)
         }
         _ => Error::store(format!("{action} {path}: {text}")),
-    }
+    };
+    error.caused_by(e)
 }
 
 /// The store refused the credentials: fixing them, not retrying, helps.

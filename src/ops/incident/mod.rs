@@ -67,17 +67,19 @@ async fn consumers(
 }
 
 /// Plan the incident: each target's rotation and each workload's restart.
+/// `grace`: how long the replaced credentials keep working (zero: revoked at once).
 pub async fn plan(
     config: &Config,
     targets: &[&RotationTarget],
     scope: &Scope,
+    grace: Duration,
 ) -> Result<(IncidentPlan, BTreeMap<String, Vec<Workload>>)> {
     let consumers = consumers(config, targets).await?;
     let mut secrets = Vec::new();
     let mut unreadable = Vec::new();
     for (target, plan) in targets
         .iter()
-        .zip(rotate::plan(targets, &config.secrets).await)
+        .zip(rotate::plan(targets, &config.secrets, Some(grace)).await)
     {
         match plan {
             Ok(plan) => secrets.push(plan),

@@ -3,6 +3,7 @@
 //! (the revoke hook) once the grace period is over.
 
 use async_trait::async_trait;
+use std::time::Duration;
 
 use crate::audit::fingerprint;
 use crate::config::ApiKeyTarget;
@@ -39,10 +40,19 @@ impl Credential for ApiKey {
         Ok(())
     }
 
-    fn plan(&self, published: Option<&Fields>) -> String {
-        match published.and_then(|p| p.get("current")) {
-            Some(_) => "new key; the current one stays as previous for the grace period".into(),
-            None => "first key (nothing is published yet)".into(),
+    fn plan(&self, published: Option<&Fields>, revoke_after: Option<Duration>) -> String {
+        match (published.and_then(|p| p.get("current")), revoke_after) {
+            (None, _) => "first key (nothing is published yet)".into(),
+            (Some(_), Some(d)) if d.is_zero() => {
+                "new key; the current one is revoked as soon as the workloads rolled out with the new one".into()
+            }
+            (Some(_), Some(d)) => format!(
+                "new key; the current one stays as previous for {} after the rotation finishes, then is revoked",
+                crate::duration::HumanDuration(d)
+            ),
+            (Some(_), None) => {
+                "new key; the current one stays as previous until the next rotation".into()
+            }
         }
     }
 

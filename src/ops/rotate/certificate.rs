@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 use crate::config::{CaTarget, CertificateIssuer, CertificateTarget};
 use crate::error::{Error, Result};
@@ -151,7 +152,7 @@ impl Credential for Certificate {
         )))
     }
 
-    fn plan(&self, _: Option<&Fields>) -> String {
+    fn plan(&self, _: Option<&Fields>, _: Option<Duration>) -> String {
         let mut names: Vec<String> = self.settings.dns_names.clone();
         names.extend(self.settings.ip_addresses.iter().map(|i| i.to_string()));
         format!(
@@ -271,7 +272,7 @@ impl Credential for InternalCa {
         })
     }
 
-    fn plan(&self, published: Option<&Fields>) -> String {
+    fn plan(&self, published: Option<&Fields>, _: Option<Duration>) -> String {
         match published.and_then(|p| p.get("tls.crt")) {
             Some(_) => {
                 "new CA key and certificate; the old CA stays in ca.crt until it expires".into()

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{DatabaseKind, DatabaseTarget};
 use crate::error::{Error, Result};
@@ -103,12 +104,22 @@ impl Credential for DatabasePassword {
         Ok(())
     }
 
-    fn plan(&self, published: Option<&Fields>) -> String {
+    fn plan(&self, published: Option<&Fields>, revoke_after: Option<Duration>) -> String {
         let user = self.next_user(published);
         let active = published.and_then(|p| p.get("username"));
         match (self.target.dual_user(), active) {
             (true, Some(active)) => {
-                format!("rotate {user} (dual-user: {active}, in use now, keeps its password)")
+                let then = match revoke_after {
+                    None => "keeps its password until the next rotation changes it".to_string(),
+                    Some(d) if d.is_zero() => {
+                        "gets a password nobody knows as soon as the workloads rolled out with the new one".to_string()
+                    }
+                    Some(d) => format!(
+                        "keeps its password for {} after the rotation finishes, then gets one nobody knows",
+                        crate::duration::HumanDuration(d)
+                    ),
+                };
+                format!("rotate {user} (dual-user: {active}, in use now, {then})")
             }
             (true, None) => format!("rotate {user} (dual-user; nothing is published yet)"),
             (false, _) => format!("rotate {user} (single-user)"),

@@ -223,6 +223,7 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Rotati
                         known.join(", ")
                     }
                 ))
+                .with_remedy(crate::error::Remedy::KnownName)
             })
         })
         .collect()
@@ -277,8 +278,13 @@ pub(crate) async fn rotate_waves(
 }
 
 /// What a run would do for each target, a few read at once.
-pub async fn plan(targets: &[&RotationTarget], secrets: &Resolver) -> Vec<Result<Plan>> {
-    futures::stream::iter(targets.iter().map(|t| plan_one(t, secrets)))
+/// `grace` overrides the targets' own grace periods, as a run's options do (an incident: zero).
+pub async fn plan(
+    targets: &[&RotationTarget],
+    secrets: &Resolver,
+    grace: Option<Duration>,
+) -> Vec<Result<Plan>> {
+    futures::stream::iter(targets.iter().map(|t| plan_one(t, secrets, grace)))
         .buffered(PLAN_CONCURRENCY)
         .collect()
         .await
@@ -412,7 +418,11 @@ pub async fn consumers(
     out
 }
 
-async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
+async fn plan_one(
+    target: &RotationTarget,
+    secrets: &Resolver,
+    grace: Option<Duration>,
+) -> Result<Plan> {
     let cred = credential(target, secrets);
     let store = secrets.stores.open(target.publish.backend).await?;
     let journal = journal::read(store.as_ref(), &target.journal().name).await?;
@@ -431,7 +441,10 @@ async fn plan_one(target: &RotationTarget, secrets: &Resolver) -> Result<Plan> {
         ),
         _ => {
             let published = store.read(&target.publish.name).await?;
-            cred.plan(published.as_ref().map(|p| &p.fields))
+            cred.plan(
+                published.as_ref().map(|p| &p.fields),
+                grace.or(target.grace),
+            )
         }
     };
     Ok(Plan {
