@@ -33,7 +33,7 @@ pub enum Class {
 impl Class {
     /// Process exit code for this class. 2 is left to clap for usage errors; an interruption
     /// exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), set by the caller.
-    pub fn exit_code(self) -> i32 {
+    pub const fn exit_code(self) -> i32 {
         match self {
             Class::Internal => 1,
             Class::Config => 3,
@@ -237,3 +237,15 @@ impl std::error::Error for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text` on one line, for an underlying error's text inside a one-line message: runs of
+/// whitespace (newlines included) become single spaces, and the lines of `|` and `^` with which
+/// a TOML error points at a column are dropped.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| "|^ ".contains(c)))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

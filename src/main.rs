@@ -8,8 +8,7 @@ use tokio_util::sync::CancellationToken;
 use coffre::cli::{self, Cli};
 use coffre::error::{Error, Result};
 
-/// How long a stopping backup may take to abort its uploads and kill its dumps.
-const STOP_GRACE: Duration = Duration::from_secs(30);
+use coffre::ops::STOP_GRACE;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -2,13 +2,9 @@
 
 mod support;
 
+use coffre::error::Class;
+use support::exit::INTEGRITY;
 use support::{Workspace, noise};
-
-const CONFIG: i32 = 3;
-const AUTH: i32 = 4;
-const SOURCE: i32 = 5;
-const INTEGRITY: i32 = 7;
-const TARGET: i32 = 8;
 
 /// A workspace holding a six-chunk backup (64 KiB chunks) of incompressible data.
 fn with_backup() -> (Workspace, Vec<u8>, String) {
@@ -40,7 +36,7 @@ fn backup_verify_restore_round_trip_to_file_and_stdout() {
 
     // An id prefix works too, and an existing file is not replaced without --force.
     ws.run(&["restore", &id[..8], "--to", "out.bin"])
-        .expect_code(TARGET);
+        .expect_class(Class::Target);
     ws.run(&["restore", &id[..8], "--to", "out.bin", "--force"])
         .ok();
 }
@@ -80,8 +76,7 @@ fn failing_dump_command_leaves_no_backup_and_exits_with_source_code() {
         "head -c 3000000 /dev/urandom; echo 'pg_dump: error: connection refused' >&2; exit 3",
     );
     let run = ws.run(&["backup", "broken"]);
-    run.expect_code(SOURCE);
-    assert!(run.stderr.contains("exit code 3"), "{}", run.stderr);
+    run.expect_failure(Class::Source, "exit code 3");
     assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
     assert!(
         ws.store_files().is_empty(),
@@ -101,8 +96,7 @@ fn dump_killed_by_a_signal_is_a_failed_backup() {
     let ws = Workspace::new();
     ws.shell_job("killed", "head -c 2000000 /dev/zero; kill -9 $$");
     let run = ws.run(&["backup", "killed"]);
-    run.expect_code(SOURCE);
-    assert!(run.stderr.contains("signal 9"), "{}", run.stderr);
+    run.expect_failure(Class::Source, "signal 9");
     assert!(
         ws.store_files().is_empty(),
         "left behind: {:?}",
@@ -118,12 +112,7 @@ fn missing_dump_program_is_a_source_error() {
         "[source]\nkind = \"command\"\ncommand = [\"coffre-no-such-dump-tool\"]\n",
     );
     let run = ws.run(&["backup", "nope"]);
-    run.expect_code(SOURCE);
-    assert!(
-        run.stderr.contains("coffre-no-such-dump-tool"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Source, "coffre-no-such-dump-tool");
 }
 
 #[test]
@@ -132,7 +121,7 @@ fn wrong_key_is_a_clear_auth_error() {
     ws.run_raw(&["key", "generate", "other.key"], &[]).ok();
     ws.write_config(r#"keys = [{ file = "other.key" }]"#);
     let run = ws.run(&["restore", &id, "--to", "out.bin"]);
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr
             .contains("no key in this backup's manifest opens it"),
@@ -168,7 +157,7 @@ fn passphrase_backups_restore_with_the_passphrase_only() {
     assert_eq!(stdout.stdout, b"hello from a passphrase backup");
     let bad = [("BACKUP_PASSPHRASE", "correct horse battery stapler")];
     let run = ws.run_env(&["restore", "--latest", "--to", "-"], &bad);
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     assert!(run.stdout.is_empty());
     assert!(
         run.stderr
@@ -184,7 +173,7 @@ fn assert_tamper_detected(what: &str, tamper: impl Fn(&Workspace, &std::path::Pa
     tamper(&ws, &dir);
     std::fs::create_dir(ws.path("restored")).unwrap();
     let verify = ws.run(&["verify", &id]);
-    verify.expect_code(INTEGRITY);
+    verify.expect_class(Class::Integrity);
     let restore = ws.run(&["restore", &id, "--to", "restored/out.bin"]);
     assert_eq!(
         restore.code, INTEGRITY,
@@ -299,7 +288,7 @@ fn key_id_command_matches_the_manifest_stanza() {
     );
     // Generating over an existing key is refused.
     ws.run_raw(&["key", "generate", "backup.key"], &[])
-        .expect_code(CONFIG);
+        .expect_class(Class::Config);
 }
 
 #[test]
@@ -348,7 +337,7 @@ fn no_secret_appears_in_any_output_log_or_stored_object() {
     let wrong = [("LEAK_PASSPHRASE", "not-it")];
     ws.write_config("keys = [{ passphrase_env = \"LEAK_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }");
     let run = ws.run_env(&["verify", "--latest"], &wrong);
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     outputs.push(run.stdout_text() + &run.stderr);
 
     for file in ws.store_files() {
@@ -369,7 +358,7 @@ fn no_secret_appears_in_any_output_log_or_stored_object() {
 
 /// A config error: exit code 3 and one line on stderr naming every one of `needles`.
 fn assert_config_error(run: &support::Run, needles: &[&str]) {
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
     let line = run.stderr.trim();
     assert_eq!(line.lines().count(), 1, "{line}");
     for needle in needles {
@@ -482,7 +471,11 @@ fn an_independent_decoder_reads_what_coffre_writes() {
 fn every_command_has_help_with_an_example() {
     let ws = Workspace::new();
     let top = ws.run_raw(&["--help"], &[]);
-    let summary = top.stdout_text().split_whitespace().collect::<Vec<_>>().join(" ");
+    let summary = top
+        .stdout_text()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
         summary.contains("rotate database passwords") && !summary.contains("Planned"),
         "{summary}"

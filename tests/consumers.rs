@@ -5,6 +5,7 @@
 
 mod support;
 
+use coffre::error::Class;
 use serde_json::{Value, json};
 use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::kube_api::{KubeApi, container, workload};
@@ -174,12 +175,7 @@ fn a_rollout_that_does_not_finish_fails_the_rotation_and_the_rerun_does_not_patc
     let s = Setup::new("consumers = [\"deployment/api\"]\nrollout_timeout = \"2s\"");
     s.api.stall("api", true);
     let run = s.rotate(&[]);
-    run.expect_code(6);
-    assert!(
-        run.stderr.contains("rollout did not finish"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Store, "rollout did not finish");
     assert_eq!(patches(&s.api, "api"), 1);
     // Configured consumers only: the others are left alone.
     assert_eq!(patches(&s.api, "reports"), 0);
@@ -209,8 +205,7 @@ fn consumers_need_a_kubernetes_secret() {
         ),
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("publish to k8s:"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "publish to k8s:");
     ws.write(
         "jobs/passwords.toml",
         &std::fs::read_to_string(ws.path("jobs/passwords.toml"))
@@ -219,8 +214,7 @@ fn consumers_need_a_kubernetes_secret() {
             .replace("deployment/api", "cronjob/api"),
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("deployment/NAME"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "deployment/NAME");
 }
 
 /// SIGTERM while coffre waits for a rollout: it stops waiting at once, releases the journal
@@ -325,7 +319,7 @@ fn a_run_of_several_targets_restarts_a_shared_workload_once() {
 
     s.api.stall("api", true);
     let stalled = run_all();
-    stalled.expect_code(6);
+    stalled.expect_class(Class::Store);
     assert_eq!(
         patches(&s.api, "api"),
         2,

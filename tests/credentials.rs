@@ -5,6 +5,7 @@
 
 mod support;
 
+use coffre::error::Class;
 use std::collections::BTreeMap;
 use std::process::Command;
 use support::http::Receiver;
@@ -95,7 +96,7 @@ fn the_internal_ca_signs_certificates_that_verify_and_a_ca_rotation_keeps_both_c
 
     // The leaf before its CA exists: a clear error, nothing written.
     let early = run(&ws, &["rotate", "web-tls"]);
-    early.expect_code(3);
+    early.expect_class(Class::Config);
     assert!(
         early
             .stderr
@@ -285,7 +286,7 @@ fn bad_credential_targets_are_config_errors_that_write_nothing() {
     ] {
         let ws = workspace(&api, &format!("{base}{extra}"));
         let run = run(&ws, &["rotate", "k"]);
-        run.expect_code(3);
+        run.expect_class(Class::Config);
         assert!(run.stderr.contains(says), "{says}: {}", run.stderr);
     }
     let tls = "[[target]]\nname = \"t\"\nkind = \"tls\"\npublish = \"k8s:prod/t\"\nissuer = \"internal\"\nca = \"k8s:coffre/ca\"\n";
@@ -296,7 +297,7 @@ fn bad_credential_targets_are_config_errors_that_write_nothing() {
     ] {
         let ws = workspace(&api, &format!("{tls}{extra}"));
         let run = run(&ws, &["rotate", "t"]);
-        run.expect_code(3);
+        run.expect_class(Class::Config);
         assert!(run.stderr.contains(says), "{says}: {}", run.stderr);
     }
     assert!(api.secret("prod", "k").is_none() && api.secret("prod", "t").is_none());
@@ -358,7 +359,7 @@ fn a_previous_key_removed_by_hand_is_not_silently_left_unrevoked() {
     secret["data"].as_object_mut().unwrap().remove("previous");
     api.put("v1/secrets", "prod", secret);
     let next = run(&ws, &["rotate", "ops-key"]);
-    next.expect_code(7);
+    next.expect_class(Class::Integrity);
     assert!(
         next.stderr
             .contains("revoke that key at its issuer by hand"),

@@ -4,13 +4,11 @@
 
 mod support;
 
+use coffre::error::Class;
 use std::sync::RwLock;
 use support::Workspace;
 use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, psql, unique};
-
-const AUTH: i32 = 4;
-const SOURCE: i32 = 5;
-const TARGET: i32 = 8;
+use support::exit::SOURCE;
 
 /// Tests that create databases hold this shared; the all-databases test holds it alone,
 /// so the set of databases it sees cannot change under it.
@@ -137,7 +135,7 @@ fn postgres_backup_restores_into_a_new_database_with_identical_content() {
 
     let copy = unique("coffre_copy");
     let id = dump["id"].as_str().unwrap();
-    run_pg(&ws, &["restore", id, "--to", &pg_url(&copy)]).expect_code(TARGET);
+    run_pg(&ws, &["restore", id, "--to", &pg_url(&copy)]).expect_class(Class::Target);
     run_pg(&ws, &["restore", id, "--to", &pg_url(&copy), "--create"]).ok();
     let original = psql(&db, PG_FINGERPRINT);
     assert_eq!(psql(&copy, PG_FINGERPRINT), original);
@@ -145,8 +143,7 @@ fn postgres_backup_restores_into_a_new_database_with_identical_content() {
 
     // A non-empty target is refused; --clean replaces its content.
     let refused = run_pg(&ws, &["restore", id, "--to", &pg_url(&copy)]);
-    refused.expect_code(TARGET);
-    assert!(refused.stderr.contains("not empty"), "{}", refused.stderr);
+    refused.expect_failure(Class::Target, "not empty");
     psql(&copy, "DELETE FROM visits WHERE id > 10");
     run_pg(&ws, &["restore", id, "--to", &pg_url(&copy), "--clean"]).ok();
     assert_eq!(psql(&copy, PG_FINGERPRINT), original);
@@ -188,7 +185,7 @@ fn postgres_wrong_password_fails_as_an_auth_error_and_leaves_nothing() {
     let wrong = "not-the-password-3141";
     let run = ws.run_env(&["backup", "app"], &[("TEST_PG_PASSWORD", wrong)]);
     // Refused, not unreachable: no retry helps, the password setting does.
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr.contains("password authentication failed")
             && run.stderr.contains("user and password settings"),
@@ -205,8 +202,7 @@ fn postgres_missing_database_fails_as_a_source_error_and_leaves_nothing() {
     let ws = Workspace::new();
     pg_job(&ws, "app", "database = \"coffre_no_such_db\"");
     let run = run_pg(&ws, &["backup", "app"]);
-    run.expect_code(SOURCE);
-    assert!(run.stderr.contains("coffre_no_such_db"), "{}", run.stderr);
+    run.expect_failure(Class::Source, "coffre_no_such_db");
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
     assert!(ws.store_files().is_empty(), "{:?}", ws.store_files());
 }
@@ -392,7 +388,7 @@ fn mariadb_backup_restores_into_a_new_database_with_identical_content() {
     assert_eq!(mariadb(&copy, MARIADB_FINGERPRINT), original);
     assert!(original.ends_with("\t2000"), "{original}");
     let refused = ws.run(&["restore", "--latest", "--to", &url]);
-    refused.expect_code(TARGET);
+    refused.expect_class(Class::Target);
 
     let drill = ws.run(&["verify", "--latest", "--restore", "--json"]);
     drill.ok();
@@ -420,7 +416,7 @@ fn mariadb_wrong_password_fails_as_an_auth_error_and_leaves_nothing() {
     );
     let wrong = "wrong-pw-1618";
     let run = ws.run_env(&["backup", "shop"], &[("SHOP_PW", wrong)]);
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr.contains("Access denied") && run.stderr.contains("user and password settings"),
         "{}",
@@ -528,7 +524,7 @@ fn tls_is_verified_and_fails_closed() {
         "database = \"postgres\"\nsslmode = \"verify-full\"\nsslrootcert = \"/etc/ssl/certs/ca-certificates.crt\"",
     );
     let run = run_pg(&ws, &["backup", "pg"]);
-    run.expect_code(SOURCE);
+    run.expect_class(Class::Source);
     assert!(
         run.stderr.to_lowercase().contains("certificate"),
         "{}",
@@ -555,8 +551,7 @@ fn tls_is_verified_and_fails_closed() {
         &format!("[source]\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\nuser = \"root\"\ndatabase = \"mysql\"\nsslmode = \"verify-full\"\n"),
     );
     let run = ws.run(&["backup", "shop"]);
-    run.expect_code(SOURCE);
-    assert!(run.stderr.contains("SSL"), "{}", run.stderr);
+    run.expect_failure(Class::Source, "SSL");
     let stored = ws.store_files();
     assert!(stored.iter().all(|f| f.contains("/pg/")), "{stored:?}");
 
@@ -566,8 +561,7 @@ fn tls_is_verified_and_fails_closed() {
         &format!("[source]\nkind = \"mariadb\"\nhost = \"{host}\"\nport = {port}\ndatabase = \"mysql\"\nsslmode = \"require\"\n"),
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("verify-full"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "verify-full");
 }
 
 // The guard is held across awaits on purpose: the all-databases test must not see this

@@ -10,13 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coffre::config::Config;
+use coffre::error::Class;
 use coffre::ops::verify::{Outcome, verify_all};
+use support::exit::TARGET;
 use support::faulty::faulty_store;
 use support::{Workspace, coffre_bin, noise, three_backups};
-
-const CONFIG: i32 = 3;
-const INTEGRITY: i32 = 7;
-const TARGET: i32 = 8;
 
 fn manifest_path(ws: &Workspace, id: &str) -> std::path::PathBuf {
     ws.backup_dir("files", id).join("manifest.json")
@@ -60,7 +58,7 @@ fn a_damaged_manifest_is_reported_and_hides_no_other_backup() {
         assert_eq!(status(&ids[2]).as_deref(), Some("damaged"), "{what}");
 
         let verify = ws.run(&["verify", "--all"]);
-        verify.expect_code(INTEGRITY);
+        verify.expect_class(Class::Integrity);
         assert!(verify.stderr.contains(&ids[2]), "{what}: {}", verify.stderr);
         assert!(
             verify
@@ -329,14 +327,14 @@ fn key_files_readable_by_others_are_refused_unless_the_config_allows_it() {
     let (ws, ids) = three_backups();
     set_mode(&ws.path("backup.key"), 0o644);
     let run = ws.run(&["backup", "files"]);
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
     assert!(
         run.stderr.contains("chmod 600") && run.stderr.contains("0644"),
         "{}",
         run.stderr
     );
     ws.run(&["restore", &ids[0], "--to", "-"])
-        .expect_code(CONFIG);
+        .expect_class(Class::Config);
 
     set_mode(&ws.path("backup.key"), 0o640);
     let key = "keys = [{ key = \"file:backup.key\" }]";
@@ -344,7 +342,7 @@ fn key_files_readable_by_others_are_refused_unless_the_config_allows_it() {
     ws.run(&["restore", &ids[0], "--to", "-"]).ok();
     set_mode(&ws.path("backup.key"), 0o644);
     ws.run(&["restore", &ids[0], "--to", "-"])
-        .expect_code(CONFIG);
+        .expect_class(Class::Config);
     ws.write_config_with("secret_file_access = \"any\"", key);
     ws.run(&["restore", &ids[0], "--to", "-"]).ok();
 }
@@ -379,7 +377,7 @@ fn endless_key_files_are_refused_after_a_bounded_read() {
     for flag in ["--key-file", "--passphrase-file", "--identity-file"] {
         let started = Instant::now();
         let run = ws.run(&["restore", &ids[0], "--to", "-", flag, "/dev/urandom"]);
-        run.expect_code(CONFIG);
+        run.expect_class(Class::Config);
         assert!(
             run.stderr.contains("more than 64 KiB"),
             "{flag}: {}",
@@ -389,7 +387,7 @@ fn endless_key_files_are_refused_after_a_bounded_read() {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
     let run = ws.run_raw(&["--config", "/dev/zero", "list"], &[]);
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
 }
 
 // Defect 4: a killed restore leaves no plaintext behind.
@@ -519,8 +517,8 @@ fn a_symlinked_backup_directory_is_refused_and_prune_never_deletes_through_it() 
         "{}",
         list.stdout_text()
     );
-    ws.run(&["verify", "--all"]).expect_code(INTEGRITY);
-    ws.run(&["verify", &ids[0]]).expect_code(INTEGRITY);
+    ws.run(&["verify", "--all"]).expect_class(Class::Integrity);
+    ws.run(&["verify", &ids[0]]).expect_class(Class::Integrity);
     ws.run(&["prune", "files"]).ok();
     assert!(outside.join("manifest.json").exists() && outside.join("data.cfr").exists());
 }
@@ -590,7 +588,7 @@ fn a_jobs_pattern_matching_nothing_fails_config_check_and_backup_all() {
         &["prune", "--all"],
     ] {
         let run = ws.run(args);
-        run.expect_code(CONFIG);
+        run.expect_class(Class::Config);
         assert!(
             run.stderr.contains("jbos/*.toml") && run.stderr.contains("matches no file"),
             "{}",
@@ -608,7 +606,7 @@ fn an_unknown_job_is_an_error_for_list_and_key_list_too() {
         &["verify", "--all", "--job", "fiels"],
     ] {
         let run = ws.run(args);
-        run.expect_code(CONFIG);
+        run.expect_class(Class::Config);
         assert!(
             run.stderr.contains("no job named 'fiels'"),
             "{args:?}: {}",
@@ -631,7 +629,7 @@ fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_
     std::fs::rename(ws.path("backup.key"), ws.path("kept.key")).unwrap();
     // Nothing backed up yet: a new key is what is missing.
     let run = ws.run(&["backup", "files"]);
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
     assert!(
         run.stderr.contains(&absolute.display().to_string()) && !run.stderr.contains("/../"),
         "{}",
@@ -644,7 +642,7 @@ fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_
     std::fs::rename(ws.path("backup.key"), ws.path("kept.key")).unwrap();
     for args in [&["backup", "files"][..], &["config", "check"]] {
         let run = ws.run(args);
-        run.expect_code(CONFIG);
+        run.expect_class(Class::Config);
         assert!(
             run.stderr.contains("No such file"),
             "{args:?}: {}",
@@ -664,7 +662,7 @@ fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_
     )
     .unwrap();
     let run = ws.run(&["backup", "files"]);
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
     assert!(
         run.stderr
             .contains(&format!("chmod 600 {}", absolute.display())),
@@ -674,7 +672,7 @@ fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_
     assert!(!run.stderr.contains("key generate"), "{}", run.stderr);
     // A mistyped job: the JSON error carries the fix, as the text line does.
     let run = ws.run(&["--log-format", "json", "backup", "fiels"]);
-    run.expect_code(CONFIG);
+    run.expect_class(Class::Config);
     let error: serde_json::Value =
         serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
     assert_eq!(error["remedy"], "known_name", "{error}");
@@ -693,17 +691,11 @@ fn key_errors_on_restore_point_to_the_key_options_not_to_a_new_key() {
     let (ws, ids) = three_backups();
     std::fs::remove_file(ws.path("backup.key")).unwrap();
     let run = ws.run(&["restore", &ids[0], "--to", "-"]);
-    run.expect_code(CONFIG);
-    assert!(run.stderr.contains("--key-file"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "--key-file");
     assert!(!run.stderr.contains("key generate"), "{}", run.stderr);
 
     let run = ws.run(&["restore", &ids[0], "--to", "-", "--passphrase-env", "NOPE"]);
-    run.expect_code(CONFIG);
-    assert!(
-        run.stderr.contains("--passphrase-env NOPE"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "--passphrase-env NOPE");
     assert!(!run.stderr.contains("the config"), "{}", run.stderr);
 }
 
@@ -711,12 +703,7 @@ fn key_errors_on_restore_point_to_the_key_options_not_to_a_new_key() {
 fn restoring_into_a_missing_directory_names_the_directory() {
     let (ws, ids) = three_backups();
     let run = ws.run(&["restore", &ids[0], "--to", "no/such/dir/out.bin"]);
-    run.expect_code(TARGET);
-    assert!(
-        run.stderr.contains("directory no/such/dir does not exist"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Target, "directory no/such/dir does not exist");
     assert!(!run.stderr.contains("partial"), "{}", run.stderr);
 }
 

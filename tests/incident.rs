@@ -5,6 +5,7 @@
 
 mod support;
 
+use coffre::error::Class;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
@@ -315,8 +316,7 @@ fn an_incident_killed_midway_resumes_rotating_each_secret_once_and_patching_no_w
     }
     // While it is open, an incident of another scope is refused, naming it.
     let other = inc.run(&["incident", "rotate", "--secret", "prod/key-1"]);
-    other.expect_code(3);
-    assert!(other.stderr.contains("is still open"), "{}", other.stderr);
+    other.expect_failure(Class::Config, "is still open");
     let run = inc.run(&["incident", "rotate", "--namespace", "prod", "--json"]);
     run.ok();
     let report = report(&run);
@@ -366,7 +366,7 @@ fn an_incident_killed_midway_resumes_rotating_each_secret_once_and_patching_no_w
 fn an_incident_needs_a_scope_and_a_known_secret() {
     let inc = Incident::new();
     let none = inc.run(&["incident", "rotate"]);
-    none.expect_code(3);
+    none.expect_class(Class::Config);
     assert!(
         none.stderr
             .contains("--all, --secret NAME, --namespace NS or --selector"),
@@ -374,14 +374,9 @@ fn an_incident_needs_a_scope_and_a_known_secret() {
         none.stderr
     );
     let unknown = inc.run(&["incident", "rotate", "--secret", "prod/nope"]);
-    unknown.expect_code(3);
-    assert!(
-        unknown.stderr.contains("--secret prod/nope"),
-        "{}",
-        unknown.stderr
-    );
+    unknown.expect_failure(Class::Config, "--secret prod/nope");
     let bad = inc.run(&["incident", "rotate", "--selector", "app in (a)"]);
-    bad.expect_code(3);
+    bad.expect_class(Class::Config);
     // One secret by its published name: only it rotates, only its workloads restart.
     let one = inc.run(&["incident", "rotate", "--secret", "prod/key-3", "--json"]);
     one.ok();

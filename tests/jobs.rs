@@ -7,6 +7,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use coffre::error::Class;
 use support::kube_api::KubeApi;
 use support::s3::{S3_ENV, s3_store, workspace_with_store};
 use support::{Workspace, coffre_bin, json_lines};
@@ -92,7 +93,7 @@ fn job_run_records_its_result_and_job_list_shows_schedule_and_last_run() {
     }
     // A failing run is recorded as failed, with its class, and fails the command.
     std::fs::remove_file(ws.path("input.bin")).unwrap();
-    ws.run(&["job", "run", "files"]).expect_code(5);
+    ws.run(&["job", "run", "files"]).expect_class(Class::Source);
     let files = job_list(&ws)
         .into_iter()
         .find(|j| j["job"] == "files")
@@ -106,32 +107,20 @@ fn job_kinds_and_their_references_are_checked() {
     let ws = Workspace::new();
     ws.write("jobs/rotate.toml", "kind = \"rotate\"\n");
     let run = ws.run(&["job", "list"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("kind = \"rotate\""), "{}", run.stderr);
+    run.expect_failure(Class::Config, "kind = \"rotate\"");
     ws.write("jobs/rotate.toml", "kind = \"drill\"\njobs = [\"nope\"]\n");
     let run = ws.run(&["job", "list"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("'nope' is not a backup job"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "'nope' is not a backup job");
     ws.write(
         "jobs/rotate.toml",
         "kind = \"prune\"\n[schedule]\ncron = \"every night\"\n",
     );
     let run = ws.run(&["job", "list"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("schedule.cron"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "schedule.cron");
     // A backup command refuses an operation's name.
     ws.write("jobs/rotate.toml", "kind = \"prune\"\n");
     let run = ws.run(&["backup", "rotate"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("is a prune job, not a backup job"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "is a prune job, not a backup job");
 }
 
 /// Two `job run` of one slow job at once: exactly one runs, the other exits 0 saying who
@@ -273,7 +262,7 @@ fn a_lease_held_elsewhere_is_respected_an_expired_one_taken_over_a_forbidden_one
     // A Role without update on Leases: an auth error naming the Role, and no backup.
     api.forbid("update", "leases");
     let run = ws.run_env(&["job", "run", "files"], &env);
-    run.expect_code(4);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr.contains("forbidden") && run.stderr.contains("Role"),
         "{}",
@@ -299,12 +288,7 @@ fn a_job_name_that_is_no_lease_name_is_a_config_error() {
     ws.shell_job("files_daily", "echo data");
     let [(name, value)] = kubeconfig_env(&ws);
     let run = ws.run_env(&["job", "run", "files_daily"], &[(name, value.as_str())]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("cannot name a Kubernetes Lease"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "cannot name a Kubernetes Lease");
 }
 
 #[test]
@@ -479,7 +463,8 @@ fn a_job_run_pushes_its_metrics_and_a_failure_reaches_the_webhook_once_without_s
 
     // A failed run: the webhook hears of it once, the success time stays, the class counts.
     std::fs::remove_file(ws.path("input.bin")).unwrap();
-    ws.run_env(&["job", "run", &job], &env).expect_code(5);
+    ws.run_env(&["job", "run", &job], &env)
+        .expect_class(Class::Source);
     let metrics = http_get(&format!("{pushgateway}/metrics"));
     assert!(
         metrics.contains(&format!(

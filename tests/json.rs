@@ -6,6 +6,7 @@ mod support;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+use coffre::error::Class;
 use support::{Run, Workspace, json_lines, three_backups};
 
 /// Type name -> field -> allowed JSON kinds ("string", "null", ...), from docs/JSON.md.
@@ -147,7 +148,7 @@ fn every_json_output_matches_its_documented_shape() {
     run(&["list"]);
     run(&["key", "list"]);
     let all = ws.run(&["verify", "--all", "--json"]);
-    all.expect_code(7);
+    all.expect_class(Class::Integrity);
     seen.extend(check(&json_lines(&all), "verify --all"));
 
     // The JSON report of a restore to stdout goes to stderr, after the data.

@@ -3,13 +3,12 @@
 mod support;
 
 use coffre::config::Config;
+use coffre::error::Class;
 use coffre::ops::keys as keyring;
 use sha2::{Digest, Sha256};
+use support::exit::AUTH;
 use support::faulty::faulty_store;
 use support::{Workspace, three_backups};
-
-const AUTH: i32 = 4;
-const CONFIG: i32 = 3;
 
 fn key_id(ws: &Workspace, file: &str) -> String {
     let run = ws.run_raw(&["key", "id", file], &[]);
@@ -164,8 +163,7 @@ fn removing_the_last_key_of_a_backup_is_refused() {
     let (ws, ids) = three_backups();
     let old = key_id(&ws, "backup.key");
     let run = ws.run(&["key", "remove", &old]);
-    run.expect_code(CONFIG);
-    assert!(run.stderr.contains("only key"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "only key");
     assert!(restores_with(&ws, &ids[0], "backup.key"));
 }
 
@@ -204,7 +202,7 @@ fn a_passphrase_can_be_added_and_removed() {
     )
     .ok();
     ws.run_env(&["restore", &ids[2], "--to", "-"], &env)
-        .expect_code(AUTH);
+        .expect_class(Class::Auth);
 }
 
 #[test]
@@ -222,7 +220,7 @@ fn write_only_backups_need_the_identity_to_restore() {
     ws.file_job("files", "input.bin", 16);
     let id = ws.backup("files");
     let run = ws.run(&["restore", &id, "--to", "-"]);
-    run.expect_code(AUTH);
+    run.expect_class(Class::Auth);
     assert!(run.stdout.is_empty());
     let run = ws.run(&[
         "restore",
@@ -278,7 +276,7 @@ fn verify_all_checks_every_backup_and_summarises_in_one_line() {
     bytes[100] ^= 1;
     std::fs::write(&data, bytes).unwrap();
     let run = ws.run(&["verify", "--all"]);
-    run.expect_code(7);
+    run.expect_class(Class::Integrity);
     assert!(
         run.stdout_text()
             .contains("verified 2 of 3 backups: 1 failed"),

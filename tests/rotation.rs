@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use coffre::error::Class;
 use serde_json::Value;
 use support::db::{mariadb, mariadb_addr, pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::{Run, Workspace, coffre_bin};
@@ -421,8 +422,7 @@ async fn an_edit_behind_coffres_back_stops_the_rotation_and_changes_nothing_else
     child.wait().unwrap();
 
     let run = t.rotate(&["app"]);
-    run.expect_code(7);
-    assert!(run.stderr.contains("needs a human"), "{}", run.stderr);
+    run.expect_failure(Class::Integrity, "needs a human");
     assert!(run.stderr.contains("--abandon"), "{}", run.stderr);
     // The edit stands, and the database still takes the password it had.
     let published = t.published().unwrap();
@@ -430,7 +430,7 @@ async fn an_edit_behind_coffres_back_stops_the_rotation_and_changes_nothing_else
     assert!(pg_login(&t.users[0], &old_password).await);
     assert_eq!(t.journal().0["state"], "NEEDS_HUMAN");
     // Another run does not touch it either, until a person closes it.
-    t.rotate(&["app"]).expect_code(7);
+    t.rotate(&["app"]).expect_class(Class::Integrity);
     t.rotate(&["--abandon", "app"]).ok();
     assert_eq!(t.journal().0["state"], "FINISHED");
     assert!(t.journal().1.is_none());
@@ -446,7 +446,7 @@ async fn an_edit_just_before_publishing_is_not_overwritten() {
     t.edit_published(|fields| fields["password"] = "set-by-a-person".into());
     child.kill().unwrap();
     child.wait().unwrap();
-    t.rotate(&["app"]).expect_code(7);
+    t.rotate(&["app"]).expect_class(Class::Integrity);
     assert_eq!(t.published().unwrap()["password"], "set-by-a-person");
     let events = t.audit_events();
     assert_eq!(events.last().unwrap()["to"], "NEEDS_HUMAN");
@@ -570,7 +570,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     let t = Target::postgres(true);
     // Unknown target.
     let run = t.rotate(&["nope"]);
-    run.expect_code(3);
+    run.expect_class(Class::Config);
     assert!(
         run.stderr.contains("no rotation target named 'nope'") && run.stderr.contains("app"),
         "{}",
@@ -579,14 +579,12 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     // Wrong admin password: an auth error, and no journal, no secret.
     let run =
         t.ws.run_env(&["rotate", "app"], &[(ADMIN_ENV, "wrong-admin-password")]);
-    run.expect_code(4);
-    assert!(run.stderr.contains("admin_password"), "{}", run.stderr);
+    run.expect_failure(Class::Auth, "admin_password");
     assert!(!t.ws.path("secrets").exists());
     assert!(!run.stderr.contains("wrong-admin-password"));
     // The admin password's variable not set: a config error naming it.
     let run = t.ws.run(&["rotate", "app"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains(ADMIN_ENV), "{}", run.stderr);
+    run.expect_failure(Class::Config, ADMIN_ENV);
     // An unreachable database.
     let text = std::fs::read_to_string(t.ws.path("jobs/passwords.toml")).unwrap();
     let port = pg_addr().1;
@@ -600,8 +598,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         &text.replace(&format!("port = {port}"), &format!("port = {closed}")),
     );
     let run = t.rotate(&["app"]);
-    run.expect_code(5);
-    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    run.expect_failure(Class::Source, "cannot connect");
     assert!(!t.ws.path("secrets").exists());
     // A user that does not exist: nothing published, the journal says what failed.
     t.ws.write(
@@ -609,8 +606,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         &text.replace(&t.users[0], "no_such_role_x"),
     );
     let run = t.rotate(&["app"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "does not exist");
     assert!(t.published().is_none());
     // Bad job files.
     for (bad, says) in [
@@ -652,7 +648,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     ] {
         t.ws.write("jobs/passwords.toml", &bad);
         let run = t.rotate(&["app"]);
-        run.expect_code(3);
+        run.expect_class(Class::Config);
         assert!(run.stderr.contains(says), "{says}: {}", run.stderr);
     }
 }
@@ -785,7 +781,7 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     // The server's certificate is self-signed: no system CA vouches for it.
     with("verify-full", "localhost", "");
     let run = t.rotate(&["app"]);
-    run.expect_code(5);
+    run.expect_class(Class::Source);
     assert!(
         run.stderr.contains("cannot connect") && run.stderr.to_lowercase().contains("certificate"),
         "{}",
@@ -808,7 +804,7 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
 fn config_check_logs_in_to_every_target_and_reads_its_journal() {
     let t = Target::postgres(true);
     let run = t.rotate_env(&[], &[]);
-    run.expect_code(3);
+    run.expect_class(Class::Config);
     let password = pg_password();
     let check =
         t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, &password)]);
@@ -832,7 +828,7 @@ fn config_check_logs_in_to_every_target_and_reads_its_journal() {
     // A wrong admin password is found before any rotation runs.
     let check =
         t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, "not-the-password")]);
-    check.expect_code(4);
+    check.expect_class(Class::Auth);
     assert!(
         check.stderr.contains("rotation target 'app'") && check.stderr.contains("admin"),
         "{}",
@@ -863,8 +859,7 @@ fn an_admin_without_the_privilege_fails_the_rotation_and_status_says_why() {
     );
     let run =
         t.ws.run_env(&["rotate", "app"], &[(ADMIN_ENV, "weak-admin-pw")]);
-    run.expect_code(4);
-    assert!(run.stderr.contains("CREATEROLE"), "{}", run.stderr);
+    run.expect_failure(Class::Auth, "CREATEROLE");
     assert!(t.published().is_none());
     assert!(!run.stderr.contains("weak-admin-pw"));
     let status = t.ws.run(&["rotate", "status", "--json"]);
@@ -985,7 +980,7 @@ fn a_user_that_may_not_log_in_is_refused_before_its_password_changes() {
     };
     let before = password_of();
     let run = t.rotate(&["app"]);
-    run.expect_code(3);
+    run.expect_class(Class::Config);
     assert!(
         run.stderr.contains("may not log in") && run.stderr.contains("LOGIN"),
         "{}",
@@ -1007,19 +1002,13 @@ async fn a_single_user_rotation_stopped_after_db_set_is_resumed_not_abandoned() 
     child.kill().unwrap();
     child.wait().unwrap();
     let run = t.rotate(&["app"]);
-    run.expect_code(7);
-    assert!(run.stderr.contains("--resume"), "{}", run.stderr);
+    run.expect_failure(Class::Integrity, "--resume");
     let pending = t.journal().1.expect("the pending password is kept");
     // The database already has it; the published secret does not.
     assert!(pg_login(&t.users[0], &pending).await);
     assert!(!published_opens(&t).await);
     let run = t.rotate(&["--abandon", "app"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("would lose the password in use"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "would lose the password in use");
     assert_eq!(t.journal().0["state"], "NEEDS_HUMAN");
     let run = t.rotate(&["--resume", "app", "--json"]);
     run.ok();
@@ -1059,12 +1048,7 @@ async fn a_mariadb_account_for_another_host_fails_the_test_naming_user_host() {
         ),
     );
     let run = ws.run(&["rotate", "remote"]);
-    run.expect_code(4);
-    assert!(
-        run.stderr.contains("user_host '10.254.254.254' not match"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Auth, "user_host '10.254.254.254' not match");
     assert!(!ws.path("secrets/remote.json").exists());
     mariadb("", &format!("DROP USER '{user}'@'10.254.254.254'"));
 }
@@ -1083,7 +1067,7 @@ fn the_admin_or_a_privileged_role_is_never_rotated() {
         );
         for args in [&["rotate", "app", "--dry-run"][..], &["config", "check"]] {
             let run = t.ws.run_env(args, &[(ADMIN_ENV, &pg_password())]);
-            run.expect_code(3);
+            run.expect_class(Class::Config);
             assert!(
                 run.stderr.contains("is the admin_user"),
                 "{args:?}: {}",
@@ -1122,13 +1106,13 @@ fn the_admin_or_a_privileged_role_is_never_rotated() {
         };
         let before = password_of();
         let run = t.rotate(&["app"]);
-        run.expect_code(3);
+        run.expect_class(Class::Config);
         assert!(run.stderr.contains(&says), "{says}: {}", run.stderr);
         assert_eq!(before, password_of(), "{says}: the password changed");
         assert!(t.published().is_none());
         let check =
             t.ws.run_env(&["config", "check"], &[(ADMIN_ENV, &pg_password())]);
-        check.expect_code(3);
+        check.expect_class(Class::Config);
         assert!(check.stderr.contains(&says), "{says}: {}", check.stderr);
     }
 }
@@ -1149,12 +1133,7 @@ fn a_users_list_of_one_is_refused() {
     );
     for args in [&["app"][..], &["app", "--dry-run"]] {
         let run = t.rotate(args);
-        run.expect_code(3);
-        assert!(
-            run.stderr.contains("exactly two different users"),
-            "{}",
-            run.stderr
-        );
+        run.expect_failure(Class::Config, "exactly two different users");
     }
     assert_eq!(t.published().unwrap(), before);
 }
@@ -1183,13 +1162,11 @@ fn a_failing_test_query_says_why_and_the_fifth_failure_stops_with_exit_7() {
     let denied = format!("permission denied for table {table}");
     for run_number in 1..=6 {
         let run = t.rotate(&["app"]);
-        let expected = if run_number < 5 { 3 } else { 7 };
-        run.expect_code(expected);
-        assert!(
-            run.stderr.contains(&denied),
-            "run {run_number}: {}",
-            run.stderr
-        );
+        let expected = match run_number < 5 {
+            true => Class::Config,
+            false => Class::Integrity,
+        };
+        run.expect_failure(expected, &denied);
         // One line: the error is printed once.
         assert_eq!(
             run.stderr.matches(&denied).count(),
@@ -1232,7 +1209,7 @@ async fn a_user_the_server_lets_in_without_a_password_is_refused() {
         // The rule is real: any password opens it.
         assert!(pg_login(&t.users[0], "not-its-password").await);
         let run = t.rotate(&["app"]);
-        run.expect_code(3);
+        run.expect_class(Class::Config);
         assert!(
             run.stderr.contains("wrong password") && run.stderr.contains("pg_hba.conf"),
             "{}",
@@ -1289,7 +1266,7 @@ fn mariadb_rotator_with_the_readme_grant_rotates_and_refusals_say_what_to_grant(
         &format!("REVOKE SELECT ON {db}.* FROM '{}'@'%'", users[0]),
     );
     let run = ws.run_env(&["rotate", "shop"], &env);
-    run.expect_code(4);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr.contains(&format!("may not use database '{db}'"))
             && run.stderr.contains("GRANT"),
@@ -1315,8 +1292,7 @@ fn mariadb_rotator_with_the_readme_grant_rotates_and_refusals_say_what_to_grant(
         ),
     );
     let run = ws.run_env(&["rotate", "shop"], &env);
-    run.expect_code(3);
-    assert!(run.stderr.contains("GRANT OPTION"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "GRANT OPTION");
     assert_eq!(
         read_fields(&ws.path("secrets/shop.json")).unwrap()["username"],
         users[1].as_str()
@@ -1333,8 +1309,7 @@ fn mariadb_rotator_with_the_readme_grant_rotates_and_refusals_say_what_to_grant(
             .replace("admin_password = \"env:ROTATOR_PW\"\n", ""),
     );
     let check = ws.run(&["config", "check"]);
-    check.expect_code(3);
-    assert!(check.stderr.contains("GRANT OPTION"), "{}", check.stderr);
+    check.expect_failure(Class::Config, "GRANT OPTION");
     mariadb(
         "",
         &format!(

@@ -13,6 +13,7 @@ use coffre::secretstore::{Fields, FileAccess, SecretRef, SecretStore, Written};
 use serde_json::{Value, json};
 use std::path::Path;
 
+use coffre::error::Class;
 use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::kube_api::KubeApi;
 use support::{Run, Workspace};
@@ -412,7 +413,7 @@ fn store_problems_are_clear_errors_that_change_nothing() {
     api.kubeconfig(&ws.path("kubeconfig"), "coffre");
     api.forbid("create", "secrets");
     let run = run_kube(&ws, &["rotate", &name]);
-    run.expect_code(4);
+    run.expect_class(Class::Auth);
     assert!(
         run.stderr.contains("forbidden") && run.stderr.contains("role.yaml"),
         "{}",
@@ -425,12 +426,7 @@ fn store_problems_are_clear_errors_that_change_nothing() {
     let (ws, _, name) = target("k8s:prod/app-db", "k8s:prod/missing#password", "");
     api.kubeconfig(&ws.path("kubeconfig"), "coffre");
     let run = run_kube(&ws, &["rotate", &name]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("k8s:prod/missing does not exist"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "k8s:prod/missing does not exist");
 
     // No Vault token anywhere.
     let top = format!("[vault]\naddress = \"{}\"\n", vault_url());
@@ -439,8 +435,7 @@ fn store_problems_are_clear_errors_that_change_nothing() {
         &["rotate", &name],
         &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
     );
-    run.expect_code(3);
-    assert!(run.stderr.contains("VAULT_TOKEN"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "VAULT_TOKEN");
 
     // A wrong Vault token: refused, an auth error.
     let bad = private_file(dir.path(), "bad-token", "not-a-token");
@@ -453,8 +448,7 @@ fn store_problems_are_clear_errors_that_change_nothing() {
         &["rotate", &name],
         &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
     );
-    run.expect_code(4);
-    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+    run.expect_failure(Class::Auth, "permission denied");
     assert!(!run.stderr.contains("not-a-token"));
     assert!(pg_login(&users[0], "initial"));
 
@@ -471,12 +465,7 @@ fn store_problems_are_clear_errors_that_change_nothing() {
         &["rotate", &name],
         &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
     );
-    run.expect_code(6);
-    assert!(
-        run.stderr.contains("is it running and reachable"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Store, "is it running and reachable");
 }
 
 /// Vault's API as root, for setting OpenBao up.
@@ -578,11 +567,6 @@ async fn vault_kubernetes_auth_logs_in_as_the_service_account() {
         &["rotate", &name],
         &[("COFFRE_TEST_ADMIN_PW", &pg_password())],
     );
-    run.expect_code(4);
-    assert!(
-        run.stderr.contains("refused the Kubernetes login"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Auth, "refused the Kubernetes login");
     assert!(pg_login(&users[0], "initial"));
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use coffre::error::Class;
 use support::db::unique;
 use support::s3::{S3_ENV, env, s3_keys, s3_open_uploads, s3_store, workspace_with_store};
 use support::{Workspace, noise};
@@ -50,7 +51,7 @@ fn s3_failed_dump_aborts_the_multipart_upload() {
     // More than two 5 MiB parts reach the store before the dump fails.
     ws.shell_job("broken", "head -c 12000000 /dev/urandom; exit 4");
     let run = ws.run_env(&["backup", "broken"], &S3_ENV);
-    run.expect_code(5);
+    run.expect_class(Class::Source);
     assert!(s3_keys(&prefix).is_empty(), "{:?}", s3_keys(&prefix));
     assert!(
         s3_open_uploads(&prefix).is_empty(),
@@ -78,8 +79,7 @@ fn unreachable_s3_endpoint_is_a_store_error() {
         ),
     );
     let run = ws.run_env(&["backup", "files"], &env);
-    run.expect_code(6);
-    assert!(run.stderr.contains("store error"), "{}", run.stderr);
+    run.expect_failure(Class::Store, "store error");
 }
 
 #[test]
@@ -88,8 +88,7 @@ fn plain_http_endpoints_need_allow_http() {
         "[store]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://minio.internal:9000\"\n",
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("allow_http"), "{}", run.stderr);
+    run.expect_failure(Class::Config, "allow_http");
 }
 
 #[test]
@@ -197,12 +196,7 @@ fn object_lock_on_a_bucket_without_it_fails_the_backup_loudly() {
         "[object_lock]\nmode = \"compliance\"\ndays = 1\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
     );
     let run = ws.run_env(&["backup", "files"], &S3_ENV);
-    run.expect_code(6);
-    assert!(
-        run.stderr.contains("complete but not locked"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Store, "complete but not locked");
 }
 
 #[test]
@@ -214,12 +208,7 @@ fn object_lock_needs_an_s3_store() {
         "[object_lock]\nmode = \"governance\"\ndays = 30\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("object_lock needs an S3 store"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "object_lock needs an S3 store");
 }
 
 #[test]
@@ -312,12 +301,7 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
     // The same requests with a wrong secret are refused as auth errors (exit 4).
     let wrong = workspace_with_store(&s3s_store(&prefix, "COFFRE_TEST_S3S_KEY"));
     let run = wrong.run(&["list"]);
-    run.expect_code(4);
-    assert!(
-        run.stderr.contains("refused the credentials"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Auth, "refused the credentials");
     let config = Config::load(&wrong.path("coffre.toml")).unwrap();
     let store = coffre::store::Store::open(&config.store, &config.upload, &config.secrets)
         .await
@@ -369,10 +353,5 @@ fn audit_events_are_locked_when_the_config_says_so() {
         &format!("{config}\n[audit]\nobject_lock = {{ mode = \"governance\", days = 2 }}\n"),
     );
     let run = ws.run(&["config", "check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("audit.object_lock needs an S3 store"),
-        "{}",
-        run.stderr
-    );
+    run.expect_failure(Class::Config, "audit.object_lock needs an S3 store");
 }

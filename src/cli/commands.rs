@@ -3,15 +3,15 @@
 use chrono::Utc;
 use serde_json::Value;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::args::{KeyArgs, NewKey, Output, PickArgs};
+use super::args::{KeyArgs, Output, PickArgs};
 use super::{json, render};
-use crate::config::{Config, Job, KeyRef};
+use crate::config::{Config, Job};
 use crate::crypto::keys::Secret;
 use crate::error::{Error, Remedy, Result};
 use crate::ops::drill::{self, DrillServer};
-use crate::ops::keys::{self, KeyChange, Removal};
+use crate::ops::keys;
 use crate::ops::pick::{check_job, pick_backup, pick_jobs};
 use crate::ops::restore::{self, RestoreOptions, Target};
 use crate::ops::verify::{self, Outcome};
@@ -32,7 +32,7 @@ fn show_progress(quiet: bool) -> bool {
 }
 
 /// The configured keys plus any given on the command line; errors name the flag.
-async fn keys_for_opening(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
+pub(super) async fn keys_for_opening(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret>> {
     let mut loaded = Vec::new();
     for (flag, key) in extra.key_refs() {
         let secret = key.load(config.encryption.argon2, &config.secrets).await;
@@ -43,13 +43,6 @@ async fn keys_for_opening(config: &Config, extra: &KeyArgs) -> Result<Vec<Secret
         .keys_with(loaded, &config.secrets)
         .await
         .map_err(|e| e.with_remedy(Remedy::OtherKey))
-}
-
-async fn load_new_key(config: &Config, new: &NewKey) -> Result<Secret> {
-    let (flag, key) = new.key_ref();
-    key.load(config.encryption.argon2, &config.secrets)
-        .await
-        .map_err(|e| e.context(flag))
 }
 
 pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -> Result<()> {
@@ -277,87 +270,6 @@ pub async fn prune(
     )))
 }
 
-/// A key change leaves backups with an unreadable manifest as they were: an integrity error
-/// naming each, after the others were changed.
-fn unchanged_damaged(change: &KeyChange) -> Result<()> {
-    for d in &change.damaged {
-        tracing::error!("not changed: {}", render::damaged(d));
-    }
-    match change.damaged.len() {
-        0 => Ok(()),
-        n => Err(Error::integrity(format!(
-            "{n} backups have a damaged manifest and were not changed (listed above); every other backup was"
-        ))),
-    }
-}
-
-pub async fn key_add(
-    ctx: &Context,
-    new: &NewKey,
-    job: Option<&str>,
-    keys: &KeyArgs,
-    output: Output,
-) -> Result<()> {
-    check_job(&ctx.config, job)?;
-    let unlock = keys_for_opening(&ctx.config, keys).await?;
-    let new = load_new_key(&ctx.config, new).await?;
-    let change = keys::add(&ctx.store, job, &unlock, &new).await?;
-    emit(
-        output,
-        || render::key_added(&change),
-        || json::key_change("add", &change),
-    );
-    unchanged_damaged(&change)
-}
-
-pub async fn key_remove(
-    ctx: &Context,
-    key_id: Option<&str>,
-    passphrase_env: Option<&str>,
-    job: Option<&str>,
-    output: Output,
-) -> Result<()> {
-    check_job(&ctx.config, job)?;
-    let change = match (key_id, passphrase_env) {
-        (Some(id), _) => keys::remove(&ctx.store, job, Removal::KeyId(id)).await?,
-        (None, Some(var)) => {
-            let key = KeyRef::Passphrase(crate::secretstore::SecretRef::Env(var.into()));
-            let secret = key
-                .load(ctx.config.encryption.argon2, &ctx.config.secrets)
-                .await
-                .map_err(|e| e.context(format!("--passphrase-env {var}")))?;
-            keys::remove(&ctx.store, job, Removal::OpenedBy(&secret)).await?
-        }
-        (None, None) => unreachable!("clap requires one"),
-    };
-    emit(
-        output,
-        || render::key_removed(&change),
-        || json::key_change("remove", &change),
-    );
-    unchanged_damaged(&change)
-}
-
-pub async fn key_rotate(
-    ctx: &Context,
-    new: &NewKey,
-    old_key_id: &str,
-    job: Option<&str>,
-    keys: &KeyArgs,
-    output: Output,
-) -> Result<()> {
-    check_job(&ctx.config, job)?;
-    let unlock = keys_for_opening(&ctx.config, keys).await?;
-    let new = load_new_key(&ctx.config, new).await?;
-    let rotation = keys::rotate(&ctx.store, job, &unlock, &new, old_key_id).await?;
-    emit(
-        output,
-        || render::rotated(&rotation, old_key_id),
-        || json::rotation(&rotation, old_key_id),
-    );
-    unchanged_damaged(&rotation.removed)
-}
-
 pub async fn config_check(config: &Config, output: Output) -> Result<()> {
     let report = config_check::check(config).await?;
     emit(
@@ -365,46 +277,6 @@ pub async fn config_check(config: &Config, output: Output) -> Result<()> {
         || render::config_report(&report),
         || json::config_report(&report),
     );
-    Ok(())
-}
-
-pub fn key_generate(
-    path: &Path,
-    force: bool,
-    x25519: bool,
-    quiet: bool,
-    output: Output,
-) -> Result<()> {
-    if x25519 {
-        let recipient = keys::generate_identity(path, force)?;
-        let (text, id) = (recipient.to_text(), recipient.key_id());
-        emit(
-            output,
-            || text.clone(),
-            || json::generated(path, &id, Some(text.clone())),
-        );
-        if !quiet {
-            eprintln!(
-                "wrote identity {id} to {}: keep it offline; configure jobs with the recipient above ({{ recipient = \"...\" }}) for write-only backups",
-                path.display()
-            );
-        }
-        return Ok(());
-    }
-    let id = keys::generate_key(path, force)?;
-    emit(output, || id.clone(), || json::generated(path, &id, None));
-    if !quiet {
-        eprintln!(
-            "wrote key {id} to {}: keep a copy offline, backups cannot be restored without it",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-pub fn key_id(path: &Path, output: Output) -> Result<()> {
-    let id = keys::key_id_of_file(path)?;
-    emit(output, || id.clone(), || json::key_id(path, &id));
     Ok(())
 }
 

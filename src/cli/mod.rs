@@ -8,6 +8,7 @@ pub mod hints;
 mod incident;
 mod jobs;
 pub mod json;
+mod keys;
 pub mod render;
 mod rotate;
 
@@ -31,8 +32,8 @@ pub async fn run(cli: &Cli, stop: CancellationToken) -> Result<()> {
             force,
             x25519,
             output,
-        }) => return commands::key_generate(path, *force, *x25519, quiet, *output),
-        Command::Key(KeyCommand::Id { path, output }) => return commands::key_id(path, *output),
+        }) => return keys::generate(path, *force, *x25519, quiet, *output),
+        Command::Key(KeyCommand::Id { path, output }) => return keys::id(path, *output),
         Command::Completions { shell } => return commands::completions(*shell),
         Command::Man { dir } => return commands::man(dir.as_ref()),
         Command::Config(ConfigCommand::Check { output }) => {
@@ -126,7 +127,7 @@ async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
             job,
             keys,
             output,
-        } => commands::key_add(ctx, new, job.as_deref(), keys, *output).await,
+        } => keys::add(ctx, new, job.as_deref(), keys, *output).await,
         KeyCommand::Remove {
             key_id,
             passphrase_env,
@@ -134,7 +135,7 @@ async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
             output,
         } => {
             let (id, var) = (key_id.as_deref(), passphrase_env.as_deref());
-            commands::key_remove(ctx, id, var, job.as_deref(), *output).await
+            keys::remove(ctx, id, var, job.as_deref(), *output).await
         }
         KeyCommand::Rotate {
             new,
@@ -142,7 +143,7 @@ async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
             job,
             keys,
             output,
-        } => commands::key_rotate(ctx, new, remove, job.as_deref(), keys, *output).await,
+        } => keys::rotate(ctx, new, remove, job.as_deref(), keys, *output).await,
         KeyCommand::Generate { .. } | KeyCommand::Id { .. } => {
             unreachable!("run without a store")
         }

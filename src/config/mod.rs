@@ -28,7 +28,7 @@ pub use run_lock::{RunLockConfig, RunLockKind, lease_name};
 pub use store::{StoreConfig, UploadConfig};
 pub use task::{Task, TaskKind};
 
-use crate::error::{Error, Remedy, Result};
+use crate::error::{Error, Remedy, Result, one_line};
 use crate::secretstore::{
     FileAccess, Resolver, SecretRef, SecretStores, SecretsManagerConfig, VaultConfig,
 };
@@ -418,14 +418,6 @@ fn deserialize_toml<T: DeserializeOwned>(value: toml::Value, path: &Path) -> Res
         };
         Error::config(format!("{file}: {key}{}", one_line(&inner.to_string())))
     })
-}
-
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.chars().all(|c| "|^ ".contains(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Replace `${VAR}` and `${VAR:-default}` in every string value, in place.

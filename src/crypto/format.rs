@@ -276,33 +276,27 @@ where
         .await
         .map_err(FormatError::Write)?;
 
-    // Two buffers: a chunk is only known to be the last once the next read finds nothing.
-    let mut current = vec![0u8; chunk + TAG_LEN];
-    let mut next = vec![0u8; chunk + TAG_LEN];
-    let mut current_len = read_full(&mut reader, &mut current[..chunk])
+    // Room for the tag after each chunk: it is sealed in place.
+    let mut pieces = ReadAhead::start(&mut reader, chunk, TAG_LEN)
         .await
         .map_err(FormatError::Read)?;
     loop {
-        let next_len = if current_len == chunk {
-            read_full(&mut reader, &mut next[..chunk])
-                .await
-                .map_err(FormatError::Read)?
-        } else {
-            0
-        };
-        let last = next_len == 0;
-        cipher.seal_chunk(&mut current, current_len, last)?;
+        let last = pieces
+            .look_ahead(&mut reader)
+            .await
+            .map_err(FormatError::Read)?;
+        let (buf, len) = pieces.current();
+        cipher.seal_chunk(buf, len, last)?;
         writer
-            .write_all(&current[..current_len + TAG_LEN])
+            .write_all(&buf[..len + TAG_LEN])
             .await
             .map_err(FormatError::Write)?;
-        stats.payload_bytes += current_len as u64;
+        stats.payload_bytes += len as u64;
         stats.chunks += 1;
         if last {
             break;
         }
-        std::mem::swap(&mut current, &mut next);
-        current_len = next_len;
+        pieces.advance();
     }
     writer.flush().await.map_err(FormatError::Write)?;
     Ok(stats)
@@ -327,39 +321,31 @@ where
     let mut cipher = ChunkCipher::new(dek, header);
     let mut stats = StreamStats::default();
 
-    let mut current = vec![0u8; stored_chunk];
-    let mut next = vec![0u8; stored_chunk];
-    let mut current_len = read_full(&mut reader, &mut current)
+    let mut pieces = ReadAhead::start(&mut reader, stored_chunk, 0)
         .await
         .map_err(FormatError::Read)?;
-    if current_len == 0 {
+    if pieces.current().1 == 0 {
         return Err(FormatError::Truncated("no chunk follows the header"));
     }
     loop {
-        let next_len = if current_len == stored_chunk {
-            read_full(&mut reader, &mut next)
-                .await
-                .map_err(FormatError::Read)?
-        } else {
-            0
-        };
-        let last = next_len == 0;
-        let plain_len = match cipher.open_chunk(&mut current[..current_len], last) {
+        let last = pieces
+            .look_ahead(&mut reader)
+            .await
+            .map_err(FormatError::Read)?;
+        let (buf, len) = pieces.current();
+        let stored = &mut buf[..len];
+        let plain_len = match cipher.open_chunk(stored, last) {
             Ok(len) => len,
             // A full chunk that opens as "not last" right before the end: the final chunk was cut off.
             Err(FormatError::ChunkAuth { .. })
-                if last
-                    && current_len == stored_chunk
-                    && cipher
-                        .open_chunk(&mut current[..current_len], false)
-                        .is_ok() =>
+                if last && len == stored_chunk && cipher.open_chunk(stored, false).is_ok() =>
             {
                 return Err(FormatError::Truncated("the final chunk is missing"));
             }
             Err(e) => return Err(e),
         };
         writer
-            .write_all(&current[..plain_len])
+            .write_all(&buf[..plain_len])
             .await
             .map_err(FormatError::Write)?;
         stats.payload_bytes += plain_len as u64;
@@ -367,11 +353,60 @@ where
         if last {
             break;
         }
-        std::mem::swap(&mut current, &mut next);
-        current_len = next_len;
+        pieces.advance();
     }
     writer.flush().await.map_err(FormatError::Write)?;
     Ok(stats)
+}
+
+/// A stream read in pieces of a fixed size, one piece ahead: a chunk is only known to be the
+/// last once the read after it finds nothing (or it is short). Two buffers, whatever the size
+/// of the stream.
+struct ReadAhead {
+    current: Vec<u8>,
+    current_len: usize,
+    next: Vec<u8>,
+    next_len: usize,
+    piece: usize,
+}
+
+impl ReadAhead {
+    /// Read the first piece of `piece` bytes, into buffers with `spare` bytes more.
+    async fn start<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        piece: usize,
+        spare: usize,
+    ) -> io::Result<Self> {
+        let mut current = vec![0u8; piece + spare];
+        let current_len = read_full(reader, &mut current[..piece]).await?;
+        Ok(Self {
+            current,
+            current_len,
+            next: vec![0u8; piece + spare],
+            next_len: 0,
+            piece,
+        })
+    }
+
+    /// Read the piece after the current one: whether the current one is the last.
+    async fn look_ahead<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<bool> {
+        self.next_len = match self.current_len == self.piece {
+            true => read_full(reader, &mut self.next[..self.piece]).await?,
+            false => 0,
+        };
+        Ok(self.next_len == 0)
+    }
+
+    /// The current piece's buffer (spare bytes included) and how many bytes it holds.
+    fn current(&mut self) -> (&mut [u8], usize) {
+        (&mut self.current, self.current_len)
+    }
+
+    /// Move on to the piece read ahead.
+    fn advance(&mut self) {
+        std::mem::swap(&mut self.current, &mut self.next);
+        self.current_len = self.next_len;
+    }
 }
 
 /// Read until `buf` is full or the reader ends; returns how many bytes were read.

@@ -23,11 +23,8 @@ use crate::secretstore::Resolver;
 use crate::source;
 use crate::store::{BackupRef, Store};
 
-use super::Context;
 use super::prune::{self, PruneOutcome};
-
-/// How long a backup past its deadline may take to stop before it is dropped.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+use super::{Context, STOP_GRACE};
 
 /// Bytes buffered between the sealing and the uploading stage.
 const PIPE_BYTES: usize = 1 << 20;

@@ -23,6 +23,10 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::store::Store;
 
+/// How long work told to stop (SIGTERM, a backup past its timeout) may take to abort its
+/// uploads and kill its dumps before it is dropped.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every operation acts on: the configuration, its store, and the signal to stop.
 pub struct Context {
     pub config: Config,

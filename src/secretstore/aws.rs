@@ -5,15 +5,11 @@
 //! That move fails when AWSCURRENT is no longer on the version read, which makes it a
 //! conditional write.
 //!
-//! Requests are the service's JSON API, signed with object_store's SigV4 signer and credential
-//! chain (environment, web identity for IRSA, instance metadata), rather than the AWS SDK, which
-//! would double the build for four calls.
+//! Requests are the service's JSON API, signed by `crate::sigv4`.
 
 use async_trait::async_trait;
-use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredentialProvider};
-use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector,
-};
+use object_store::aws::AmazonS3Builder;
+use object_store::client::HttpRequestBody;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -21,6 +17,7 @@ use zeroize::Zeroizing;
 use super::versioned::{Fields, SecretStore, Versioned, Written};
 use super::{FileAccess, SecretRef};
 use crate::error::{Error, Result};
+use crate::sigv4::SignedClient;
 
 /// `[secrets_manager]` in the config.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -37,9 +34,7 @@ pub struct SecretsManagerConfig {
 
 pub struct SecretsManagerStore {
     url: String,
-    region: String,
-    credentials: AwsCredentialProvider,
-    http: HttpClient,
+    client: SignedClient,
 }
 
 impl SecretsManagerStore {
@@ -68,15 +63,14 @@ impl SecretsManagerStore {
         let s3 = builder
             .build()
             .map_err(|e| Error::config(format!("[secrets_manager]: {e}")))?;
-        let http = ReqwestConnector::default()
-            .connect(&ClientOptions::new().with_allow_http(url.starts_with("http://")))
-            .map_err(|e| Error::config(format!("[secrets_manager]: {e}")))?;
-        Ok(Self {
-            url,
-            region,
-            credentials: s3.credentials().clone(),
-            http,
-        })
+        let client = SignedClient::new(
+            s3.credentials().clone(),
+            "secretsmanager",
+            &region,
+            url.starts_with("http://"),
+        )
+        .map_err(|e| e.context("[secrets_manager]"))?;
+        Ok(Self { url, client })
     }
 
     /// Call one action; the answer, or the error type AWS named and its message.
@@ -85,34 +79,15 @@ impl SecretsManagerStore {
         action: &str,
         body: &str,
     ) -> Result<std::result::Result<Value, (String, String)>> {
-        let fail = |why: String| {
-            Error::store(format!(
-                "AWS Secrets Manager at {}: {action}: {why}",
-                self.url
-            ))
-        };
-        let mut request = http::Request::builder()
+        let what = format!("AWS Secrets Manager at {}: {action}", self.url);
+        let request = http::Request::builder()
             .method(http::Method::POST)
             .uri(&self.url)
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", format!("secretsmanager.{action}"))
             .body(HttpRequestBody::from(body.to_string()))
-            .map_err(|e| fail(e.to_string()))?;
-        let credential = self
-            .credentials
-            .get_credential()
-            .await
-            .map_err(|e| Error::auth(format!("AWS credentials: {e}")))?;
-        AwsAuthorizer::new(&credential, "secretsmanager", &self.region)
-            .try_authorize(&mut request, None)
-            .map_err(|e| fail(e.to_string()))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| fail(format!("{e}: is it reachable?")))?;
-        let status = response.status();
-        let bytes = response.into_body().bytes().await.unwrap_or_default();
+            .map_err(|e| Error::store(format!("{what}: {e}")))?;
+        let (status, bytes) = self.client.exchange(request, &what).await?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(Ok(value));

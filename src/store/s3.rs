@@ -1,5 +1,4 @@
-//! S3 calls object_store does not make, built here and signed with object_store's own SigV4
-//! signer and credentials:
+//! S3 calls object_store does not make, built here and signed by `crate::sigv4`:
 //! - Object Lock: a retain-until date on each object of a backup, set with PutObjectRetention
 //!   right after the object is written. Until then no one, coffre included, can delete or
 //!   overwrite that object version (compliance mode: not even the account root).
@@ -12,10 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::Method;
 use md5::{Digest, Md5};
 use object_store::MultipartId;
-use object_store::aws::{AmazonS3, AwsAuthorizer};
-use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector,
-};
+use object_store::aws::AmazonS3;
+use object_store::client::HttpRequestBody;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
@@ -23,6 +20,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::manifest::LockMode;
+use crate::sigv4::SignedClient;
 
 fn s3_mode_name(mode: LockMode) -> &'static str {
     match mode {
@@ -35,9 +33,8 @@ fn s3_mode_name(mode: LockMode) -> &'static str {
 #[derive(Debug)]
 pub struct S3Api {
     s3: Arc<AmazonS3>,
-    http: HttpClient,
+    client: SignedClient,
     bucket_url: String,
-    region: String,
 }
 
 /// A multipart upload that was started and neither completed nor aborted.
@@ -98,14 +95,12 @@ impl S3Api {
             (None, true) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
             (None, false) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
-        let http = ReqwestConnector::default()
-            .connect(&ClientOptions::new().with_allow_http(allow_http))
-            .map_err(|e| Error::config(format!("store (s3): {e}")))?;
+        let client = SignedClient::new(s3.credentials().clone(), "s3", region, allow_http)
+            .map_err(|e| e.context("store (s3)"))?;
         Ok(Self {
             s3,
-            http,
+            client,
             bucket_url,
-            region: region.to_string(),
         })
     }
 
@@ -187,7 +182,7 @@ impl S3Api {
         self.s3
             .abort_multipart(&upload.path, &id)
             .await
-            .map_err(|e| super::store_error("aborting the open upload of", &upload.path, e))
+            .map_err(|e| super::errors::store_error("aborting the open upload of", &upload.path, e))
     }
 
     /// Sign and send one request; the body of a successful answer.
@@ -211,33 +206,16 @@ impl S3Api {
         body: Option<String>,
         what: &str,
     ) -> Result<(http::StatusCode, Vec<u8>)> {
-        let fail = |why: String| Error::store(format!("{what}: {why}"));
         let mut builder = http::Request::builder().method(method).uri(url);
         if let Some(body) = &body {
             builder = builder
                 .header("content-type", "application/xml")
                 .header("content-md5", B64.encode(Md5::digest(body.as_bytes())));
         }
-        let mut request = builder
+        let request = builder
             .body(HttpRequestBody::from(body.unwrap_or_default()))
-            .map_err(|e| fail(e.to_string()))?;
-        let credential = self
-            .s3
-            .credentials()
-            .get_credential()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        AwsAuthorizer::new(&credential, "s3", &self.region)
-            .try_authorize(&mut request, None)
-            .map_err(|e| fail(e.to_string()))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        let body = response.into_body().bytes().await.unwrap_or_default();
-        Ok((status, body.to_vec()))
+            .map_err(|e| Error::store(format!("{what}: {e}")))?;
+        self.client.exchange(request, what).await
     }
 }
 

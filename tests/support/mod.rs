@@ -8,6 +8,7 @@ pub mod http;
 pub mod kube_api;
 pub mod s3;
 
+use coffre::error::Class;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -43,6 +44,34 @@ impl Run {
     pub fn ok(&self) -> &Self {
         self.expect_code(0)
     }
+
+    /// Panics with both streams unless the run failed with `class`'s exit code.
+    pub fn expect_class(&self, class: Class) -> &Self {
+        self.expect_code(class.exit_code())
+    }
+
+    /// Panics with both streams unless the run failed with `class`'s exit code and said
+    /// `needle` on stderr.
+    pub fn expect_failure(&self, class: Class, needle: &str) -> &Self {
+        self.expect_class(class);
+        assert!(
+            self.stderr.contains(needle),
+            "expected '{needle}' on stderr\nstderr: {}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// The exit code of each class of failure, as the README lists them.
+pub mod exit {
+    use coffre::error::Class;
+    pub const CONFIG: i32 = Class::Config.exit_code();
+    pub const AUTH: i32 = Class::Auth.exit_code();
+    pub const SOURCE: i32 = Class::Source.exit_code();
+    pub const STORE: i32 = Class::Store.exit_code();
+    pub const INTEGRITY: i32 = Class::Integrity.exit_code();
+    pub const TARGET: i32 = Class::Target.exit_code();
 }
 
 impl From<Output> for Run {

@@ -1,284 +1,22 @@
-//! Key stanzas: each wraps a backup's DEK for one key-encryption key (KEK).
-//!
-//! Stanzas live only in the manifest, so adding or removing a key rewrites manifests, never data.
-//! Every stanza wraps the DEK with AES-256-GCM, aad = "coffre/v1/wrap" || backup_id bytes.
+//! Key stanzas: each wraps a backup's DEK for one key-encryption key (KEK), with AES-256-GCM,
+//! aad = "coffre/v1/wrap" || backup_id bytes. Opening tries keys and identities by key id
+//! first, then passphrases within a bounded budget of key derivation.
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::{Dek, fill_random, random_array};
+use super::passphrase::{MAX_UNLOCK_DERIVATIONS, MAX_UNLOCK_WORK};
+use super::{Argon2Params, Identity, Passphrase, Recipient, SymmetricKey, x25519};
+use crate::crypto::{Dek, random_array};
 use crate::error::{Error, Remedy, Result};
 
 const WRAP_AAD_PREFIX: &[u8] = b"coffre/v1/wrap";
-const KEY_ID_PREFIX: &[u8] = b"coffre/v1/key-id";
-/// Limits on argon2id parameters, read from manifests where they are not under the mac: a
-/// hostile or damaged stanza must not exhaust memory or run for years. Configs are held to the
-/// same limits, so coffre never writes a stanza it would refuse to read.
-pub const MAX_ARGON2_M_KIB: u32 = 1024 * 1024;
-pub const MAX_ARGON2_P: u32 = 16;
-/// Work of one derivation, in KiB of memory times passes: 4 GiB-passes (1 GiB with t = 4,
-/// 64 MiB with t = 64), a few seconds. The default (64 MiB, t = 3) is 192 MiB-passes.
-pub const MAX_ARGON2_WORK: u64 = 4 * 1024 * 1024;
-/// Key derivation one attempt to open a backup may spend, in all: passphrases are tried on the
-/// cheapest stanzas first, and the attempt stops here.
-pub const MAX_UNLOCK_WORK: u64 = 2 * MAX_ARGON2_WORK;
-/// Passphrase derivations one attempt to open a backup may run.
-pub const MAX_UNLOCK_DERIVATIONS: usize = 16;
 const WRAPPED_LEN: usize = 48;
-/// Prefix of the text form of a key, so a key file is recognisable and never mistaken for another secret.
-const KEY_TEXT_PREFIX: &str = "coffre-key-v1:";
-
-/// A 32-byte symmetric key (a KEK). Zeroized on drop; `Debug` shows only its key id.
-#[derive(Clone)]
-pub struct SymmetricKey(Zeroizing<[u8; 32]>);
-
-impl SymmetricKey {
-    pub fn generate() -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        fill_random(key.as_mut());
-        Self(key)
-    }
-
-    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
-        Self(bytes)
-    }
-
-    /// Hex of the first 8 bytes of SHA-256("coffre/v1/key-id" || key).
-    pub fn key_id(&self) -> String {
-        key_id_of(self.0.as_ref())
-    }
-
-    /// The text form written to key files: `coffre-key-v1:` + base64 of the 32 bytes.
-    pub fn to_text(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!(
-            "{KEY_TEXT_PREFIX}{}\n",
-            B64.encode(self.0.as_ref())
-        ))
-    }
-
-    /// Parse a key from its text form (`coffre-key-v1:<base64>`, or 64 hex characters) or raw 32 bytes.
-    pub fn parse(raw: &[u8]) -> std::result::Result<Self, &'static str> {
-        if raw.len() == 32 {
-            let mut key = Zeroizing::new([0u8; 32]);
-            key.copy_from_slice(raw);
-            return Ok(Self(key));
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| "a key is 32 raw bytes or text")?;
-        let text = text.trim();
-        let mut decoded = Zeroizing::new(if let Some(b64) = text.strip_prefix(KEY_TEXT_PREFIX) {
-            B64.decode(b64)
-                .map_err(|_| "the base64 after 'coffre-key-v1:' is invalid")?
-        } else if text.len() == 64 {
-            hex::decode(text).map_err(|_| "64 characters but not hex")?
-        } else {
-            return Err(
-                "expected 'coffre-key-v1:<base64>' (from 'coffre key generate') or 64 hex characters",
-            );
-        });
-        if decoded.len() != 32 {
-            decoded.zeroize();
-            return Err("the key does not decode to 32 bytes");
-        }
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&decoded);
-        Ok(Self(key))
-    }
-
-    fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SymmetricKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SymmetricKey({})", self.key_id())
-    }
-}
-
-/// A passphrase. Zeroized on drop; never printed.
-#[derive(Clone)]
-pub struct Passphrase(Zeroizing<String>);
-
-impl Passphrase {
-    pub fn new(text: Zeroizing<String>) -> Result<Self> {
-        if text.is_empty() {
-            return Err(Error::config("the passphrase is empty"));
-        }
-        Ok(Self(text))
-    }
-
-    fn derive(&self, salt: &[u8], params: Argon2Params) -> Result<SymmetricKey> {
-        let argon_params = Params::new(params.m_kib, params.t, params.p, Some(32))
-            .map_err(|e| Error::config(format!("argon2id parameters {params:?}: {e}")))?;
-        let mut out = Zeroizing::new([0u8; 32]);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)
-            .hash_password_into(self.0.as_bytes(), salt, out.as_mut())
-            .map_err(|e| Error::internal(format!("argon2id failed: {e}")))?;
-        Ok(SymmetricKey(out))
-    }
-}
-
-impl std::fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Passphrase(..)")
-    }
-}
-
-const IDENTITY_TEXT_PREFIX: &str = "coffre-x25519-identity-v1:";
-const RECIPIENT_TEXT_PREFIX: &str = "coffre-x25519-v1:";
-const INFO_X25519: &[u8] = b"coffre/v1/x25519";
-
-/// An X25519 identity: opens backups written to its recipient. Zeroized on drop.
-#[derive(Clone)]
-pub struct Identity(x25519_dalek::StaticSecret);
-
-/// An X25519 recipient (public key): writes backups it cannot open.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Recipient(x25519_dalek::PublicKey);
-
-impl Identity {
-    pub fn generate() -> Self {
-        let bytes = Zeroizing::new(random_array::<32>());
-        Self(x25519_dalek::StaticSecret::from(*bytes))
-    }
-
-    pub fn recipient(&self) -> Recipient {
-        Recipient(x25519_dalek::PublicKey::from(&self.0))
-    }
-
-    /// `coffre-x25519-identity-v1:` + base64, for identity files.
-    pub fn to_text(&self) -> Zeroizing<String> {
-        let bytes = Zeroizing::new(self.0.to_bytes());
-        Zeroizing::new(format!(
-            "{IDENTITY_TEXT_PREFIX}{}\n",
-            B64.encode(bytes.as_ref())
-        ))
-    }
-
-    pub fn parse(text: &str) -> std::result::Result<Self, &'static str> {
-        let b64 = text
-            .trim()
-            .strip_prefix(IDENTITY_TEXT_PREFIX)
-            .ok_or("an identity file starts with 'coffre-x25519-identity-v1:'")?;
-        let bytes = Zeroizing::new(
-            B64.decode(b64)
-                .map_err(|_| "the identity's base64 is invalid")?,
-        );
-        let array: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| "the identity does not decode to 32 bytes")?;
-        Ok(Self(x25519_dalek::StaticSecret::from(array)))
-    }
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identity({})", self.recipient().key_id())
-    }
-}
-
-impl Recipient {
-    /// Hex of the first 8 bytes of SHA-256("coffre/v1/key-id" || public key).
-    pub fn key_id(&self) -> String {
-        key_id_of(self.0.as_bytes())
-    }
-
-    pub fn to_text(&self) -> String {
-        format!("{RECIPIENT_TEXT_PREFIX}{}", B64.encode(self.0.as_bytes()))
-    }
-
-    pub fn parse(text: &str) -> std::result::Result<Self, &'static str> {
-        let b64 = text
-            .trim()
-            .strip_prefix(RECIPIENT_TEXT_PREFIX)
-            .ok_or("a recipient starts with 'coffre-x25519-v1:'")?;
-        let bytes: [u8; 32] = B64
-            .decode(b64)
-            .map_err(|_| "the recipient's base64 is invalid")?
-            .try_into()
-            .map_err(|_| "the recipient does not decode to 32 bytes")?;
-        Ok(Self(x25519_dalek::PublicKey::from(bytes)))
-    }
-}
-
-impl std::fmt::Debug for Recipient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Recipient({})", self.key_id())
-    }
-}
-
-/// KEK = HKDF(X25519(secret, public), epk || recipient, "coffre/v1/x25519", 32).
-fn x25519_kek(
-    secret: &x25519_dalek::StaticSecret,
-    public: &x25519_dalek::PublicKey,
-    epk: &[u8; 32],
-    recipient: &[u8; 32],
-) -> Option<SymmetricKey> {
-    let shared = secret.diffie_hellman(public);
-    if !shared.was_contributory() {
-        return None; // a low-order point: the "shared" secret would be public
-    }
-    let mut kek = Zeroizing::new([0u8; 32]);
-    super::hkdf_sha256(
-        shared.as_bytes(),
-        &[epk.as_slice(), recipient].concat(),
-        &[INFO_X25519],
-        kek.as_mut(),
-    );
-    Some(SymmetricKey(kek))
-}
-
-/// Cost parameters of argon2id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Argon2Params {
-    pub m_kib: u32,
-    pub t: u32,
-    pub p: u32,
-}
-
-impl Argon2Params {
-    /// KiB of memory times passes.
-    pub fn work(&self) -> u64 {
-        u64::from(self.m_kib) * u64::from(self.t)
-    }
-
-    /// Why these parameters are outside what coffre reads and writes, if they are.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        let Argon2Params { m_kib, t, p } = *self;
-        if t == 0 || p == 0 || p > MAX_ARGON2_P {
-            return Err(format!("t must be at least 1 and p 1..={MAX_ARGON2_P}"));
-        }
-        if m_kib < 8 * p || m_kib > MAX_ARGON2_M_KIB {
-            return Err(format!("m_kib must be 8*p..={MAX_ARGON2_M_KIB} (1 GiB)"));
-        }
-        if self.work() > MAX_ARGON2_WORK {
-            return Err(format!(
-                "m_kib * t is {}, over {MAX_ARGON2_WORK} (1 GiB with t = 4, 64 MiB with t = 64)",
-                self.work()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Default for Argon2Params {
-    fn default() -> Self {
-        Self {
-            m_kib: 65536,
-            t: 3,
-            p: 1,
-        }
-    }
-}
 
 /// A key to write backups to, and (all but a recipient) to open them with.
 #[derive(Clone, Debug)]
@@ -359,18 +97,11 @@ pub fn wrap(secret: &Secret, dek: &Dek, backup_id: Uuid) -> Result<Stanza> {
             wrap(&Secret::Recipient(identity.recipient()), dek, backup_id)
         }
         Secret::Recipient(recipient) => {
-            let ephemeral = x25519_dalek::StaticSecret::from(*Zeroizing::new(random_array::<32>()));
-            let epk = x25519_dalek::PublicKey::from(&ephemeral);
-            let kek = x25519_kek(
-                &ephemeral,
-                &recipient.0,
-                epk.as_bytes(),
-                recipient.0.as_bytes(),
-            )
-            .ok_or_else(|| Error::config("the x25519 recipient is not a usable public key"))?;
+            let (epk, kek) = x25519::wrap_kek(recipient)
+                .ok_or_else(|| Error::config("the x25519 recipient is not a usable public key"))?;
             Ok(Stanza::X25519 {
                 key_id: recipient.key_id(),
-                epk: B64.encode(epk.as_bytes()),
+                epk: B64.encode(epk),
                 wrapped: B64.encode(seal_dek(&kek, &[0u8; 12], dek, backup_id)),
             })
         }
@@ -578,13 +309,7 @@ fn try_unwrap(stanza: &Stanza, secret: &Secret, backup_id: Uuid) -> Option<Dek> 
             Secret::Identity(identity),
         ) if *key_id == identity.recipient().key_id() => {
             let epk = <[u8; 32]>::try_from(B64.decode(epk).ok()?).ok()?;
-            let recipient = identity.recipient();
-            let kek = x25519_kek(
-                &identity.0,
-                &x25519_dalek::PublicKey::from(epk),
-                &epk,
-                recipient.0.as_bytes(),
-            )?;
+            let kek = x25519::unwrap_kek(identity, &epk)?;
             open_dek_with_nonce(&kek, &[0u8; 12], wrapped, backup_id)
         }
         _ => None,
@@ -637,26 +362,10 @@ fn open_dek_with_nonce(
     Some(Dek::from_bytes(dek))
 }
 
-/// The key id of a key's or an x25519 identity's text (an identity's is its recipient's).
-pub fn key_id_of_text(raw: &[u8]) -> std::result::Result<String, &'static str> {
-    if raw.starts_with(IDENTITY_TEXT_PREFIX.as_bytes()) {
-        let text = std::str::from_utf8(raw).map_err(|_| "an identity is text")?;
-        return Ok(Identity::parse(text)?.recipient().key_id());
-    }
-    Ok(SymmetricKey::parse(raw)?.key_id())
-}
-
-fn key_id_of(kek: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(KEY_ID_PREFIX)
-        .chain_update(kek)
-        .finalize();
-    hex::encode(&digest[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::keys::MAX_ARGON2_M_KIB;
 
     fn fast_params() -> Argon2Params {
         Argon2Params {
@@ -802,41 +511,5 @@ mod tests {
         // passphrases), a third does not.
         assert!(budget.spend(&big) && budget.spend(&big));
         assert!(!budget.spend(&fast_params()), "the work budget is spent");
-    }
-
-    #[test]
-    fn parameter_limits_accept_the_default_and_refuse_excess() {
-        assert!(Argon2Params::default().check().is_ok());
-        for bad in [
-            (0, 1, 1),
-            (65536, 0, 1),
-            (65536, 3, 17),
-            (65536, 65, 1),
-            (MAX_ARGON2_M_KIB * 2, 1, 1),
-        ] {
-            let params = Argon2Params {
-                m_kib: bad.0,
-                t: bad.1,
-                p: bad.2,
-            };
-            assert!(params.check().is_err(), "{params:?}");
-        }
-    }
-
-    #[test]
-    fn key_text_form_parses_back_and_debug_hides_bytes() {
-        let key = SymmetricKey::generate();
-        let text = key.to_text();
-        let parsed = SymmetricKey::parse(text.as_bytes()).unwrap();
-        assert_eq!(parsed.key_id(), key.key_id());
-        let hex_form = hex::encode(key.as_bytes());
-        assert_eq!(
-            SymmetricKey::parse(hex_form.as_bytes()).unwrap().key_id(),
-            key.key_id()
-        );
-        let debug = format!("{key:?}");
-        assert!(!debug.contains(&hex_form));
-        assert!(!debug.contains(&B64.encode(key.as_bytes())));
-        assert!(SymmetricKey::parse(b"coffre-key-v1:AAAA").is_err());
     }
 }

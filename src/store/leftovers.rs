@@ -1,0 +1,114 @@
+//! What unfinished backups leave that listings do not show: a local store's staging files and
+//! S3's open multipart uploads, removed by prune once their backup has provably stopped.
+
+use super::layout::BackupRef;
+use super::{Store, s3};
+use crate::error::{Error, Result};
+
+/// Something an unfinished backup left that listings do not show.
+#[derive(Clone, Debug)]
+pub enum Leftover {
+    /// A local store's staging file (`data.cfr#N`), which becomes `data.cfr` on completion.
+    Staging(std::path::PathBuf),
+    /// An S3 multipart upload that was neither completed nor aborted.
+    Upload(s3::OpenUpload),
+}
+
+/// A leftover and the backup it belongs to.
+#[derive(Clone, Debug)]
+pub struct Stray {
+    pub location: BackupRef,
+    pub leftover: Leftover,
+}
+
+impl Store {
+    /// What unfinished backups of `job` left that listings do not show: staging files of a
+    /// local store, open multipart uploads on S3. (Azure discards uncommitted blocks itself
+    /// after 7 days; for GCS, see the bucket lifecycle rules in docs/OPERATIONS.md.)
+    pub async fn strays(&self, job: &str) -> Result<Vec<Stray>> {
+        let job_dir = self.job_dir(job);
+        if let Some(s3) = &self.s3 {
+            let uploads = s3.open_uploads(&job_dir).await?;
+            return Ok(uploads
+                .into_iter()
+                .filter_map(|upload| {
+                    let parts: Vec<_> = upload.path.parts().skip(job_dir.parts().count()).collect();
+                    let [dir, _file] = parts.as_slice() else {
+                        return None;
+                    };
+                    Some(Stray {
+                        location: BackupRef::parse_dir(job, dir.as_ref())?,
+                        leftover: Leftover::Upload(upload),
+                    })
+                })
+                .collect());
+        }
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let mut dir = root.clone();
+        dir.extend(job_dir.parts().map(|p| p.as_ref().to_string()));
+        Ok(local_staging_files(&dir, job))
+    }
+
+    /// Remove one leftover.
+    pub async fn remove_stray(&self, stray: &Stray) -> Result<()> {
+        match &stray.leftover {
+            Leftover::Upload(upload) => match &self.s3 {
+                Some(s3) => s3.abort_upload(upload).await,
+                None => Ok(()),
+            },
+            Leftover::Staging(path) => {
+                self.refuse_links(&stray.location)?;
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::store(format!("removing {}: {e}", path.display())));
+                    }
+                }
+                // The directory goes too once nothing else is in it.
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Staging files in the backup directories under a local job directory `dir`: files named
+/// `NAME#DIGITS`, as object_store names them. Symbolic links are not followed.
+fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
+    let mut strays = Vec::new();
+    let Ok(backups) = std::fs::read_dir(dir) else {
+        return strays;
+    };
+    for entry in backups.flatten() {
+        // file_type() does not follow links: a linked directory is skipped.
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(location) = name.to_str().and_then(|n| BackupRef::parse_dir(job, n)) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let staging = name
+                .to_str()
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if staging && file.file_type().is_ok_and(|t| t.is_file()) {
+                strays.push(Stray {
+                    location: location.clone(),
+                    leftover: Leftover::Staging(file.path()),
+                });
+            }
+        }
+    }
+    strays
+}

@@ -1,0 +1,110 @@
+//! Small objects beside the backups: job locks, audit events (created, never replaced) and the
+//! helpers that write and read such objects whole.
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::Store;
+use super::errors::store_error;
+use crate::error::{Error, Result};
+use crate::manifest::LockMode;
+
+/// Run records and locks are small JSON objects.
+const MAX_SMALL_OBJECT_BYTES: u64 = 64 * 1024;
+
+impl Store {
+    /// Create a lock object; false when one exists already.
+    pub async fn create_lock(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
+        self.create_object(&self.lock_path(name), bytes, "creating the lock")
+            .await
+    }
+
+    /// Create an object only if none is at `path`: false when one is (the store's conditional
+    /// create decides a race).
+    pub(super) async fn create_object(
+        &self,
+        path: &ObjectPath,
+        bytes: Vec<u8>,
+        doing: &str,
+    ) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(store_error(doing, path, e)),
+        }
+    }
+
+    /// Store one audit event as a new object under the audit prefix (`key` is its path below
+    /// it). It is created, never replaced; with S3 Object Lock's default retention on the
+    /// bucket, no one can delete it before its time.
+    pub async fn put_audit(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        lock: Option<(LockMode, DateTime<Utc>)>,
+    ) -> Result<()> {
+        let path = self.audit_path(key);
+        // Already there: written by an earlier attempt whose lock failed, which is locked now.
+        self.create_object(&path, bytes, "writing the audit event")
+            .await?;
+        if let Some((mode, until)) = lock {
+            self.locker("the audit trail")?
+                .retain(&path, mode, until)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The content of a lock object, if it exists.
+    pub async fn read_lock(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_small(&self.lock_path(name)).await
+    }
+
+    /// Replace a lock object held by this process (to extend it).
+    pub async fn replace_lock(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put_small(&self.lock_path(name), bytes).await
+    }
+
+    /// Write a small object whole, replacing what is there.
+    pub(super) async fn put_small(&self, path: &ObjectPath, bytes: Vec<u8>) -> Result<()> {
+        self.inner
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_error("writing", path, e))?;
+        Ok(())
+    }
+
+    pub async fn delete_lock(&self, name: &str) -> Result<()> {
+        self.delete_if_exists(&self.lock_path(name)).await
+    }
+
+    /// A small object whole (at most 64 KiB), or None when it does not exist.
+    pub(super) async fn get_small(&self, path: &ObjectPath) -> Result<Option<Vec<u8>>> {
+        let result = match self.inner.get(path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error("reading", path, e)),
+        };
+        if result.meta.size > MAX_SMALL_OBJECT_BYTES {
+            return Err(Error::integrity(format!(
+                "{path}: {} bytes, over the {MAX_SMALL_OBJECT_BYTES} this object ever holds",
+                result.meta.size
+            )));
+        }
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| store_error("reading", path, e))?;
+        Ok(Some(bytes.to_vec()))
+    }
+}
