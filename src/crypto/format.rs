@@ -268,38 +268,29 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let chunk = header.chunk_len();
     let mut cipher = ChunkCipher::new(dek, header);
-    let mut stats = StreamStats::default();
     writer
         .write_all(&header.to_bytes())
         .await
         .map_err(FormatError::Write)?;
-
+    let mut payload_bytes = 0;
     // Room for the tag after each chunk: it is sealed in place.
-    let mut pieces = ReadAhead::start(&mut reader, chunk, TAG_LEN)
-        .await
-        .map_err(FormatError::Read)?;
-    loop {
-        let last = pieces
-            .look_ahead(&mut reader)
-            .await
-            .map_err(FormatError::Read)?;
-        let (buf, len) = pieces.current();
-        cipher.seal_chunk(buf, len, last)?;
-        writer
-            .write_all(&buf[..len + TAG_LEN])
-            .await
-            .map_err(FormatError::Write)?;
-        stats.payload_bytes += len as u64;
-        stats.chunks += 1;
-        if last {
-            break;
-        }
-        pieces.advance();
-    }
-    writer.flush().await.map_err(FormatError::Write)?;
-    Ok(stats)
+    let chunks = each_piece(
+        &mut reader,
+        writer,
+        header.chunk_len(),
+        TAG_LEN,
+        |buf, len, last| {
+            cipher.seal_chunk(buf, len, last)?;
+            payload_bytes += len as u64;
+            Ok(len + TAG_LEN)
+        },
+    )
+    .await?;
+    Ok(StreamStats {
+        payload_bytes,
+        chunks,
+    })
 }
 
 /// Decrypt the chunks that follow an already-read `header`, writing plaintext to `writer`.
@@ -319,23 +310,15 @@ where
     header.check_commitment(dek)?;
     let stored_chunk = header.chunk_len() + TAG_LEN;
     let mut cipher = ChunkCipher::new(dek, header);
-    let mut stats = StreamStats::default();
-
-    let mut pieces = ReadAhead::start(&mut reader, stored_chunk, 0)
-        .await
-        .map_err(FormatError::Read)?;
-    if pieces.current().1 == 0 {
-        return Err(FormatError::Truncated("no chunk follows the header"));
-    }
-    loop {
-        let last = pieces
-            .look_ahead(&mut reader)
-            .await
-            .map_err(FormatError::Read)?;
-        let (buf, len) = pieces.current();
+    let mut payload_bytes = 0;
+    let chunks = each_piece(&mut reader, writer, stored_chunk, 0, |buf, len, last| {
+        // Only the first piece can be empty: a header and nothing after it.
+        if len == 0 {
+            return Err(FormatError::Truncated("no chunk follows the header"));
+        }
         let stored = &mut buf[..len];
         let plain_len = match cipher.open_chunk(stored, last) {
-            Ok(len) => len,
+            Ok(plain_len) => plain_len,
             // A full chunk that opens as "not last" right before the end: the final chunk was cut off.
             Err(FormatError::ChunkAuth { .. })
                 if last && len == stored_chunk && cipher.open_chunk(stored, false).is_ok() =>
@@ -344,19 +327,51 @@ where
             }
             Err(e) => return Err(e),
         };
+        payload_bytes += plain_len as u64;
+        Ok(plain_len)
+    })
+    .await?;
+    Ok(StreamStats {
+        payload_bytes,
+        chunks,
+    })
+}
+
+/// Cut what `reader` yields into pieces of `piece` bytes (the last may be shorter, or empty
+/// when nothing came at all), transform each in place with `each` (given its buffer, with
+/// `spare` bytes of room after the piece, its length and whether it is the last), write the
+/// first bytes of the buffer `each` says to `writer`, and flush. Returns the number of pieces.
+async fn each_piece<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    piece: usize,
+    spare: usize,
+    mut each: impl FnMut(&mut [u8], usize, bool) -> Result<usize, FormatError>,
+) -> Result<u64, FormatError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut pieces = ReadAhead::start(reader, piece, spare)
+        .await
+        .map_err(FormatError::Read)?;
+    let mut count = 0;
+    loop {
+        let last = pieces.look_ahead(reader).await.map_err(FormatError::Read)?;
+        let (buf, len) = pieces.current();
+        let out = each(buf, len, last)?;
         writer
-            .write_all(&buf[..plain_len])
+            .write_all(&buf[..out])
             .await
             .map_err(FormatError::Write)?;
-        stats.payload_bytes += plain_len as u64;
-        stats.chunks += 1;
+        count += 1;
         if last {
             break;
         }
         pieces.advance();
     }
     writer.flush().await.map_err(FormatError::Write)?;
-    Ok(stats)
+    Ok(count)
 }
 
 /// A stream read in pieces of a fixed size, one piece ahead: a chunk is only known to be the
