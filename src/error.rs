@@ -249,3 +249,32 @@ pub fn one_line(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_kept_as_source_with_the_class() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = Error::config("cannot read the key /k: no such file")
+            .caused_by(io)
+            .context("[encryption]");
+        assert_eq!(e.class(), Class::Config);
+        assert!(e.is_io(std::io::ErrorKind::NotFound));
+        assert!(!e.is_io(std::io::ErrorKind::PermissionDenied));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), "no such file");
+        assert!(std::error::Error::source(&Error::store("x")).is_none());
+    }
+
+    #[test]
+    fn one_line_folds_whitespace_and_drops_toml_markers() {
+        let toml = "TOML parse error at line 2, column 5\n  |\n2 | a = \n  |     ^\ninvalid string";
+        assert_eq!(
+            one_line(toml),
+            "TOML parse error at line 2, column 5 2 | a = invalid string"
+        );
+        assert_eq!(one_line("a\n\n  b   c"), "a b c");
+    }
+}

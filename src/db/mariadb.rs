@@ -215,12 +215,22 @@ impl Server for MariaConn {
         format!("{}:{}", self.host, self.port)
     }
 
-    async fn database_exists(&self, name: &str) -> Result<bool> {
-        let sql = format!(
+    fn count_databases_sql(name: &str) -> String {
+        format!(
             "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {}",
             quote_literal(name)
-        );
-        Ok(self.scalar(&sql).await? != "0")
+        )
+    }
+
+    fn create_database_sql(name: &str) -> String {
+        format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4",
+            quote_ident(name)
+        )
+    }
+
+    fn drop_database_sql(name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {}", quote_ident(name))
     }
 
     /// Tables, views and routines in this connection's database: zero for a fresh one.
@@ -231,21 +241,6 @@ impl Server for MariaConn {
              (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = {db})"
         );
         parse_count(&self.scalar(&sql).await?)
-    }
-
-    async fn create_database(&self, name: &str) -> Result<()> {
-        self.query(&format!(
-            "CREATE DATABASE {} CHARACTER SET utf8mb4",
-            quote_ident(name)
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn drop_database(&self, name: &str) -> Result<()> {
-        self.query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
-            .await
-            .map(drop)
     }
 
     /// Base tables of this connection's database and their exact row counts.

@@ -146,9 +146,11 @@ pub(crate) trait Server: Clone {
     fn describe(&self) -> String;
     /// "host:port".
     fn address(&self) -> String;
-    async fn database_exists(&self, name: &str) -> Result<bool>;
-    async fn create_database(&self, name: &str) -> Result<()>;
-    async fn drop_database(&self, name: &str) -> Result<()>;
+    /// The engine's statement counting databases named `name` (0 or 1).
+    fn count_databases_sql(name: &str) -> String;
+    /// The engine's statements creating and dropping (if it exists) database `name`.
+    fn create_database_sql(name: &str) -> String;
+    fn drop_database_sql(name: &str) -> String;
     /// Objects in this connection's database: zero for a fresh one.
     async fn user_object_count(&self) -> Result<u64>;
     async fn table_counts(&self) -> Result<TableCounts>;
@@ -169,6 +171,18 @@ pub(crate) trait Server: Clone {
     /// The first field of the first row `sql` returns.
     async fn scalar(&self, sql: &str) -> Result<String> {
         first_cell(self.query(sql).await?, &self.describe(), sql)
+    }
+
+    async fn database_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.scalar(&Self::count_databases_sql(name)).await? != "0")
+    }
+
+    async fn create_database(&self, name: &str) -> Result<()> {
+        self.query(&Self::create_database_sql(name)).await.map(drop)
+    }
+
+    async fn drop_database(&self, name: &str) -> Result<()> {
+        self.query(&Self::drop_database_sql(name)).await.map(drop)
     }
 
     async fn server_version(&self) -> Result<String> {

@@ -174,13 +174,20 @@ impl Server for PgConn {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// Whether `name` exists (asked on this connection's database).
-    async fn database_exists(&self, name: &str) -> Result<bool> {
-        let sql = format!(
+    fn count_databases_sql(name: &str) -> String {
+        format!(
             "SELECT count(*) FROM pg_database WHERE datname = {}",
             quote_literal(name)
-        );
-        Ok(self.scalar(&sql).await? != "0")
+        )
+    }
+
+    fn create_database_sql(name: &str) -> String {
+        format!("CREATE DATABASE {}", quote_ident(name))
+    }
+
+    /// FORCE: a drill's scratch database goes even if a session was left on it.
+    fn drop_database_sql(name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
     }
 
     /// Relations, functions and types outside the system schemas: zero for a fresh database.
@@ -190,21 +197,6 @@ impl Server for PgConn {
                    + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))";
         parse_count(&self.scalar(sql).await?)
-    }
-
-    async fn create_database(&self, name: &str) -> Result<()> {
-        self.query(&format!("CREATE DATABASE {}", quote_ident(name)))
-            .await
-            .map(drop)
-    }
-
-    async fn drop_database(&self, name: &str) -> Result<()> {
-        self.query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))
-        .await
-        .map(drop)
     }
 
     /// Tables in user schemas and their exact row counts.

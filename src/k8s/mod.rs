@@ -63,7 +63,7 @@ impl Cluster {
 /// A failed API call as a coffre error: a refusal is an auth error naming the permission the
 /// service account lacks; anything else (unreachable, a server error) may pass on a retry.
 pub(crate) fn api_error(e: kube::Error, doing: &str) -> Error {
-    match &e {
+    let error = match &e {
         kube::Error::Api(status) if status.code == 401 => Error::auth(format!(
             "Kubernetes API: {doing}: not authenticated ({}): check the pod's service account token or the kubeconfig's credentials",
             status.message
@@ -73,7 +73,8 @@ pub(crate) fn api_error(e: kube::Error, doing: &str) -> Error {
             status.message
         )),
         _ => Error::store(format!("Kubernetes API: {doing}: {e}")),
-    }
+    };
+    error.caused_by(e)
 }
 
 /// Whether an API call failed with this HTTP status (404 not found, 409 conflict).
