@@ -189,8 +189,10 @@ impl Credential for DatabasePassword {
                 "the database refused {user}'s new password just after it was set: is another tool changing it{host_hint}"
             )));
         }
-        // The login proves the new password only if a wrong one is refused.
-        self.refuse_unchecked(user).await
+        // DB_SET proved the server checks this user's password: it refused the new one before
+        // it was set, or a wrong one (`refuse_unchecked`). No failed login is made here, which
+        // a server's log or lockout policy would count every week.
+        Ok(())
     }
 
     fn published(&self, rotation: &Record, pending: &Fields, _: Option<&Fields>) -> Fields {
