@@ -18,6 +18,7 @@
 //! rotation                 credentials: generated, set on their issuer, tested
 //! config                   config and job files, validated
 //! db, source, store        database servers, dumps, the object store
+//! data                     what a backup stores, by format version: one writer, one reader
 //! audit, metrics, notify   what is reported, and where
 //! ops                      the use cases
 //! cli                      the command line (and main.rs, the binary, on top)
@@ -28,6 +29,7 @@ mod blocking;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod data;
 pub mod db;
 pub mod duration;
 pub mod error;

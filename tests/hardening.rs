@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coffre::config::Config;
+use coffre::data::v1::DATA_FILE;
 use coffre::error::Class;
 use coffre::ops::verify::{Outcome, verify_all};
 use support::exit::TARGET;
@@ -801,14 +802,17 @@ async fn a_manifest_is_never_left_without_its_data() {
         .manifest
         .with_keys(backup.manifest.manifest.keys.clone())
         .unwrap();
-    let err = store.rewrite_manifest(&backup, bytes).await.unwrap_err();
+    let err = store
+        .rewrite_manifest(&backup, bytes, &[DATA_FILE])
+        .await
+        .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(!ws.store_files().iter().any(|f| f.contains(&ids[0])));
     // The data deleted right after a manifest was written: the manifest goes too.
     let other = store.find(&ids[1], None).await.unwrap();
     std::fs::remove_file(ws.backup_dir("files", &ids[1]).join("data.cfr")).unwrap();
     let err = store
-        .check_data_still_there(&other.location)
+        .check_objects_still_there(&other.location, &[DATA_FILE])
         .await
         .unwrap_err();
     assert_eq!(err.class(), coffre::error::Class::Integrity, "{err}");

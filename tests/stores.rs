@@ -3,6 +3,7 @@
 
 mod support;
 
+use coffre::data::v1::DATA_FILE;
 use coffre::error::Class;
 use support::db::unique;
 use support::s3::{S3_ENV, env, s3_keys, s3_open_uploads, s3_store, workspace_with_store};
@@ -293,7 +294,7 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
     let backup = store.find(&id, None).await.unwrap();
     let until = chrono::Utc::now() + chrono::Duration::days(1);
     let err = store
-        .lock_backup(&backup.location, LockMode::Governance, until)
+        .lock_objects(&backup.location, &[DATA_FILE], LockMode::Governance, until)
         .await
         .unwrap_err();
     assert!(err.message().contains("NotImplemented"), "{err}");
@@ -310,8 +311,9 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
     assert_eq!(err.class(), coffre::error::Class::Auth, "{err}");
     assert!(err.message().contains("SignatureDoesNotMatch"), "{err}");
     let err = store
-        .lock_backup(
+        .lock_objects(
             &BackupRef::new("files", backup.location.time, backup.location.id),
+            &[DATA_FILE],
             LockMode::Governance,
             until,
         )

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::crypto::keys::{self, Identity, Recipient, Secret, Stanza, SymmetricKey};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::secretstore::{FileAccess, env_file};
 use crate::store::{Backup, Damaged, Store};
@@ -62,7 +63,7 @@ pub fn key_id_of_file(path: &Path) -> Result<String> {
 pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
     let mut usage = BTreeMap::new();
     for b in backups {
-        for stanza in &b.manifest.manifest.keys {
+        for stanza in data::stanzas(b) {
             *usage
                 .entry((stanza.kind().to_string(), stanza.key_id().to_string()))
                 .or_insert(0) += 1;
@@ -98,14 +99,14 @@ pub async fn add(
     };
     for backup in &listing.complete {
         let m = &backup.manifest.manifest;
-        if keys::holds_blocking(&m.keys, new, m.backup_id).await? {
+        if keys::holds_blocking(data::stanzas(backup), new, m.backup_id).await? {
             change.already_done += 1;
             continue;
         }
-        let dek = keys::unwrap_blocking(&m.keys, unlock, m.backup_id)
+        let dek = keys::unwrap_blocking(data::stanzas(backup), unlock, m.backup_id)
             .await
             .map_err(|e| e.context(format!("backup {}", m.backup_id)))?;
-        let mut stanzas = m.keys.clone();
+        let mut stanzas = data::stanzas(backup).to_vec();
         stanzas.extend(keys::wrap_blocking(std::slice::from_ref(new), &dek, m.backup_id).await?);
         change.changed += rewrite(store, backup, stanzas).await?;
     }
@@ -188,7 +189,9 @@ async fn remove_where(
     for backup in listing.complete {
         let m = &backup.manifest.manifest;
         match held {
-            Some(new) if !keys::holds_blocking(&m.keys, new, m.backup_id).await? => {
+            Some(new)
+                if !keys::holds_blocking(data::stanzas(&backup), new, m.backup_id).await? =>
+            {
                 lacking_new_key += 1
             }
             _ => backups.push(backup),
@@ -197,7 +200,7 @@ async fn remove_where(
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
     for backup in &backups {
         let mut left: Vec<Stanza> = Vec::new();
-        for stanza in &backup.manifest.manifest.keys {
+        for stanza in data::stanzas(backup) {
             if !which.matches(stanza, backup).await {
                 left.push(stanza.clone());
             }
@@ -216,7 +219,7 @@ async fn remove_where(
         ..KeyChange::default()
     };
     for (backup, stanzas) in backups.iter().zip(kept) {
-        if stanzas.len() == backup.manifest.manifest.keys.len() {
+        if stanzas.len() == data::stanzas(backup).len() {
             change.already_done += 1;
             continue;
         }
@@ -227,10 +230,7 @@ async fn remove_where(
 
 /// Rewrite a backup's stanzas; 1 if it was rewritten, 0 if a prune deleted it meanwhile.
 async fn rewrite(store: &Store, backup: &Backup, stanzas: Vec<Stanza>) -> Result<usize> {
-    match store
-        .rewrite_manifest(backup, backup.manifest.with_keys(stanzas)?)
-        .await
-    {
+    match crate::data::rewrite_keys(store, backup, stanzas).await {
         Ok(()) => Ok(1),
         Err(e) if e.is_not_found() => {
             tracing::info!("backup {}: {}", backup.location.id, e.message());

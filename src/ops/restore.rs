@@ -1,25 +1,22 @@
-//! Restore and verify: manifest -> key -> download -> open -> unzstd -> target.
+//! Restore and verify: the backup's reader (`crate::data`) -> target.
 //!
-//! Every check the format offers runs on every restore: the key commitment, the manifest mac,
-//! every chunk tag, the final-chunk flag, and the manifest's counts and data_sha256. A file
-//! target is written to an unnamed file and given its name only when all of them held
-//! (`partial_file`), so a tampered or truncated backup, or a killed restore, never leaves
-//! plaintext at the path the user asked for, or beside it.
+//! Every check the format offers runs on every restore. A file target is written to an unnamed
+//! file and given its name only when all of them held (`partial_file`), so a tampered or
+//! truncated backup, or a killed restore, never leaves plaintext at the path the user asked
+//! for, or beside it.
 
-use async_compression::tokio::write::ZstdDecoder;
 use std::path::PathBuf;
 use std::process::Stdio;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::partial_file::PartialFile;
-use crate::crypto::format::{self, FormatError, Header};
-use crate::crypto::keys::{self as crypto_keys, Secret};
+use crate::crypto::keys::Secret;
+use crate::data;
 use crate::db::definer::StripDefiners;
 use crate::db::mariadb::MariaConn;
 use crate::db::postgres::PgConn;
 use crate::db::{Loader, Server, stderr_summary};
 use crate::error::{Class, Error, Remedy, Result};
-use crate::metered::Metered;
 use crate::process::describe_status;
 use crate::store::{Backup, Store};
 
@@ -79,14 +76,7 @@ pub struct RestoreOptions {
     pub progress: bool,
 }
 
-/// What was restored or verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenSummary {
-    pub stored_bytes: u64,
-    pub payload_bytes: u64,
-    pub plaintext_bytes: u64,
-    pub chunks: u64,
-}
+pub use crate::data::OpenSummary;
 
 /// Restore `backup` to `target`.
 pub async fn restore(
@@ -263,157 +253,6 @@ impl Source<'_> {
 
     /// Decrypt and decompress the backup into `out`, checking everything against its manifest.
     async fn open_into<W: AsyncWrite + Unpin>(&self, out: &mut W) -> Result<OpenSummary> {
-        let (store, backup, keys) = (self.store, self.backup, self.keys);
-        let m = &backup.manifest.manifest;
-        let dek = crypto_keys::unwrap_blocking(&m.keys, keys, m.backup_id).await?;
-        let raw = store.read_data(&backup.location).await?;
-        let raw = if self.progress {
-            let bar = indicatif::ProgressBar::new(m.stored_bytes).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template"),
-            );
-            Box::new(bar.wrap_async_read(raw)) as Box<dyn AsyncRead + Send + Unpin>
-        } else {
-            raw
-        };
-        let mut data = Metered::hashing(raw);
-        let header = Header::read_from(&mut data).await.map_err(open_error)?;
-        if header.backup_id != m.backup_id {
-            return Err(Error::integrity(format!(
-                "the data object belongs to backup {}, not {}",
-                header.backup_id, m.backup_id
-            )));
-        }
-        header.check_commitment(&dek).map_err(open_error)?;
-        backup.manifest.verify_mac(&dek, &header.salt)?;
-        if header.chunk_log2 != m.chunk_log2 {
-            return Err(Error::integrity(
-                "the data object's chunk size differs from the manifest's",
-            ));
-        }
-
-        crate::failpoint::hit("restore:opened").await;
-        // The decoder writes small pieces; hand the target large ones (stdout, a pipe into
-        // pg_restore and a file all cost a system call or a thread hand-off per write).
-        let mut plaintext = Metered::counting(TargetWriter(BufWriter::with_capacity(1 << 20, out)));
-        let stats = match m.compression.as_str() {
-            "zstd" => {
-                let mut decoder = ZstdDecoder::new(&mut plaintext);
-                let stats = format::open(&dek, &header, &mut data, &mut decoder)
-                    .await
-                    .map_err(open_error)?;
-                decoder
-                    .shutdown()
-                    .await
-                    .map_err(|e| open_error(FormatError::Write(e)))?;
-                stats
-            }
-            "none" => {
-                let stats = format::open(&dek, &header, &mut data, &mut plaintext)
-                    .await
-                    .map_err(open_error)?;
-                plaintext
-                    .flush()
-                    .await
-                    .map_err(|e| Error::target(format!("writing the restored data: {e}")))?;
-                stats
-            }
-            other => {
-                return Err(Error::integrity(format!(
-                    "the manifest names compression '{other}', which this coffre does not know"
-                )));
-            }
-        };
-
-        let summary = OpenSummary {
-            stored_bytes: data.bytes(),
-            payload_bytes: stats.payload_bytes,
-            plaintext_bytes: plaintext.bytes(),
-            chunks: stats.chunks,
-        };
-        let expected = OpenSummary {
-            stored_bytes: m.stored_bytes,
-            payload_bytes: m.payload_bytes,
-            plaintext_bytes: m.plaintext_bytes,
-            chunks: m.chunks,
-        };
-        if summary != expected {
-            return Err(Error::integrity(format!(
-                "the backup does not match its manifest: read {summary:?}, manifest says {expected:?}"
-            )));
-        }
-        if data.sha256_hex() != m.data_sha256 {
-            return Err(Error::integrity(
-                "data_sha256 of the data object does not match the manifest",
-            ));
-        }
-        Ok(summary)
-    }
-}
-
-fn open_error(e: FormatError) -> Error {
-    match e {
-        FormatError::Read(io) => Error::store(format!("downloading the data object: {io}")),
-        // zstd reports a corrupt payload as a write error of the decoder; the target's own
-        // failures are marked as such on their way through it.
-        FormatError::Write(io) if io.get_ref().is_some_and(|e| e.is::<TargetFailed>()) => {
-            Error::target(format!("writing the restored data: {io}"))
-        }
-        FormatError::Write(io) => {
-            Error::integrity(format!("the decrypted payload does not decompress: {io}"))
-        }
-        integrity => Error::integrity(integrity.to_string()),
-    }
-}
-
-/// A write to the restore target that failed, carried inside the io errors that pass through
-/// the decoder, so that it is not taken for a corrupt payload.
-#[derive(Debug)]
-struct TargetFailed(std::io::Error);
-
-impl std::fmt::Display for TargetFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for TargetFailed {}
-
-/// The restore target, marking each of its errors as a `TargetFailed`.
-struct TargetWriter<W>(W);
-
-fn target_failed(e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), TargetFailed(e))
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for TargetWriter<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_write(cx, buf)
-            .map_err(target_failed)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_flush(cx)
-            .map_err(target_failed)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_shutdown(cx)
-            .map_err(target_failed)
+        data::open(self.store, self.backup, self.keys, out, self.progress).await
     }
 }

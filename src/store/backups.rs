@@ -1,9 +1,11 @@
-//! The objects of one backup: its data object, streamed in and out, and its manifest, written
-//! last (a backup exists only once its manifest does), read with a size limit, rewritten whole
-//! by key changes, deleted first.
+//! The objects of one backup directory, by name: streamed in and out, locked, deleted; and its
+//! manifest, written last (a backup exists only once its manifest does), read with a size
+//! limit, rewritten whole by key changes, deleted first. Which other objects a backup has is
+//! its format's business (`crate::data`): the store only keeps them together.
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
@@ -20,32 +22,39 @@ use crate::manifest::{LockMode, StoredManifest};
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Store {
-    /// Lock both objects of a backup until `until` (S3 Object Lock).
-    pub async fn lock_backup(
+    /// Lock the manifest and the objects `names` of a backup until `until` (S3 Object Lock).
+    pub async fn lock_objects(
         &self,
         r: &BackupRef,
+        names: &[&str],
         mode: LockMode,
         until: DateTime<Utc>,
     ) -> Result<()> {
         let locker = self.locker(self.backup_dir(r))?;
-        locker.retain(&self.data_path(r), mode, until).await?;
+        for name in names {
+            locker
+                .retain(&self.backup_object(r, name), mode, until)
+                .await?;
+        }
         locker.retain(&self.manifest_path(r), mode, until).await
     }
 
-    /// Stream `reader` into the data object of `r`, until `stop` is cancelled. Nothing is
+    /// Stream `reader` into the object `name` of `r`, until `stop` is cancelled. Nothing is
     /// visible until `complete`.
-    pub async fn stage_data<R: AsyncRead + Unpin>(
+    pub async fn stage_object<R: AsyncRead + Unpin>(
         &self,
         r: &BackupRef,
+        name: &str,
         reader: R,
         stop: &CancellationToken,
     ) -> Result<StagedUpload> {
-        upload::stage(&self.inner, &self.data_path(r), reader, self.sizing, stop).await
+        let path = self.backup_object(r, name);
+        upload::stage(&self.inner, &path, reader, self.sizing, stop).await
     }
 
-    /// Delete the data object of a backup that will get no manifest.
-    pub async fn delete_data(&self, r: &BackupRef) -> Result<()> {
-        self.delete_if_exists(&self.data_path(r)).await
+    /// Delete the object `name` of a backup that will get no manifest.
+    pub async fn delete_object(&self, r: &BackupRef, name: &str) -> Result<()> {
+        self.delete_if_exists(&self.backup_object(r, name)).await
     }
 
     /// Write the manifest; refuses to replace one that exists.
@@ -66,13 +75,23 @@ impl Store {
     /// atomically: readers see the old manifest or the new one, never a mix. Under an object
     /// lock the new version is locked like the first one (the old version stays, locked).
     ///
-    /// A backup a prune deleted meanwhile must not come back as a manifest without data: the
-    /// rewrite is skipped (a not-found error) when the manifest or the data is gone before it,
-    /// and undone when the data is gone after it. (Not every store has conditional writes.)
-    pub async fn rewrite_manifest(&self, backup: &Backup, bytes: Vec<u8>) -> Result<()> {
+    /// A backup a prune deleted meanwhile must not come back as a manifest without its other
+    /// objects (`beside`): the rewrite is skipped (a not-found error) when the manifest or one
+    /// of them is gone before it, and undone when one is gone after it. (Not every store has
+    /// conditional writes.)
+    pub async fn rewrite_manifest(
+        &self,
+        backup: &Backup,
+        bytes: Vec<u8>,
+        beside: &[&str],
+    ) -> Result<()> {
         let r = &backup.location;
         let path = self.manifest_path(r);
-        if !self.exists(&path).await? || !self.exists(&self.data_path(r)).await? {
+        let mut present = self.exists(&path).await?;
+        for name in beside {
+            present = present && self.exists(&self.backup_object(r, name)).await?;
+        }
+        if !present {
             return Err(Error::not_found(format!(
                 "{path}: the backup was deleted meanwhile (a prune?), so it was not rewritten"
             )));
@@ -81,7 +100,7 @@ impl Store {
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| store_error("rewriting", &path, e))?;
-        self.check_data_still_there(r).await?;
+        self.check_objects_still_there(r, beside).await?;
         let m = &backup.manifest.manifest;
         if let (Some(until), Some(mode)) = (m.retain_until, m.lock_mode)
             && until > Utc::now()
@@ -93,8 +112,8 @@ impl Store {
 
     /// Read and parse the manifest of `r`, at most `MAX_MANIFEST_BYTES` of it.
     pub async fn read_manifest(&self, r: &BackupRef) -> Result<StoredManifest> {
-        self.refuse_links(r)?;
         let path = self.manifest_path(r);
+        self.refuse_links(&path)?;
         let result = self
             .inner
             .get(&path)
@@ -136,17 +155,24 @@ impl Store {
         self.exists(&self.manifest_path(r)).await
     }
 
-    /// After a manifest was written: its data must still be there (a prune that judged the
-    /// backup abandoned, a clock far off, may have deleted it). If it is not, the manifest goes
-    /// too, and the backup fails: a manifest without data must never be visible.
-    pub async fn check_data_still_there(&self, r: &BackupRef) -> Result<()> {
-        if self.exists(&self.data_path(r)).await? {
-            return Ok(());
+    /// After a manifest was written: the objects `names` beside it must still be there (a
+    /// prune that judged the backup abandoned, a clock far off, may have deleted them). If one
+    /// is not, the manifest goes too, and the backup fails: a manifest without its data must
+    /// never be visible.
+    pub async fn check_objects_still_there(&self, r: &BackupRef, names: &[&str]) -> Result<()> {
+        let mut missing = None;
+        for name in names {
+            if !self.exists(&self.backup_object(r, name)).await? {
+                missing = Some(*name);
+                break;
+            }
         }
-        let manifest = self.manifest_path(r);
-        let removed = self.delete_if_exists(&manifest).await;
+        let Some(missing) = missing else {
+            return Ok(());
+        };
+        let removed = self.delete_if_exists(&self.manifest_path(r)).await;
         Err(Error::integrity(format!(
-            "{}: the data object was deleted while its manifest was written (a concurrent prune?); the manifest was {}",
+            "{}: {missing} was deleted while the manifest was written (a concurrent prune?); the manifest was {}",
             self.backup_dir(r),
             if removed.is_ok() {
                 "removed again"
@@ -156,15 +182,26 @@ impl Store {
         )))
     }
 
-    /// Stream the data object of `r`.
-    pub async fn read_data(&self, r: &BackupRef) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
-        self.refuse_links(r)?;
-        let path = self.data_path(r);
+    /// Stream the object `name` of `r`.
+    pub async fn read_object(
+        &self,
+        r: &BackupRef,
+        name: &str,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        self.read_path(&self.backup_object(r, name)).await
+    }
+
+    /// Stream the object at `path`.
+    pub(crate) async fn read_path(
+        &self,
+        path: &ObjectPath,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        self.refuse_links(path)?;
         let result = self
             .inner
-            .get(&path)
+            .get(path)
             .await
-            .map_err(|e| store_error("reading", &path, e))?;
+            .map_err(|e| store_error("reading", path, e))?;
         match result.payload {
             // A local file: read it in large blocks (object_store's stream reads 8 KiB at a time).
             GetResultPayload::File(file, _) => {
@@ -181,9 +218,19 @@ impl Store {
     /// Delete every object of a backup directory, manifest first: an interrupted delete leaves
     /// an incomplete backup (cleaned later), never a manifest without its data.
     pub async fn delete_backup(&self, r: &BackupRef) -> Result<()> {
-        self.refuse_links(r)?;
-        for path in [self.manifest_path(r), self.data_path(r)] {
-            self.delete_if_exists(&path).await?;
+        let manifest = self.manifest_path(r);
+        self.refuse_links(&manifest)?;
+        self.delete_if_exists(&manifest).await?;
+        let dir = self.backup_dir(r);
+        let objects: Vec<_> = self
+            .inner
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| store_error("listing", &dir, e))?;
+        for object in objects {
+            self.refuse_links(&object.location)?;
+            self.delete_if_exists(&object.location).await?;
         }
         Ok(())
     }

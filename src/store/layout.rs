@@ -1,8 +1,8 @@
 //! Where everything is in the store: the key layout, built here and nowhere else.
 //!
 //! ```text
-//! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/data.cfr
 //! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/manifest.json   (written last)
+//! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/...             (its format's objects: crate::data)
 //! {prefix}/_runs/{job}.json                                      (the last run of each job)
 //! {prefix}/_locks/{job}.json                                     (the job running now)
 //! {prefix}/_audit/{kind}/YYYY/MM/DD/...                          (audit events, never replaced)
@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use super::Store;
 
-pub(super) const DATA_FILE: &str = "data.cfr";
 pub(super) const MANIFEST_FILE: &str = "manifest.json";
 pub(super) const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// Beside the job directories: the last run of each job, and the locks of jobs running now.
@@ -67,8 +66,9 @@ impl Store {
         self.job_dir(&r.job).join(r.dir_name())
     }
 
-    pub fn data_path(&self, r: &BackupRef) -> ObjectPath {
-        self.backup_dir(r).join(DATA_FILE)
+    /// The object `name` in the directory of backup `r` (its format names them).
+    pub fn backup_object(&self, r: &BackupRef, name: &str) -> ObjectPath {
+        self.backup_dir(r).join(name)
     }
 
     pub fn manifest_path(&self, r: &BackupRef) -> ObjectPath {

@@ -59,7 +59,7 @@ impl Store {
                 None => Ok(()),
             },
             Leftover::Staging(path) => {
-                self.refuse_links(&stray.location)?;
+                self.refuse_links(&self.backup_dir(&stray.location))?;
                 match std::fs::remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

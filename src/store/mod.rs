@@ -25,7 +25,6 @@ use crate::config::{StoreConfig, UploadConfig};
 use crate::error::{Error, Result};
 use crate::secretstore::Resolver;
 use errors::store_error;
-use layout::{DATA_FILE, MANIFEST_FILE};
 
 pub use backups::MAX_MANIFEST_BYTES;
 pub use layout::BackupRef;
@@ -117,19 +116,19 @@ impl Store {
         })
     }
 
-    /// On a local store, refuse a backup reached through a symbolic link below the store's
-    /// directory: reading or deleting through it would act outside the store.
-    fn refuse_links(&self, r: &BackupRef) -> Result<()> {
+    /// On a local store, refuse an object reached through a symbolic link below the store's
+    /// directory (the object itself or a directory on its way): reading or deleting through
+    /// it would act outside the store.
+    fn refuse_links(&self, object: &ObjectPath) -> Result<()> {
         let Some(root) = &self.local_root else {
             return Ok(());
         };
         let mut dir = root.clone();
         let mut below_root = Vec::new();
-        for part in self.backup_dir(r).parts() {
+        for part in object.parts() {
             dir.push(part.as_ref());
             below_root.push(dir.clone());
         }
-        below_root.extend([DATA_FILE, MANIFEST_FILE].map(|file| dir.join(file)));
         for path in below_root {
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(Error::integrity(format!(
