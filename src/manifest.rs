@@ -1,8 +1,11 @@
 //! `manifest.json`: what a backup is, and the proof (`mac`) that nobody edited it.
 //!
-//! The mac covers every field but `keys` and `mac`, over the JSON exactly as stored (fields this
-//! version does not know included), serialized in RFC 8785 canonical form. `keys` stays outside
-//! so that keys can be added and removed without the DEK-derived mac changing.
+//! Every version shares the fields of `Manifest` (what listings, retention and reports need);
+//! the fields that say how the data is stored are the version's `Layout`. The mac covers every
+//! field but `mac` (and, in v1, `keys`), over the JSON exactly as stored (fields this version
+//! does not know included), serialized in RFC 8785 canonical form. v1's `keys` stays outside
+//! so that keys can be added and removed without the DEK-derived mac changing; v2 keeps its
+//! keys in session objects instead.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
@@ -16,7 +19,8 @@ use crate::crypto::keys::Stanza;
 use crate::crypto::{Dek, hkdf_sha256};
 use crate::error::{Error, Result};
 
-pub const FORMAT: &str = "coffre-manifest/1";
+pub const FORMAT_V1: &str = "coffre-manifest/1";
+pub const FORMAT_V2: &str = "coffre-manifest/2";
 
 /// The kinds of source a manifest's `source.kind` names, besides "command" and "file".
 pub const KIND_POSTGRES: &str = "postgres";
@@ -33,7 +37,8 @@ pub enum LockMode {
     Compliance,
 }
 
-const INFO_MANIFEST: &[u8] = b"coffre/v1/manifest";
+const INFO_MANIFEST_V1: &[u8] = b"coffre/v1/manifest";
+const INFO_MANIFEST_V2: &[u8] = b"coffre/v2/manifest";
 
 /// Where the dump came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +49,7 @@ pub struct SourceInfo {
     pub dump_tool: Option<String>,
 }
 
+/// What every version of a manifest says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -56,12 +62,12 @@ pub struct Manifest {
     pub finished_at: DateTime<Utc>,
     /// "zstd" or "none".
     pub compression: String,
-    pub chunk_log2: u8,
+    /// Size of the dump.
     pub plaintext_bytes: u64,
-    pub payload_bytes: u64,
+    /// Bytes this backup added to the store (v2: its new packs, recipe and session).
     pub stored_bytes: u64,
+    /// v1: encrypted chunks of the data object; v2: recipe entries.
     pub chunks: u64,
-    pub data_sha256: String,
     /// When set, the store holds the objects under an object lock until then.
     #[serde(
         default,
@@ -72,15 +78,97 @@ pub struct Manifest {
     /// The object lock mode that goes with `retain_until`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_mode: Option<LockMode>,
-    pub keys: Vec<Stanza>,
     pub mac: String,
 }
 
-/// A manifest as read from the store: the typed view plus the JSON it was parsed from,
+/// How a backup's data is stored: the fields of its format version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    V1(V1Layout),
+    V2(V2Layout),
+}
+
+/// Format v1: one data object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1Layout {
+    pub chunk_log2: u8,
+    /// Size of the payload (after compression).
+    pub payload_bytes: u64,
+    /// SHA-256 of `data.cfr`.
+    pub data_sha256: String,
+    pub keys: Vec<Stanza>,
+}
+
+/// How a v2 writer cut the dump (FastCDC 2020).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunking {
+    pub algorithm: ChunkingAlgorithm,
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+    pub normalization: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkingAlgorithm {
+    #[serde(rename = "fastcdc-2020")]
+    FastCdc2020,
+}
+
+/// Format v2: chunks in shared packs, listed by a sealed recipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V2Layout {
+    pub chunking: Chunking,
+    pub dedup_key_id: String,
+    /// Chunks this backup stored; the others it found in earlier packs.
+    pub new_chunks: u64,
+    /// Blob bytes of every chunk it lists: what a restore downloads.
+    pub referenced_bytes: u64,
+    pub recipe_bytes: u64,
+    /// Pack ids (32 hex digits) the recipe refers to, each once.
+    pub packs: Vec<String>,
+    /// Session ids the recipe refers to, each once; the first is the backup's own.
+    pub sessions: Vec<Uuid>,
+    /// Every listed pack and session is under Object Lock until at least then.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub references_locked_until: Option<DateTime<Utc>>,
+}
+
+impl Layout {
+    fn format(&self) -> &'static str {
+        match self {
+            Layout::V1(_) => FORMAT_V1,
+            Layout::V2(_) => FORMAT_V2,
+        }
+    }
+
+    /// The fields the mac leaves out besides `mac` itself.
+    fn outside_mac(&self) -> &'static [&'static str] {
+        match self {
+            Layout::V1(_) => &["keys"],
+            Layout::V2(_) => &[],
+        }
+    }
+}
+
+/// The key of a manifest's mac: from the backup's DEK, by version.
+pub enum MacKey<'a> {
+    /// v1: the DEK and the data object's salt.
+    V1(&'a Dek, &'a [u8; 32]),
+    /// v2: the backup's session DEK (the backup id is the salt).
+    V2(&'a Dek),
+}
+
+/// A manifest as read from the store: the typed views plus the JSON it was parsed from,
 /// which is what the mac covers.
 #[derive(Clone, Debug)]
 pub struct StoredManifest {
     pub manifest: Manifest,
+    pub layout: Layout,
     raw: Value,
 }
 
@@ -96,19 +184,37 @@ impl StoredManifest {
         }
         let raw: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::integrity(format!("manifest is not valid JSON: {e}")))?;
-        let manifest: Manifest = serde_json::from_value(raw.clone())
-            .map_err(|e| Error::integrity(format!("manifest does not match the format: {e}")))?;
-        if manifest.format != FORMAT {
-            return Err(Error::integrity(format!(
-                "manifest format '{}' is not '{FORMAT}' (written by a newer coffre?)",
-                manifest.format
-            )));
-        }
-        Ok(Self { manifest, raw })
+        let mismatch = |e: serde_json::Error| {
+            Error::integrity(format!("manifest does not match the format: {e}"))
+        };
+        let format = raw["format"].as_str().unwrap_or_default();
+        let layout = match format {
+            FORMAT_V1 => Layout::V1(serde_json::from_value(raw.clone()).map_err(mismatch)?),
+            FORMAT_V2 => Layout::V2(serde_json::from_value(raw.clone()).map_err(mismatch)?),
+            other => {
+                return Err(Error::integrity(format!(
+                    "manifest format '{other}' is neither '{FORMAT_V1}' nor '{FORMAT_V2}' (written by a newer coffre?)"
+                )));
+            }
+        };
+        let manifest: Manifest = serde_json::from_value(raw.clone()).map_err(mismatch)?;
+        Ok(Self {
+            manifest,
+            layout,
+            raw,
+        })
     }
 
-    /// The stored JSON with `keys` replaced: every other field, known or not, unchanged, so
-    /// the mac still holds.
+    /// The v1 key stanzas (v2 keeps its keys in sessions).
+    pub fn v1_keys(&self) -> &[Stanza] {
+        match &self.layout {
+            Layout::V1(v1) => &v1.keys,
+            Layout::V2(_) => &[],
+        }
+    }
+
+    /// The stored JSON with v1's `keys` replaced: every other field, known or not, unchanged,
+    /// so the mac still holds.
     pub fn with_keys(&self, keys: Vec<Stanza>) -> Result<Vec<u8>> {
         let mut raw = self.raw.clone();
         raw["keys"] = serde_json::to_value(keys)
@@ -117,12 +223,15 @@ impl StoredManifest {
             .map_err(|e| Error::internal(format!("manifest serialization: {e}")))
     }
 
-    /// Check the mac with the DEK and the data object's salt.
-    pub fn verify_mac(&self, dek: &Dek, salt: &[u8; 32]) -> Result<()> {
+    /// Check the mac.
+    pub fn verify_mac(&self, key: MacKey<'_>) -> Result<()> {
         let expected = hex::decode(&self.manifest.mac)
             .map_err(|_| Error::integrity("manifest mac is not hex"))?;
-        let mut mac = manifest_mac(dek, salt);
-        mac.update(&canonical_json(&without_keys_and_mac(&self.raw))?);
+        let mut mac = manifest_mac(key, self.manifest.backup_id);
+        mac.update(&canonical_json(&without(
+            &self.raw,
+            self.layout.outside_mac(),
+        ))?);
         mac.verify_slice(&expected).map_err(|_| {
             Error::integrity(
                 "manifest mac does not match: the manifest was edited or belongs to other data",
@@ -148,15 +257,27 @@ impl Manifest {
         }
     }
 
-    /// Compute and set `mac`, then return the bytes to store.
-    pub fn seal(mut self, dek: &Dek, salt: &[u8; 32]) -> Result<Vec<u8>> {
-        let value = serde_json::to_value(&self)
-            .map_err(|e| Error::internal(format!("manifest serialization: {e}")))?;
-        let mut mac = manifest_mac(dek, salt);
-        mac.update(&canonical_json(&without_keys_and_mac(&value))?);
+    /// The manifest of `layout`'s version, its mac computed with `key` and set: the bytes to
+    /// store, and the manifest as written.
+    pub fn seal(mut self, layout: &Layout, key: MacKey<'_>) -> Result<(Vec<u8>, Self)> {
+        let serialize =
+            |e: serde_json::Error| Error::internal(format!("manifest serialization: {e}"));
+        self.format = layout.format().to_string();
+        let mut value = serde_json::to_value(&self).map_err(serialize)?;
+        let fields = match layout {
+            Layout::V1(v1) => serde_json::to_value(v1),
+            Layout::V2(v2) => serde_json::to_value(v2),
+        }
+        .map_err(serialize)?;
+        if let (Value::Object(all), Value::Object(own)) = (&mut value, fields) {
+            all.extend(own);
+        }
+        let mut mac = manifest_mac(key, self.backup_id);
+        mac.update(&canonical_json(&without(&value, layout.outside_mac()))?);
         self.mac = hex::encode(mac.finalize().into_bytes());
-        serde_json::to_vec_pretty(&self)
-            .map_err(|e| Error::internal(format!("manifest serialization: {e}")))
+        value["mac"] = Value::String(self.mac.clone());
+        let bytes = serde_json::to_vec_pretty(&value).map_err(serialize)?;
+        Ok((bytes, self))
     }
 }
 
@@ -189,17 +310,30 @@ fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
     false
 }
 
-fn manifest_mac(dek: &Dek, salt: &[u8; 32]) -> Hmac<Sha256> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    hkdf_sha256(dek.as_bytes(), salt, &[INFO_MANIFEST], key.as_mut());
-    Hmac::<Sha256>::new_from_slice(key.as_ref()).expect("HMAC takes any key length")
+fn manifest_mac(key: MacKey<'_>, backup_id: Uuid) -> Hmac<Sha256> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    match key {
+        MacKey::V1(dek, salt) => {
+            hkdf_sha256(dek.as_bytes(), salt, &[INFO_MANIFEST_V1], out.as_mut())
+        }
+        MacKey::V2(dek) => hkdf_sha256(
+            dek.as_bytes(),
+            backup_id.as_bytes(),
+            &[INFO_MANIFEST_V2],
+            out.as_mut(),
+        ),
+    }
+    Hmac::<Sha256>::new_from_slice(out.as_ref()).expect("HMAC takes any key length")
 }
 
-fn without_keys_and_mac(value: &Value) -> Value {
+/// `value` without `mac` and the `fields` the mac also leaves out.
+fn without(value: &Value, fields: &[&str]) -> Value {
     let mut value = value.clone();
     if let Value::Object(map) = &mut value {
-        map.remove("keys");
         map.remove("mac");
+        for field in fields {
+            map.remove(*field);
+        }
     }
     value
 }

@@ -800,7 +800,7 @@ async fn a_manifest_is_never_left_without_its_data() {
     std::fs::remove_dir_all(ws.backup_dir("files", &ids[0])).unwrap();
     let bytes = backup
         .manifest
-        .with_keys(backup.manifest.manifest.keys.clone())
+        .with_keys(backup.manifest.v1_keys().to_vec())
         .unwrap();
     let err = store
         .rewrite_manifest(&backup, bytes, &[DATA_FILE])

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::crypto::keys::Secret;
+use crate::crypto::keys::{Secret, Stanza};
 use crate::error::{Error, Remedy};
 use crate::manifest::rfc3339;
 use crate::ops::backup::BackupSummary;
@@ -26,7 +26,7 @@ pub fn object(kind: &str, mut fields: Value) -> Value {
     fields
 }
 
-fn manifest_fields(m: &crate::manifest::Manifest) -> Value {
+fn manifest_fields(m: &crate::manifest::Manifest, keys: &[Stanza]) -> Value {
     json!({
         "id": m.backup_id,
         "job": m.job,
@@ -39,20 +39,20 @@ fn manifest_fields(m: &crate::manifest::Manifest) -> Value {
         "stored_bytes": m.stored_bytes,
         "chunks": m.chunks,
         "retain_until": m.retain_until.as_ref().map(rfc3339::format),
-        "keys": m.keys.iter().map(|k| json!({"type": k.kind(), "key_id": k.key_id()})).collect::<Vec<_>>(),
+        "keys": keys.iter().map(|k| json!({"type": k.kind(), "key_id": k.key_id()})).collect::<Vec<_>>(),
     })
 }
 
 /// A complete backup, listed.
 pub fn backup(b: &Backup) -> Value {
-    let mut fields = manifest_fields(&b.manifest.manifest);
+    let mut fields = manifest_fields(&b.manifest.manifest, b.manifest.v1_keys());
     fields["status"] = json!("complete");
     object("backup", fields)
 }
 
 /// A backup just made.
 pub fn backup_made(s: &BackupSummary) -> Value {
-    let mut fields = manifest_fields(&s.manifest);
+    let mut fields = manifest_fields(&s.manifest, &s.keys);
     fields["status"] = json!("complete");
     object("backup", fields)
 }

@@ -37,7 +37,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
 
 /// The key stanzas that open `backup`.
 pub fn stanzas(backup: &Backup) -> &[Stanza] {
-    &backup.manifest.manifest.keys
+    backup.manifest.v1_keys()
 }
 
 /// Replace the key stanzas of `backup`; the data stays byte-identical.

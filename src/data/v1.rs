@@ -22,7 +22,7 @@ use crate::crypto::Dek;
 use crate::crypto::format::{self, FormatError, Header, StreamStats};
 use crate::crypto::keys::{self, Secret, Stanza};
 use crate::error::{Error, Result};
-use crate::manifest::{FORMAT, Manifest, SourceInfo};
+use crate::manifest::{FORMAT_V1, Layout, MacKey, Manifest, SourceInfo, V1Layout};
 use crate::metered::Metered;
 use crate::source::Dump;
 use crate::store::{Backup, BackupRef, StagedUpload, Store};
@@ -121,14 +121,14 @@ impl Writer {
     }
 
     /// Write the manifest (last), check the data is still there, and lock both objects when
-    /// the job asks for Object Lock. The manifest it wrote.
+    /// the job asks for Object Lock. The manifest it wrote, and the stanzas that open it.
     pub async fn finish(
         self,
         store: &Store,
         job: &Job,
         source: SourceInfo,
         started_at: DateTime<Utc>,
-    ) -> Result<Manifest> {
+    ) -> Result<(Manifest, Vec<Stanza>)> {
         let data = self
             .transferred
             .ok_or_else(|| Error::internal("a v1 backup finished before its transfer"))?;
@@ -136,25 +136,27 @@ impl Writer {
             .object_lock
             .map(|lock| Utc::now() + chrono::Duration::days(i64::from(lock.days)));
         let manifest = Manifest {
-            format: FORMAT.into(),
+            format: FORMAT_V1.into(),
             backup_id: self.location.id,
             job: job.name.clone(),
             source,
             started_at,
             finished_at: Utc::now(),
             compression: job.compression.name().into(),
-            chunk_log2: job.chunk_log2,
             plaintext_bytes: data.plaintext_bytes,
-            payload_bytes: data.stats.payload_bytes,
             stored_bytes: data.stored_bytes,
             chunks: data.stats.chunks,
-            data_sha256: data.sha256,
             retain_until,
             lock_mode: job.object_lock.map(|lock| lock.mode),
-            keys: self.stanzas,
             mac: String::new(),
         };
-        let bytes = manifest.clone().seal(&self.dek, &self.header.salt)?;
+        let layout = Layout::V1(V1Layout {
+            chunk_log2: job.chunk_log2,
+            payload_bytes: data.stats.payload_bytes,
+            data_sha256: data.sha256,
+            keys: self.stanzas.clone(),
+        });
+        let (bytes, manifest) = manifest.seal(&layout, MacKey::V1(&self.dek, &self.header.salt))?;
         crate::failpoint::hit("backup:manifest-sealed").await;
         store.put_manifest(&self.location, bytes).await?;
         store
@@ -172,7 +174,7 @@ impl Writer {
                     ))
                 })?;
         }
-        Ok(manifest)
+        Ok((manifest, self.stanzas))
     }
 
     /// Remove what a backup that gets no manifest wrote.
@@ -252,7 +254,10 @@ pub async fn open<W: AsyncWrite + Unpin>(
     progress: bool,
 ) -> Result<OpenSummary> {
     let m = &backup.manifest.manifest;
-    let dek = keys::unwrap_blocking(&m.keys, secrets, m.backup_id).await?;
+    let Layout::V1(layout) = &backup.manifest.layout else {
+        return Err(Error::internal("a v2 backup read as v1"));
+    };
+    let dek = keys::unwrap_blocking(&layout.keys, secrets, m.backup_id).await?;
     let raw = store.read_object(&backup.location, DATA_FILE).await?;
     let raw = match progress {
         true => super::with_progress(raw, m.stored_bytes),
@@ -267,8 +272,8 @@ pub async fn open<W: AsyncWrite + Unpin>(
         )));
     }
     header.check_commitment(&dek).map_err(open_error)?;
-    backup.manifest.verify_mac(&dek, &header.salt)?;
-    if header.chunk_log2 != m.chunk_log2 {
+    backup.manifest.verify_mac(MacKey::V1(&dek, &header.salt))?;
+    if header.chunk_log2 != layout.chunk_log2 {
         return Err(Error::integrity(
             "the data object's chunk size differs from the manifest's",
         ));
@@ -315,7 +320,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
     };
     let expected = OpenSummary {
         stored_bytes: m.stored_bytes,
-        payload_bytes: m.payload_bytes,
+        payload_bytes: layout.payload_bytes,
         plaintext_bytes: m.plaintext_bytes,
         chunks: m.chunks,
     };
@@ -324,7 +329,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
             "the backup does not match its manifest: read {summary:?}, manifest says {expected:?}"
         )));
     }
-    if data.sha256_hex() != m.data_sha256 {
+    if data.sha256_hex() != layout.data_sha256 {
         return Err(Error::integrity(
             "data_sha256 of the data object does not match the manifest",
         ));

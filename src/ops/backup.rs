@@ -6,7 +6,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::config::Job;
-use crate::crypto::keys::Secret;
+use crate::crypto::keys::{Secret, Stanza};
 use crate::data;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -22,6 +22,8 @@ use super::{Context, STOP_GRACE};
 pub struct BackupSummary {
     pub location: BackupRef,
     pub manifest: Manifest,
+    /// The stanzas that open it.
+    pub keys: Vec<Stanza>,
 }
 
 /// The backups one job made, and the dumps that failed.
@@ -149,7 +151,11 @@ async fn run_one(
         }
         return Err(timeout_error());
     }
-    let manifest = writer.finish(store, job, info, started_at).await?;
+    let (manifest, keys) = writer.finish(store, job, info, started_at).await?;
     tracing::info!(job = %job.name, backup = %backup_id, "backup complete");
-    Ok(BackupSummary { location, manifest })
+    Ok(BackupSummary {
+        location,
+        manifest,
+        keys,
+    })
 }

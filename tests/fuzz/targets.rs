@@ -6,7 +6,7 @@
 use coffre::crypto::Dek;
 use coffre::crypto::format::{self, HEADER_LEN, Header};
 use coffre::crypto::keys::{self, Identity, Passphrase, Secret, Stanza, SymmetricKey};
-use coffre::manifest::{FORMAT, Manifest, SourceInfo, StoredManifest};
+use coffre::manifest::{FORMAT_V1, Layout, MacKey, Manifest, SourceInfo, StoredManifest, V1Layout};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -37,8 +37,9 @@ fn passphrase() -> Secret {
 
 pub fn manifest(data: &[u8]) {
     if let Ok(stored) = StoredManifest::parse(data) {
-        let _ = stored.verify_mac(&dek(), &[0u8; 32]);
-        let _ = stored.with_keys(stored.manifest.keys.clone());
+        let _ = stored.verify_mac(MacKey::V1(&dek(), &[0u8; 32]));
+        let _ = stored.verify_mac(MacKey::V2(&dek()));
+        let _ = stored.with_keys(stored.v1_keys().to_vec());
     }
 }
 
@@ -81,7 +82,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     stanzas.push(keys::wrap(&passphrase(), &dek(), id).expect("wraps"));
     seeds.push(("stanzas", serde_json::to_vec(&stanzas).expect("serializes")));
     let manifest = Manifest {
-        format: FORMAT.into(),
+        format: FORMAT_V1.into(),
         backup_id: id,
         job: "fuzz".into(),
         source: SourceInfo {
@@ -92,20 +93,25 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         started_at: chrono::DateTime::UNIX_EPOCH,
         finished_at: chrono::DateTime::UNIX_EPOCH,
         compression: "zstd".into(),
-        chunk_log2: 16,
         plaintext_bytes: 3,
-        payload_bytes: 3,
         stored_bytes: 111,
         chunks: 1,
-        data_sha256: "00".repeat(32),
         retain_until: None,
         lock_mode: None,
-        keys: stanzas,
         mac: String::new(),
     };
+    let layout = Layout::V1(V1Layout {
+        chunk_log2: 16,
+        payload_bytes: 3,
+        data_sha256: "00".repeat(32),
+        keys: stanzas,
+    });
     seeds.push((
         "manifest",
-        manifest.seal(&dek(), &[0u8; 32]).expect("seals"),
+        manifest
+            .seal(&layout, MacKey::V1(&dek(), &[0u8; 32]))
+            .expect("seals")
+            .0,
     ));
     for len in [0usize, 1, 65536, 65537, 200_000] {
         let header = Header::new(&dek(), id, 16).expect("valid chunk size");
