@@ -283,7 +283,7 @@ impl Manifest {
 
 /// Whether JSON text nests arrays and objects deeper than `max`, by a scan that needs no
 /// parsing (and so no recursion) of its own.
-fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
+pub fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in bytes {
         if in_string {

@@ -4,6 +4,7 @@
 
 mod target;
 pub mod v1;
+pub mod v2;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -1,6 +1,7 @@
 //! The backup store over `object_store`: where things are (`layout`), the objects of one
 //! backup (`backups`), what the store holds (`listing`), what unfinished backups left
-//! (`leftovers`), small objects such as locks and audit events (`small`), run records
+//! (`leftovers`), objects a job's backups share (`shared`), small objects such as locks and
+//! audit events (`small`), run records
 //! (`runs`), and the backends (`backend`, `s3`, `upload`).
 //!
 //! A backup exists only once its manifest does. Paths are built in `layout` and nowhere else.
@@ -13,6 +14,7 @@ mod leftovers;
 mod listing;
 mod runs;
 mod s3;
+mod shared;
 mod small;
 mod upload;
 
@@ -31,6 +33,7 @@ pub use layout::BackupRef;
 pub use leftovers::{Leftover, Stray};
 pub use listing::{Backup, Damaged, Listing};
 pub use runs::RunRecord;
+pub use shared::SharedObject;
 pub use upload::{PartSizing, StagedUpload};
 
 pub struct Store {
