@@ -156,7 +156,7 @@ async fn key_operations_return_what_they_changed() {
     );
     assert_eq!(rotation.removed.changed, 2);
     let listing = ctx.store.list(None).await.unwrap();
-    let usage = keys::usage(&listing.complete);
+    let usage = keys::usage(&ctx.store, &listing).await;
     assert_eq!(usage.len(), 1);
     assert_eq!(usage.get(&("key".to_string(), new_id)), Some(&2));
 

@@ -16,7 +16,6 @@ use crate::ops::pick::{check_job, pick_backup, pick_jobs};
 use crate::ops::restore::{self, RestoreOptions, Target};
 use crate::ops::verify::{self, Outcome};
 use crate::ops::{Context, backup, config_check, prune};
-use crate::store::Listing;
 
 /// Print one result: a text line (or block) for people, a JSON object for programs.
 pub fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
@@ -193,36 +192,18 @@ async fn verify_all(
     }
 }
 
-/// A listing shown one way for people and another for programs.
-pub struct ListingView {
-    text: fn(&Listing) -> String,
-    json: fn(&Listing) -> Vec<Value>,
-}
-
-pub const BACKUPS: ListingView = ListingView {
-    text: render::listing,
-    json: json::listing,
-};
-
-pub const KEYS: ListingView = ListingView {
-    text: render::key_list,
-    json: json::key_list,
-};
-
-/// `list` and `key list`: the backups of `job` (or all), shown as `view` says.
-pub async fn list(
-    ctx: &Context,
-    job: Option<&str>,
-    view: ListingView,
-    output: Output,
-) -> Result<()> {
+/// `list`: the backups of `job` (or all).
+pub async fn list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
     check_job(&ctx.config, job)?;
     let listing = ctx.store.list(job).await?;
     match output.json {
-        true => (view.json)(&listing)
-            .iter()
-            .for_each(|item| println!("{item}")),
-        false => print!("{}", (view.text)(&listing)),
+        true => {
+            let keys = keys::stanzas_of(&ctx.store, &listing).await;
+            json::listing(&listing, &keys)
+                .iter()
+                .for_each(|item| println!("{item}"))
+        }
+        false => print!("{}", render::listing(&listing)),
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! that does not apply is null, never missing.
 
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::crypto::keys::{Secret, Stanza};
 use crate::error::{Error, Remedy};
@@ -10,7 +11,7 @@ use crate::manifest::rfc3339;
 use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
-use crate::ops::keys::{self, KeyChange, Rotation};
+use crate::ops::keys::{KeyChange, Rotation};
 use crate::ops::prune::{PlanItem, PruneReport, Verdict};
 use crate::ops::restore::OpenSummary;
 use crate::ops::verify::{Outcome, VerifyReport};
@@ -43,9 +44,9 @@ fn manifest_fields(m: &crate::manifest::Manifest, keys: &[Stanza]) -> Value {
     })
 }
 
-/// A complete backup, listed.
-pub fn backup(b: &Backup) -> Value {
-    let mut fields = manifest_fields(&b.manifest.manifest, b.manifest.v1_keys());
+/// A complete backup, listed, with the stanzas that open it.
+fn backup(b: &Backup, keys: &[Stanza]) -> Value {
+    let mut fields = manifest_fields(&b.manifest.manifest, keys);
     fields["status"] = json!("complete");
     object("backup", fields)
 }
@@ -71,8 +72,13 @@ pub fn damaged(d: &Damaged) -> Value {
     )
 }
 
-pub fn listing(listing: &Listing) -> Vec<Value> {
-    let complete = listing.complete.iter().map(backup);
+/// Every backup of `listing`; `keys` has the stanzas of each (by backup id).
+pub fn listing(listing: &Listing, keys: &BTreeMap<uuid::Uuid, Vec<Stanza>>) -> Vec<Value> {
+    let none = Vec::new();
+    let complete = listing
+        .complete
+        .iter()
+        .map(|b| backup(b, keys.get(&b.location.id).unwrap_or(&none)));
     complete
         .chain(listing.damaged.iter().map(damaged))
         .collect()
@@ -184,9 +190,9 @@ pub fn prune_summary(done: Option<&PruneReport>) -> Value {
     )
 }
 
-pub fn key_list(listing: &Listing) -> Vec<Value> {
-    let mut out: Vec<Value> = keys::usage(&listing.complete)
-        .into_iter()
+pub fn key_list(listing: &Listing, usage: &BTreeMap<(String, String), usize>) -> Vec<Value> {
+    let mut out: Vec<Value> = usage
+        .iter()
         .map(|((kind, id), opened)| {
             object(
                 "key",

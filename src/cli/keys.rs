@@ -13,6 +13,20 @@ use crate::ops::Context;
 use crate::ops::keys::{self, KeyChange, Removal};
 use crate::ops::pick::check_job;
 
+/// `key list`: which keys open how many backups.
+pub async fn list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()> {
+    check_job(&ctx.config, job)?;
+    let listing = ctx.store.list(job).await?;
+    let usage = keys::usage(&ctx.store, &listing).await;
+    match output.json {
+        true => json::key_list(&listing, &usage)
+            .iter()
+            .for_each(|item| println!("{item}")),
+        false => print!("{}", render::key_list(&listing, &usage)),
+    }
+    Ok(())
+}
+
 /// What adding a key needs: the job checked, the keys that open the backups, the new key.
 async fn prepare(
     ctx: &Context,

@@ -96,9 +96,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
             };
             commands::verify(ctx, args, keys, quiet, *output).await
         }
-        Command::List { job, output } => {
-            commands::list(ctx, job.as_deref(), commands::BACKUPS, *output).await
-        }
+        Command::List { job, output } => commands::list(ctx, job.as_deref(), *output).await,
         Command::Prune {
             jobs,
             all,
@@ -119,9 +117,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
 
 async fn run_key(ctx: &Context, command: &KeyCommand) -> Result<()> {
     match command {
-        KeyCommand::List { job, output } => {
-            commands::list(ctx, job.as_deref(), commands::KEYS, *output).await
-        }
+        KeyCommand::List { job, output } => keys::list(ctx, job.as_deref(), *output).await,
         KeyCommand::Add {
             new,
             job,

@@ -4,7 +4,7 @@ use crate::crypto::keys::Secret;
 use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
-use crate::ops::keys::{self, KeyChange, Rotation};
+use crate::ops::keys::{KeyChange, Rotation};
 use crate::ops::prune::{PlanItem, PruneReport, Verdict};
 use crate::ops::restore::OpenSummary;
 use crate::ops::verify::{Outcome, VerifyReport};
@@ -229,10 +229,13 @@ pub fn prune_done(done: &PruneReport) -> String {
 }
 
 /// Keys and the backups they open.
-pub fn key_list(listing: &Listing) -> String {
+pub fn key_list(
+    listing: &Listing,
+    usage: &std::collections::BTreeMap<(String, String), usize>,
+) -> String {
     let backups = &listing.complete;
     let mut out = format!("{:<10}  {:<16}  BACKUPS\n", "TYPE", "KEY ID");
-    for ((kind, id), opened) in keys::usage(backups) {
+    for ((kind, id), opened) in usage {
         out.push_str(&format!(
             "{kind:<10}  {id:<16}  {opened} of {}\n",
             backups.len()

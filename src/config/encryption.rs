@@ -16,6 +16,10 @@ pub struct EncryptionConfig {
     pub keys: Vec<KeyRef>,
     #[serde(default)]
     pub argon2: Argon2Params,
+    /// A 32-byte key (`coffre key generate`) from which each job's dedup secret derives
+    /// (format v2). Default: derived from the first key, identity or passphrase of `keys`;
+    /// a job with only recipients needs it to store only what changed.
+    pub dedup_key: Option<SecretRef>,
 }
 
 /// One key, and where it comes from.
@@ -144,6 +148,17 @@ impl EncryptionConfig {
             }
         }
         Ok(keys)
+    }
+
+    /// Read the dedup key, when one is configured.
+    pub async fn load_dedup_key(&self, secrets: &Resolver) -> Result<Option<SymmetricKey>> {
+        let Some(r) = &self.dedup_key else {
+            return Ok(None);
+        };
+        let value = secrets.resolve(r, "the dedup key").await?;
+        SymmetricKey::parse(value.bytes())
+            .map(Some)
+            .map_err(|why| Error::config(format!("[encryption] dedup_key {r}: {why}")))
     }
 
     /// Read every configured key, each with its own outcome.

@@ -26,8 +26,12 @@ pub struct Job {
     pub compression: Compression,
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// v1 only: 2^n-byte plaintext chunks of the data object.
     #[serde(default = "default_chunk_log2")]
     pub chunk_log2: u8,
+    /// The backup format new backups are written in: 2 (deduplicated, the default) or 1.
+    #[serde(default = "default_format")]
+    pub format: u8,
     #[serde(default)]
     pub retention: Policy,
     /// S3 Object Lock on every object of every backup of this job.
@@ -52,6 +56,9 @@ fn default_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(24 * 3600))
 }
 fn default_zstd_level() -> i32 {
+    2
+}
+fn default_format() -> u8 {
     2
 }
 fn default_chunk_log2() -> u8 {
@@ -244,6 +251,12 @@ pub(super) fn check_name(file: &str, name: &str) -> Result<()> {
 
 fn check_job(file: &str, job: &Job) -> Result<()> {
     check_name(file, &job.name)?;
+    if !(1..=2).contains(&job.format) {
+        return Err(Error::config(format!(
+            "{file}: format = {}: new backups are written in format 2 (deduplicated, the default) or 1",
+            job.format
+        )));
+    }
     if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&job.chunk_log2) {
         return Err(Error::config(format!(
             "{file}: chunk_log2 = {}: must be {MIN_CHUNK_LOG2}..={MAX_CHUNK_LOG2} (default {DEFAULT_CHUNK_LOG2}: 1 MiB chunks)",

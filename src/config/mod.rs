@@ -147,6 +147,11 @@ impl Config {
             .into_iter()
             .map(|k| k.relative_to(&base))
             .collect();
+        config.encryption.dedup_key = config
+            .encryption
+            .dedup_key
+            .take()
+            .map(|r| r.relative_to(&base, resolve));
         for secret in [&mut config.notify.heartbeat, &mut config.notify.webhook]
             .into_iter()
             .flatten()

@@ -1,16 +1,23 @@
 //! What a backup stores besides its manifest, by format version, behind one writer and one
 //! reader: backup, restore, verify, prune and key changes call these, never a version's layout
-//! directly. Format v1 (`v1`) is one sealed data object per backup.
+//! directly. Format v1 (`v1`) is one sealed data object per backup; format v2 (`v2`) stores
+//! each chunk of the dump once per job.
 
+pub mod holders;
 mod target;
 pub mod v1;
 pub mod v2;
 
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 
-use crate::crypto::keys::{Secret, Stanza};
+use crate::config::Job;
+use crate::crypto::keys::{Secret, Stanza, SymmetricKey};
 use crate::error::Result;
-use crate::store::{Backup, Store};
+use crate::manifest::{Layout, Manifest, SourceInfo};
+use crate::source::Dump;
+use crate::store::{Backup, BackupRef, Store};
 
 /// What was restored or verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,8 +28,68 @@ pub struct OpenSummary {
     pub chunks: u64,
 }
 
-/// A backup being written.
-pub type Writer = v1::Writer;
+/// A backup being written, in the format its job asks for.
+pub enum Writer {
+    V1(Box<v1::Writer>),
+    V2(Box<v2::Writer>),
+}
+
+impl Writer {
+    /// Keys first: a bad key fails the job before the dump starts. `series` is the database
+    /// (or source kind) the dump is of: v2 dedups against that series' newest backup.
+    pub async fn new(
+        store: &Store,
+        job: &Job,
+        location: &BackupRef,
+        recipients: &[Secret],
+        dedup_key: Option<&SymmetricKey>,
+        series: &str,
+    ) -> Result<Self> {
+        Ok(match job.format {
+            1 => Writer::V1(Box::new(v1::Writer::new(job, location, recipients).await?)),
+            _ => Writer::V2(Box::new(
+                v2::Writer::new(store, job, location, recipients, dedup_key, series).await?,
+            )),
+        })
+    }
+
+    /// Store the dump; nothing is visible until `finish`.
+    pub async fn transfer(
+        &mut self,
+        store: &Store,
+        job: &Job,
+        dump: Dump,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        match self {
+            Writer::V1(w) => w.transfer(store, job, dump, stop).await,
+            Writer::V2(w) => w.transfer(store, job, dump, stop).await,
+        }
+    }
+
+    /// Write the manifest, last: the backup exists from then on. The manifest and the
+    /// stanzas that open the backup.
+    pub async fn finish(
+        self,
+        store: &Store,
+        job: &Job,
+        source: SourceInfo,
+        started_at: DateTime<Utc>,
+    ) -> Result<(Manifest, Vec<Stanza>)> {
+        match self {
+            Writer::V1(w) => w.finish(store, job, source, started_at).await,
+            Writer::V2(w) => w.finish(store, job, source, started_at).await,
+        }
+    }
+
+    /// Remove what a backup that gets no manifest wrote in its own directory.
+    pub async fn discard(self, store: &Store) -> Result<()> {
+        match self {
+            Writer::V1(w) => w.discard(store).await,
+            Writer::V2(w) => w.discard(store).await,
+        }
+    }
+}
 
 /// Restore `backup` into `out`, every byte authenticated, with a progress bar on stderr when
 /// `progress`.
@@ -33,17 +100,28 @@ pub async fn open<W: AsyncWrite + Unpin>(
     out: &mut W,
     progress: bool,
 ) -> Result<OpenSummary> {
-    v1::open(store, backup, secrets, out, progress).await
+    match &backup.manifest.layout {
+        Layout::V1(_) => v1::open(store, backup, secrets, out, progress).await,
+        Layout::V2(_) => v2::open(store, backup, secrets, out, progress).await,
+    }
 }
 
-/// The key stanzas that open `backup`.
-pub fn stanzas(backup: &Backup) -> &[Stanza] {
-    backup.manifest.v1_keys()
+/// The key stanzas that open `backup` (v2: its own session's).
+pub async fn stanzas(store: &Store, backup: &Backup) -> Result<Vec<Stanza>> {
+    match &backup.manifest.layout {
+        Layout::V1(v1) => Ok(v1.keys.clone()),
+        Layout::V2(_) => v2::stanzas(store, backup).await,
+    }
 }
 
-/// Replace the key stanzas of `backup`; the data stays byte-identical.
-pub async fn rewrite_keys(store: &Store, backup: &Backup, stanzas: Vec<Stanza>) -> Result<()> {
-    v1::rewrite_keys(store, backup, stanzas).await
+/// A progress bar of `total` bytes on stderr.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    )
 }
 
 /// `reader`, counted on a progress bar of `total` bytes on stderr.
@@ -51,11 +129,5 @@ fn with_progress(
     reader: Box<dyn AsyncRead + Send + Unpin>,
     total: u64,
 ) -> Box<dyn AsyncRead + Send + Unpin> {
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    Box::new(bar.wrap_async_read(reader))
+    Box::new(progress_bar(total).wrap_async_read(reader))
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::config::Job;
-use crate::crypto::keys::{Secret, Stanza};
+use crate::crypto::keys::{Secret, Stanza, SymmetricKey};
 use crate::data;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -40,11 +40,33 @@ pub struct JobOutcome {
 /// it. A failed job does not stop the others; a stop request (SIGTERM) does.
 pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) -> Vec<JobOutcome> {
     let mut outcomes = Vec::new();
+    let dedup_key = match ctx
+        .config
+        .encryption
+        .load_dedup_key(&ctx.config.secrets)
+        .await
+    {
+        Ok(key) => key,
+        Err(e) => {
+            return jobs
+                .iter()
+                .map(|job| JobOutcome {
+                    job: job.name.clone(),
+                    failures: vec![Error::new(e.class(), e.message().to_string())],
+                    ..JobOutcome::default()
+                })
+                .collect();
+        }
+    };
+    let keys = Keys {
+        recipients,
+        dedup_key: dedup_key.as_ref(),
+    };
     for job in jobs {
         if ctx.stop.is_cancelled() {
             break;
         }
-        let mut outcome = match run(&ctx.store, job, recipients, &ctx.config.secrets).await {
+        let mut outcome = match run(&ctx.store, job, &keys, &ctx.config.secrets).await {
             Ok(outcome) => outcome,
             Err(e) => JobOutcome {
                 job: job.name.clone(),
@@ -60,16 +82,23 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
     outcomes
 }
 
-/// Back up `job` into `store`, encrypted to every key in `recipients`: one backup per dump the
-/// job plans (a job over all databases of a server makes one per database). A failed dump does
+/// What new backups are encrypted to, and the key their dedup secret derives from.
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    pub recipients: &'a [Secret],
+    pub dedup_key: Option<&'a SymmetricKey>,
+}
+
+/// Back up `job` into `store`, encrypted to every key in `keys`: one backup per dump the job
+/// plans (a job over all databases of a server makes one per database). A failed dump does
 /// not stop the others.
 pub async fn run(
     store: &Store,
     job: &Job,
-    recipients: &[Secret],
+    keys: &Keys<'_>,
     secrets: &Resolver,
 ) -> Result<JobOutcome> {
-    if recipients.is_empty() {
+    if keys.recipients.is_empty() {
         return Err(Error::config(
             "no encryption key configured: add at least one entry to [encryption] keys (see 'coffre key generate')",
         ));
@@ -82,7 +111,7 @@ pub async fn run(
         ..JobOutcome::default()
     };
     for plan in &plans {
-        match run_one(store, job, plan, recipients).await {
+        match run_one(store, job, plan, keys).await {
             Ok(summary) => outcome.backups.push(summary),
             Err(e) => {
                 let what = match &plan.info.database {
@@ -101,14 +130,23 @@ async fn run_one(
     store: &Store,
     job: &Job,
     plan: &source::DumpPlan,
-    recipients: &[Secret],
+    keys: &Keys<'_>,
 ) -> Result<BackupSummary> {
     let started_at = Utc::now();
     let deadline = tokio::time::Instant::now() + job.timeout.0;
     let backup_id = Uuid::new_v4();
     let location = BackupRef::new(&job.name, started_at, backup_id);
     // Keys first: a bad key fails the job before the dump starts.
-    let mut writer = data::Writer::new(job, &location, recipients).await?;
+    let series = plan.info.database.as_deref().unwrap_or(&plan.info.kind);
+    let mut writer = data::Writer::new(
+        store,
+        job,
+        &location,
+        keys.recipients,
+        keys.dedup_key,
+        series,
+    )
+    .await?;
 
     crate::failpoint::hit("backup:before-dump").await;
     let dump = plan.start()?;

@@ -1,21 +1,22 @@
 //! Keys: making key files, and managing the keys of stored backups (list, add, remove and
-//! rotate the key stanzas of manifests). Data objects are never read or rewritten: a stanza
-//! only wraps the backup's DEK.
+//! rotate key stanzas). Only what holds stanzas is rewritten (`data::holders`: a v1 manifest,
+//! a v2 session); data objects, packs and recipes are never read or rewritten: a stanza only
+//! wraps a key.
 //!
-//! Each manifest rewrite replaces one object whole (atomic on every store), and only the `keys`
-//! field changes, so the mac still holds. A rotation adds the new key to every backup before it
-//! removes the old one from any: interrupted at any point, every manifest still has a key that
-//! opens it, and running the same command again finishes the job.
+//! Each rewrite replaces one object whole (atomic on every store), and only the stanzas
+//! change, so macs still hold. A rotation adds the new key everywhere before it removes the
+//! old one anywhere: interrupted at any point, every backup still has a key that opens it, and
+//! running the same command again finishes the job.
 
 use std::collections::BTreeMap;
 
 use std::path::Path;
 
 use crate::crypto::keys::{self, Identity, Recipient, Secret, Stanza, SymmetricKey};
-use crate::data;
+use crate::data::holders::{self, Holder, Holders};
 use crate::error::{Error, Result};
 use crate::secretstore::{FileAccess, env_file};
-use crate::store::{Backup, Damaged, Store};
+use crate::store::{Damaged, Listing, Store};
 
 /// `e`, a failure to load the configured keys, with the remedy of making a new key only where
 /// that helps: the key file does not exist and the store holds no backup yet (a new key opens
@@ -59,11 +60,16 @@ pub fn key_id_of_file(path: &Path) -> Result<String> {
     keys::key_id_of_text(&raw).map_err(|why| Error::config(format!("{}: {why}", path.display())))
 }
 
-/// How many backups each key opens, by (type, key id).
-pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
+/// How many backups each key opens, by (type, key id): a v1 backup with its manifest's
+/// stanzas, a v2 backup with its own session's.
+pub async fn usage(store: &Store, listing: &Listing) -> BTreeMap<(String, String), usize> {
+    let found = holders::of(store, listing).await;
     let mut usage = BTreeMap::new();
-    for b in backups {
-        for stanza in data::stanzas(b) {
+    for backup in &listing.complete {
+        let Some(holder) = found.holders.iter().find(|h| h.opens(backup)) else {
+            continue;
+        };
+        for stanza in &holder.stanzas {
             *usage
                 .entry((stanza.kind().to_string(), stanza.key_id().to_string()))
                 .or_insert(0) += 1;
@@ -72,43 +78,66 @@ pub fn usage(backups: &[Backup]) -> BTreeMap<(String, String), usize> {
     usage
 }
 
+/// The stanzas that open each complete backup of `listing`, by backup id (a v2 backup's: its
+/// own session's; one whose session cannot be read is left out).
+pub async fn stanzas_of(store: &Store, listing: &Listing) -> BTreeMap<uuid::Uuid, Vec<Stanza>> {
+    let found = holders::of(store, listing).await;
+    listing
+        .complete
+        .iter()
+        .filter_map(|b| {
+            let holder = found.holders.iter().find(|h| h.opens(b))?;
+            Some((b.location.id, holder.stanzas.clone()))
+        })
+        .collect()
+}
+
 /// What a change did.
 #[derive(Debug, Default)]
 pub struct KeyChange {
+    /// Manifests (v1) and sessions (v2) rewritten.
     pub changed: usize,
     pub already_done: usize,
-    /// Backups whose manifest could not be read: left unchanged, and the caller must say so.
+    /// Backups whose manifest or session could not be read: left unchanged, and the caller
+    /// must say so.
     pub damaged: Vec<Damaged>,
-    /// In a rotation: backups that did not get the new key (made while it ran) and so keep
-    /// the old one; running the rotation again finishes them.
+    /// In a rotation: what did not get the new key (made while it ran) and so keeps the old
+    /// one; running the rotation again finishes them.
     pub lacking_new_key: usize,
 }
 
+/// Everything that holds the stanzas of `job`'s backups (or of all jobs').
+async fn holders_of(store: &Store, job: Option<&str>) -> Result<Holders> {
+    let listing = store.list(job).await?;
+    let mut found = holders::of(store, &listing).await;
+    found.damaged.extend(listing.damaged);
+    Ok(found)
+}
+
 /// Add `new` to every backup of `job` (or of all jobs) that it does not open yet, unwrapping
-/// each DEK with `unlock`.
+/// each key with `unlock`.
 pub async fn add(
     store: &Store,
     job: Option<&str>,
     unlock: &[Secret],
     new: &Secret,
 ) -> Result<KeyChange> {
-    let listing = store.list(job).await?;
+    let found = holders_of(store, job).await?;
     let mut change = KeyChange {
-        damaged: listing.damaged,
+        damaged: found.damaged,
         ..KeyChange::default()
     };
-    for backup in &listing.complete {
-        let m = &backup.manifest.manifest;
-        if keys::holds_blocking(data::stanzas(backup), new, m.backup_id).await? {
+    for holder in &found.holders {
+        if keys::holds_blocking(&holder.stanzas, new, holder.wrap_id).await? {
             change.already_done += 1;
             continue;
         }
-        let dek = keys::unwrap_blocking(data::stanzas(backup), unlock, m.backup_id)
+        let dek = keys::unwrap_blocking(&holder.stanzas, unlock, holder.wrap_id)
             .await
-            .map_err(|e| e.context(format!("backup {}", m.backup_id)))?;
-        let mut stanzas = data::stanzas(backup).to_vec();
-        stanzas.extend(keys::wrap_blocking(std::slice::from_ref(new), &dek, m.backup_id).await?);
-        change.changed += rewrite(store, backup, stanzas).await?;
+            .map_err(|e| e.context(&holder.name))?;
+        let mut stanzas = holder.stanzas.clone();
+        stanzas.extend(keys::wrap_blocking(std::slice::from_ref(new), &dek, holder.wrap_id).await?);
+        change.changed += rewrite(store, holder, stanzas).await?;
     }
     Ok(change)
 }
@@ -135,8 +164,8 @@ pub async fn rotate(
     Ok(Rotation { added, removed })
 }
 
-/// A rotation's remove phase: take the key `old_key_id` from every backup that `new` already
-/// opens; backups without `new` (made while the rotation ran) keep it and are counted.
+/// A rotation's remove phase: take the key `old_key_id` from everything that `new` already
+/// opens; what lacks `new` (made while the rotation ran) keeps it and is counted.
 pub async fn remove_replaced(
     store: &Store,
     job: Option<&str>,
@@ -155,13 +184,13 @@ pub enum Removal<'a> {
 }
 
 impl Removal<'_> {
-    async fn matches(&self, stanza: &Stanza, backup: &Backup) -> bool {
+    async fn matches(&self, stanza: &Stanza, holder: &Holder) -> bool {
         match self {
             Removal::KeyId(id) => stanza.key_id() == *id,
             Removal::OpenedBy(secret) => keys::unwrap_blocking(
                 std::slice::from_ref(stanza),
                 std::slice::from_ref(secret),
-                backup.location.id,
+                holder.wrap_id,
             )
             .await
             .is_ok(),
@@ -170,70 +199,67 @@ impl Removal<'_> {
 }
 
 /// Remove stanzas from every backup of `job` (or of all jobs). Refuses, before changing
-/// anything, if any backup would be left without a stanza.
+/// anything, if anything would be left without a stanza.
 pub async fn remove(store: &Store, job: Option<&str>, which: Removal<'_>) -> Result<KeyChange> {
     remove_where(store, job, which, None).await
 }
 
-/// `remove`, but only from backups that `held` opens (when given): a rotation never takes the
-/// old key from a backup the new key is not in.
+/// `remove`, but only from what `held` opens (when given): a rotation never takes the old key
+/// from what the new key is not in.
 async fn remove_where(
     store: &Store,
     job: Option<&str>,
     which: Removal<'_>,
     held: Option<&Secret>,
 ) -> Result<KeyChange> {
-    let listing = store.list(job).await?;
-    let mut backups = Vec::new();
+    let found = holders_of(store, job).await?;
+    let mut chosen = Vec::new();
     let mut lacking_new_key = 0;
-    for backup in listing.complete {
-        let m = &backup.manifest.manifest;
+    for holder in &found.holders {
         match held {
-            Some(new)
-                if !keys::holds_blocking(data::stanzas(&backup), new, m.backup_id).await? =>
-            {
+            Some(new) if !keys::holds_blocking(&holder.stanzas, new, holder.wrap_id).await? => {
                 lacking_new_key += 1
             }
-            _ => backups.push(backup),
+            _ => chosen.push(holder),
         }
     }
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
-    for backup in &backups {
+    for holder in &chosen {
         let mut left: Vec<Stanza> = Vec::new();
-        for stanza in data::stanzas(backup) {
-            if !which.matches(stanza, backup).await {
+        for stanza in &holder.stanzas {
+            if !which.matches(stanza, holder).await {
                 left.push(stanza.clone());
             }
         }
         if left.is_empty() {
             return Err(Error::config(format!(
-                "that key is the only key of backup {}: add another key first ('coffre key add'); nothing was removed",
-                backup.manifest.manifest.backup_id
+                "that key is the only key of {}: add another key first ('coffre key add'); nothing was removed",
+                holder.name
             )));
         }
         kept.push(left);
     }
     let mut change = KeyChange {
-        damaged: listing.damaged,
+        damaged: found.damaged,
         lacking_new_key,
         ..KeyChange::default()
     };
-    for (backup, stanzas) in backups.iter().zip(kept) {
-        if stanzas.len() == data::stanzas(backup).len() {
+    for (holder, stanzas) in chosen.into_iter().zip(kept) {
+        if stanzas.len() == holder.stanzas.len() {
             change.already_done += 1;
             continue;
         }
-        change.changed += rewrite(store, backup, stanzas).await?;
+        change.changed += rewrite(store, holder, stanzas).await?;
     }
     Ok(change)
 }
 
-/// Rewrite a backup's stanzas; 1 if it was rewritten, 0 if a prune deleted it meanwhile.
-async fn rewrite(store: &Store, backup: &Backup, stanzas: Vec<Stanza>) -> Result<usize> {
-    match crate::data::rewrite_keys(store, backup, stanzas).await {
+/// Rewrite a holder's stanzas; 1 if it was rewritten, 0 if a prune deleted it meanwhile.
+async fn rewrite(store: &Store, holder: &Holder, stanzas: Vec<Stanza>) -> Result<usize> {
+    match holder.rewrite(store, stanzas).await {
         Ok(()) => Ok(1),
         Err(e) if e.is_not_found() => {
-            tracing::info!("backup {}: {}", backup.location.id, e.message());
+            tracing::info!("{}: {}", holder.name, e.message());
             Ok(0)
         }
         Err(e) => Err(e),

@@ -36,7 +36,9 @@ impl Passphrase {
         Ok(Self(text))
     }
 
-    pub(super) fn derive(&self, salt: &[u8], params: Argon2Params) -> Result<SymmetricKey> {
+    /// The key argon2id derives from this passphrase with `salt` and `params` (seconds of
+    /// work at the defaults: run it off the async runtime).
+    pub fn derive(&self, salt: &[u8], params: Argon2Params) -> Result<SymmetricKey> {
         let argon_params = Params::new(params.m_kib, params.t, params.p, Some(32))
             .map_err(|e| Error::config(format!("argon2id parameters {params:?}: {e}")))?;
         let mut out = Zeroizing::new([0u8; 32]);

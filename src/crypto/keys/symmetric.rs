@@ -32,6 +32,14 @@ impl SymmetricKey {
         key_id_of(self.0.as_ref())
     }
 
+    /// A secret of 32 bytes derived from this key for `info` (HKDF-SHA-256, empty salt): for
+    /// another purpose than wrapping, one-way.
+    pub fn derive(&self, info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        crate::crypto::hkdf_sha256(self.0.as_ref(), &[], info, out.as_mut());
+        out
+    }
+
     /// The text form written to key files: `coffre-key-v1:` + base64 of the 32 bytes.
     pub fn to_text(&self) -> Zeroizing<String> {
         Zeroizing::new(format!(

@@ -32,6 +32,14 @@ impl Identity {
         Recipient(x25519_dalek::PublicKey::from(&self.0))
     }
 
+    /// A secret of 32 bytes derived from this identity for `info` (HKDF-SHA-256, empty salt).
+    pub fn derive(&self, info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let bytes = Zeroizing::new(self.0.to_bytes());
+        crate::crypto::hkdf_sha256(bytes.as_ref(), &[], info, out.as_mut());
+        out
+    }
+
     /// `coffre-x25519-identity-v1:` + base64, for identity files.
     pub fn to_text(&self) -> Zeroizing<String> {
         let bytes = Zeroizing::new(self.0.to_bytes());

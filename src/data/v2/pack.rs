@@ -196,7 +196,8 @@ pub fn open_table(
     let table_len = u32::from_be_bytes(tail[len_at..].try_into().expect("4 bytes")) as usize;
     let start = len_at.checked_sub(table_len).ok_or(PackError::BadTable)?;
     let table = &tail[start..len_at];
-    if table.len() < BLOB_OVERHEAD || (table.len() - BLOB_OVERHEAD) % TABLE_ENTRY_LEN != 0 {
+    if table.len() < BLOB_OVERHEAD || !(table.len() - BLOB_OVERHEAD).is_multiple_of(TABLE_ENTRY_LEN)
+    {
         return Err(PackError::BadTable);
     }
     let nonce: [u8; NONCE_LEN] = table[..NONCE_LEN].try_into().expect("12 bytes");

@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::crypto::keys::{Secret, SymmetricKey};
 use crate::crypto::{Dek, hkdf_sha256, random_array};
+use crate::error::{Error, Result};
 
 const INFO_CHUNK_ID: &[u8] = b"coffre/v2/chunk-id";
 const INFO_INDEX: &[u8] = b"coffre/v2/index";
@@ -15,6 +17,56 @@ const INFO_RECIPE: &[u8] = b"coffre/v2/recipe";
 const INFO_CHUNK: &[u8] = b"coffre/v2/chunk";
 const INFO_DEDUP_WRAP: &[u8] = b"coffre/v2/dedup-wrap";
 const DEDUP_ID_PREFIX: &[u8] = b"coffre/v2/dedup-id";
+const INFO_FOR_JOB: &[u8] = b"coffre/v2/dedup";
+const PASSPHRASE_SALT: &[u8] = b"coffre/v2/dedup-salt";
+
+/// Where a job's dedup secret came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DedupSource {
+    /// `[encryption] dedup_key`.
+    DedupKey,
+    /// The first key, identity or passphrase the job encrypts to.
+    EncryptionKey,
+    /// Nothing to derive it from (only recipients): fresh for each backup, which then dedups
+    /// only within itself.
+    ThisBackupOnly,
+}
+
+/// The dedup secret of `job`: from the dedup key, else from the first key, identity or
+/// passphrase in `secrets` (the same every run, so backups dedup against each other), else
+/// fresh for this backup. Changing what it derives from makes the next backup store
+/// everything once.
+pub async fn for_job(
+    job: &str,
+    dedup_key: Option<&SymmetricKey>,
+    secrets: &[Secret],
+) -> Result<(DedupSecret, DedupSource)> {
+    let info: [&[u8]; 2] = [INFO_FOR_JOB, job.as_bytes()];
+    if let Some(key) = dedup_key {
+        return Ok((DedupSecret(key.derive(&info)), DedupSource::DedupKey));
+    }
+    for secret in secrets {
+        let derived = match secret {
+            Secret::Key(key) => key.derive(&info),
+            Secret::Identity(identity) => identity.derive(&info),
+            Secret::Passphrase(passphrase, params) => {
+                let salt = Sha256::new()
+                    .chain_update(PASSPHRASE_SALT)
+                    .chain_update(job.as_bytes())
+                    .finalize();
+                let (passphrase, params) = (passphrase.clone(), *params);
+                let key =
+                    tokio::task::spawn_blocking(move || passphrase.derive(&salt[..16], params))
+                        .await
+                        .map_err(|e| Error::internal(format!("key derivation stopped: {e}")))??;
+                key.derive(&info)
+            }
+            Secret::Recipient(_) => continue,
+        };
+        return Ok((DedupSecret(derived), DedupSource::EncryptionKey));
+    }
+    Ok((DedupSecret::random(), DedupSource::ThisBackupOnly))
+}
 
 /// A chunk's name: BLAKE3-keyed(K_id, plaintext).
 pub type ChunkId = [u8; 32];
