@@ -6,14 +6,30 @@ use coffre::error::Class;
 use support::exit::INTEGRITY;
 use support::{Workspace, noise};
 
-/// A workspace holding a six-chunk backup (64 KiB chunks) of incompressible data.
-fn with_backup() -> (Workspace, Vec<u8>, String) {
+/// A workspace holding a backup of incompressible data (320 KiB) in format `format`: in
+/// format 1, six chunks of 64 KiB.
+fn with_backup_in(format: u8) -> (Workspace, Vec<u8>, String) {
     let ws = Workspace::new();
     let data = noise(5 * 65536 + 123, 7);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
-    ws.file_job("files", "input.bin", 16);
+    match format {
+        1 => ws.v1_file_job("files", "input.bin", 16),
+        _ => ws.file_job("files", "input.bin"),
+    }
     let id = ws.backup("files");
     (ws, data, id)
+}
+
+/// The same in the default format.
+fn with_backup() -> (Workspace, Vec<u8>, String) {
+    with_backup_in(2)
+}
+
+/// A field of the manifest of backup `id` of job `files`.
+fn manifest_field(ws: &Workspace, id: &str, field: &str) -> serde_json::Value {
+    let path = ws.backup_dir("files", id).join("manifest.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m[field].clone()
 }
 
 #[test]
@@ -21,8 +37,10 @@ fn backup_verify_restore_round_trip_to_file_and_stdout() {
     let (ws, data, id) = with_backup();
     let verify = ws.run(&["verify", &id]);
     verify.ok();
+    let chunks = manifest_field(&ws, &id, "chunks");
+    assert!(chunks.as_u64().unwrap() > 1);
     assert!(
-        verify.stdout_text().contains("6 chunks"),
+        verify.stdout_text().contains(&format!("{chunks} chunks")),
         "{}",
         verify.stdout_text()
     );
@@ -56,7 +74,7 @@ fn list_shows_complete_backups_only() {
     assert_eq!(items[0]["id"], id.as_str());
     assert_eq!(items[0]["job"], "files");
     assert_eq!(items[0]["plaintext_bytes"], data.len() as u64);
-    assert_eq!(items[0]["chunks"], 6);
+    assert_eq!(items[0]["chunks"], manifest_field(&ws, &id, "chunks"));
     let text = ws.run(&["list"]).stdout_text();
     assert!(
         text.contains(&id) && !text.contains("00000000-0000-4000"),
@@ -148,7 +166,7 @@ fn passphrase_backups_restore_with_the_passphrase_only() {
         "keys = [{ passphrase_env = \"BACKUP_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
     );
     ws.write("input.bin", "hello from a passphrase backup");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let good = [("BACKUP_PASSPHRASE", "correct horse battery staple")];
     let run = ws.run_env(&["backup", "files", "--json"], &good);
     run.ok();
@@ -168,7 +186,15 @@ fn passphrase_backups_restore_with_the_passphrase_only() {
 /// Apply `tamper` to a fresh backup and check restore and verify fail as integrity errors
 /// without leaving anything at (or beside) the restore path.
 fn assert_tamper_detected(what: &str, tamper: impl Fn(&Workspace, &std::path::Path)) {
-    let (ws, _, id) = with_backup();
+    assert_tamper_detected_in(1, what, tamper)
+}
+
+fn assert_tamper_detected_in(
+    format: u8,
+    what: &str,
+    tamper: impl Fn(&Workspace, &std::path::Path),
+) {
+    let (ws, _, id) = with_backup_in(format);
     let dir = ws.backup_dir("files", &id);
     tamper(&ws, &dir);
     std::fs::create_dir(ws.path("restored")).unwrap();
@@ -199,7 +225,7 @@ fn edit_bytes(path: &std::path::Path, edit: impl FnOnce(&mut Vec<u8>)) {
 }
 
 #[test]
-fn tampered_data_objects_are_integrity_errors_and_restore_nothing() {
+fn tampered_v1_data_objects_are_integrity_errors_and_restore_nothing() {
     let chunk = 65536 + 16;
     assert_tamper_detected("header bit", |_, d| {
         edit_bytes(&d.join("data.cfr"), |b| b[40] ^= 1)
@@ -241,12 +267,123 @@ fn tampered_data_objects_are_integrity_errors_and_restore_nothing() {
 }
 
 #[test]
-fn data_object_swapped_between_backups_is_an_integrity_error() {
+fn v1_data_object_swapped_between_backups_is_an_integrity_error() {
     assert_tamper_detected("data object of another backup", |ws, d| {
         let other = ws.backup("files");
         let other_dir = ws.backup_dir("files", &other);
         std::fs::copy(other_dir.join("data.cfr"), d.join("data.cfr")).unwrap();
     });
+}
+
+/// The pack files of job `files`, next to backup directory `dir`.
+fn packs_beside(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut packs: Vec<_> = std::fs::read_dir(dir.parent().unwrap().join("_packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    packs.sort();
+    packs
+}
+
+#[test]
+fn tampered_v2_packs_recipes_and_sessions_are_integrity_errors_and_restore_nothing() {
+    let pack = |d: &std::path::Path| packs_beside(d)[0].clone();
+    // The first blob starts after the pack's 40-byte header: nonce, then ciphertext.
+    assert_tamper_detected_in(2, "pack blob bit", |_, d| {
+        edit_bytes(&pack(d), |b| b[40 + 12 + 100] ^= 1)
+    });
+    assert_tamper_detected_in(2, "pack truncated", |_, d| {
+        edit_bytes(&pack(d), |b| b.truncate(b.len() / 2))
+    });
+    assert_tamper_detected_in(2, "pack emptied", |_, d| {
+        edit_bytes(&pack(d), |b| b.clear())
+    });
+    assert_tamper_detected_in(2, "pack deleted", |_, d| {
+        std::fs::remove_file(pack(d)).unwrap()
+    });
+    assert_tamper_detected_in(2, "pack renamed to another id", |_, d| {
+        let from = pack(d);
+        let to = from.with_file_name("00000000000000000000000000000000.cfp");
+        std::fs::copy(&from, to).unwrap();
+        let other = "ffffffffffffffffffffffffffffffff.cfp";
+        std::fs::rename(&from, from.with_file_name(other)).unwrap();
+        // The original name now holds another pack's bytes.
+        std::fs::copy(from.with_file_name(other), &from).unwrap();
+        edit_bytes(&from, |b| b[30] ^= 1);
+    });
+    assert_tamper_detected_in(2, "recipe bit", |_, d| {
+        edit_bytes(&d.join("recipe.cfr"), |b| b[100] ^= 1)
+    });
+    assert_tamper_detected_in(2, "recipe truncated", |_, d| {
+        edit_bytes(&d.join("recipe.cfr"), |b| b.truncate(b.len() - 20))
+    });
+    assert_tamper_detected_in(2, "recipe of another backup", |ws, d| {
+        let other = ws.backup("files");
+        let other_dir = ws.backup_dir("files", &other);
+        std::fs::copy(other_dir.join("recipe.cfr"), d.join("recipe.cfr")).unwrap();
+    });
+    assert_tamper_detected_in(2, "session bit in the wrapped dedup secret", |ws, d| {
+        let id = d.file_name().unwrap().to_string_lossy()[17..].to_string();
+        let path = ws.path(&format!("store/backups/files/_sessions/{id}.json"));
+        let mut session: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let dedup = session["dedup"].as_str().unwrap().to_string();
+        let flipped = if dedup.starts_with('A') { "B" } else { "A" };
+        session["dedup"] = format!("{flipped}{}", &dedup[1..]).into();
+        std::fs::write(&path, serde_json::to_vec(&session).unwrap()).unwrap();
+    });
+}
+
+#[test]
+fn a_missing_v2_session_or_pack_is_named() {
+    let (ws, _, id) = with_backup();
+    let dir = ws.backup_dir("files", &id);
+    let pack = packs_beside(&dir)[0].clone();
+    let pack_id = pack.file_stem().unwrap().to_string_lossy().to_string();
+    std::fs::rename(&pack, ws.path("pack.saved")).unwrap();
+    let run = ws.run(&["restore", &id, "--to", "-"]);
+    run.expect_class(Class::Integrity);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.contains(&pack_id) && run.stderr.contains(&id),
+        "{}",
+        run.stderr
+    );
+    std::fs::rename(ws.path("pack.saved"), &pack).unwrap();
+    let session = ws.path(&format!("store/backups/files/_sessions/{id}.json"));
+    std::fs::remove_file(session).unwrap();
+    let run = ws.run(&["verify", &id]);
+    run.expect_class(Class::Integrity);
+    assert!(
+        run.stderr.contains("session") && run.stderr.contains(&id),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn edited_v2_manifest_fields_are_integrity_errors() {
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 5] = [
+        ("plaintext_bytes", |m| m["plaintext_bytes"] = 1.into()),
+        ("packs", |m| m["packs"] = serde_json::json!([])),
+        ("dedup_key_id", |m| {
+            m["dedup_key_id"] = "0000000000000000".into()
+        }),
+        ("chunking", |m| m["chunking"]["avg"] = 131072.into()),
+        ("references_locked_until", |m| {
+            m["references_locked_until"] = "2099-01-01T00:00:00Z".into()
+        }),
+    ];
+    for (what, edit) in edits {
+        assert_tamper_detected_in(2, what, |_, d| {
+            let path = d.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            edit(&mut m);
+            std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        });
+    }
 }
 
 #[test]
@@ -274,18 +411,11 @@ fn edited_manifest_fields_are_integrity_errors() {
 }
 
 #[test]
-fn key_id_command_matches_the_manifest_stanza() {
+fn key_id_command_matches_the_stanza_of_a_backup() {
     let (ws, _, id) = with_backup();
     let key_id = ws.run_raw(&["key", "id", "backup.key"], &[]);
     key_id.ok();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        manifest["keys"][0]["key_id"].as_str().unwrap(),
-        key_id.stdout_text().trim()
-    );
+    assert_eq!(ws.stanza_ids(&id), vec![key_id.stdout_text().trim()]);
     // Generating over an existing key is refused.
     ws.run_raw(&["key", "generate", "backup.key"], &[])
         .expect_class(Class::Config);
@@ -299,7 +429,7 @@ fn no_secret_appears_in_any_output_log_or_stored_object() {
         "keys = [{ file = \"backup.key\" }, { passphrase_env = \"LEAK_PASSPHRASE\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
     );
     ws.write("input.bin", "payload");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let env = [("LEAK_PASSPHRASE", passphrase)];
     let key_text = std::fs::read_to_string(ws.path("backup.key")).unwrap();
     let key_b64 = key_text
@@ -370,7 +500,7 @@ fn assert_config_error(run: &support::Run, needles: &[&str]) {
 fn bad_config_names_the_file_the_key_and_the_fix() {
     let ws = Workspace::new();
     ws.write("input.bin", "x");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let check = || ws.run(&["config", "check"]);
     let job = |text: &str| ws.write("jobs/files.toml", text);
 
@@ -430,17 +560,41 @@ fn bad_config_names_the_file_the_key_and_the_fix() {
 
 #[test]
 fn an_independent_decoder_reads_what_coffre_writes() {
-    let (ws, data, id) = with_backup();
-    let dir = ws.backup_dir("files", &id);
+    for format in [1, 2] {
+        an_independent_decoder_reads(format);
+    }
+}
+
+fn an_independent_decoder_reads(format: u8) {
+    let (ws, data, id) = with_backup_in(format);
+    // In format 2 the second backup reuses the first one's chunks: decode that one.
+    let id = match format {
+        1 => id,
+        _ => {
+            let mut more = data.clone();
+            more.extend_from_slice(&noise(70_000, 8));
+            std::fs::write(ws.path("input.bin"), &more).unwrap();
+            let second = ws.backup("files");
+            let reused = manifest_field(&ws, &second, "new_chunks").as_u64().unwrap();
+            let chunks = manifest_field(&ws, &second, "chunks").as_u64().unwrap();
+            assert!(
+                reused < chunks,
+                "{reused} new of {chunks}: nothing was reused"
+            );
+            return decoded_equals(&ws, &second, &more);
+        }
+    };
+    decoded_equals(&ws, &id, &data);
+}
+
+/// The reference decoder turns backup `id` into `data`, and rejects it once its manifest is
+/// edited.
+fn decoded_equals(ws: &Workspace, id: &str, data: &[u8]) {
+    let dir = ws.backup_dir("files", id);
     let decode = || {
         support::interop(
             "coffre_decrypt.py",
-            [
-                dir.join("manifest.json"),
-                dir.join("data.cfr"),
-                "--key-file".into(),
-                ws.path("backup.key"),
-            ],
+            [dir.clone(), "--key-file".into(), ws.path("backup.key")],
         )
     };
     let out = decode();

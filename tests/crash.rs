@@ -17,16 +17,17 @@ use support::db::unique;
 use support::s3::{S3_ENV, s3_open_uploads, s3_store, workspace_with_store};
 use support::{Workspace, coffre_bin, noise};
 
-/// Before, during and after the data object, and between data and manifest.
-const POINTS: [&str; 10] = [
+/// Before, during and after the packs and the recipe, and between session and manifest.
+const POINTS: [&str; 11] = [
     "backup:before-dump",
     "backup:dump-started",
     "backup:upload-started",
     "backup:part-stored@1",
     "backup:part-stored@2",
     "backup:part-stored@3",
-    "backup:staged",
+    "backup:pack-uploaded",
     "backup:data-complete",
+    "backup:session-written",
     "backup:manifest-sealed",
     "backup:manifest-written",
 ];
@@ -70,11 +71,12 @@ async fn prune_at(ws: &Workspace, now: chrono::DateTime<Utc>) -> usize {
         report.deleted.is_empty(),
         "nothing is old enough to be pruned"
     );
-    report.cleaned_strays + report.cleaned_incomplete.len()
+    report.cleaned_strays + report.cleaned_incomplete.len() + report.deleted_shared
 }
 
 /// Everything of unfinished backups a store holds: staging files and directories without a
-/// manifest (local), open multipart uploads (S3).
+/// manifest (local), open multipart uploads and recipes without a manifest (S3), and packs
+/// and sessions no manifest lists (both).
 type Leftovers = Box<dyn Fn(&Workspace) -> Vec<String>>;
 
 fn local_leftovers() -> Leftovers {
@@ -82,12 +84,15 @@ fn local_leftovers() -> Leftovers {
         let files = ws.store_files();
         let mut left: Vec<String> = files.iter().filter(|f| f.contains('#')).cloned().collect();
         // Backup directories holding no manifest.
-        for f in &files {
+        for f in files.iter().filter(|f| !f.contains("/_")) {
             let dir = f.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             if !files.contains(&format!("{dir}/manifest.json")) {
                 left.push(f.clone());
             }
         }
+        left.extend(unlisted_shared(&files, |f| {
+            std::fs::read(ws.path("store").join(f)).unwrap()
+        }));
         left.sort();
         left.dedup();
         left
@@ -100,12 +105,33 @@ fn s3_leftovers(prefix: String) -> Leftovers {
         let keys = support::s3::s3_keys(&prefix);
         left.extend(
             keys.iter()
-                .filter(|k| k.ends_with("/data.cfr"))
-                .filter(|k| !keys.contains(&k.replace("/data.cfr", "/manifest.json")))
+                .filter(|k| k.ends_with("/recipe.cfr"))
+                .filter(|k| !keys.contains(&k.replace("/recipe.cfr", "/manifest.json")))
                 .cloned(),
         );
+        left.extend(unlisted_shared(&keys, support::s3::s3_get));
         left
     })
+}
+
+/// Packs and sessions among `files` that no manifest among them lists (marks aside).
+fn unlisted_shared(files: &[String], read: impl Fn(&str) -> Vec<u8>) -> Vec<String> {
+    let mut listed = Vec::new();
+    for f in files.iter().filter(|f| f.ends_with("/manifest.json")) {
+        let m: serde_json::Value = serde_json::from_slice(&read(f)).unwrap();
+        for p in m["packs"].as_array().into_iter().flatten() {
+            listed.push(format!("/_packs/{}.cfp", p.as_str().unwrap()));
+        }
+        for s in m["sessions"].as_array().into_iter().flatten() {
+            listed.push(format!("/_sessions/{}.json", s.as_str().unwrap()));
+        }
+    }
+    files
+        .iter()
+        .filter(|f| (f.contains("/_packs/") || f.contains("/_sessions/")) && !f.contains('#'))
+        .filter(|f| !listed.iter().any(|l| f.ends_with(l.as_str())))
+        .cloned()
+        .collect()
 }
 
 async fn kill_everywhere(ws: Workspace, leftovers: Leftovers) {
@@ -113,8 +139,8 @@ async fn kill_everywhere(ws: Workspace, leftovers: Leftovers) {
     // 5 MiB on S3, four of 8 MiB locally).
     std::fs::write(ws.path("small.bin"), noise(100_000, 3)).unwrap();
     std::fs::write(ws.path("big.bin"), noise(30 << 20, 4)).unwrap();
-    ws.file_job("small", "small.bin", 16);
-    ws.file_job("big", "big.bin", 20);
+    ws.file_job("small", "small.bin");
+    ws.file_job("big", "big.bin");
     for _ in 0..2 {
         ws.run_env(&["backup", "small"], &S3_ENV).ok();
     }

@@ -127,7 +127,7 @@ async fn backups_pruned_during_verify_all_are_reported_as_pruned_not_failed() {
 
     // Pruned after its manifest was read, before its data is.
     let store = faulty_store(&ws, |f| {
-        f.vanish_on_get = Some(format!("{}/data.cfr", ids[1]))
+        f.vanish_on_get = Some(format!("{}/recipe.cfr", ids[1]))
     });
     let report = verify_all(&config, &store, &secrets, None, false)
         .await
@@ -137,7 +137,7 @@ async fn backups_pruned_during_verify_all_are_reported_as_pruned_not_failed() {
     assert_eq!(report.count(|o| matches!(o, Outcome::Verified(_))), 1);
 
     // Data gone while the manifest stays is a real loss, and a failure.
-    std::fs::remove_file(ws.backup_dir("files", &ids[2]).join("data.cfr")).unwrap();
+    std::fs::remove_file(ws.backup_dir("files", &ids[2]).join("recipe.cfr")).unwrap();
     let run = ws.run(&["verify", "--all"]);
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains(&ids[2]), "{}", run.stderr);
@@ -249,7 +249,7 @@ fn passphrase_backup(ws: &Workspace) -> String {
         "keys = [{ passphrase_env = \"PASS\" }]\nargon2 = { m_kib = 1024, t = 1, p = 1 }",
     );
     ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
+    ws.v1_file_job("files", "input.bin", 16);
     let run = ws.run_env(&["backup", "files", "--json"], &[("PASS", "correct horse")]);
     run.ok();
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -397,7 +397,7 @@ fn endless_key_files_are_refused_after_a_bounded_read() {
 fn a_killed_restore_leaves_no_file_at_or_beside_the_target() {
     let ws = Workspace::new();
     std::fs::write(ws.path("input.bin"), noise(3 << 20, 9)).unwrap();
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let id = ws.backup("files");
     std::fs::create_dir(ws.path("out")).unwrap();
     for point in ["restore:opened", "restore:written"] {
@@ -469,13 +469,34 @@ fn synced_paths(ws: &Workspace, args: &[&str]) -> Vec<String> {
 
 #[test]
 fn local_backups_and_key_changes_are_synced_before_they_count() {
+    for format in [1, 2] {
+        synced_before_they_count(format);
+    }
+}
+
+fn synced_before_they_count(format: u8) {
     let ws = Workspace::new();
     ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
+    let data: &[&str] = match format {
+        1 => {
+            ws.v1_file_job("files", "input.bin", 16);
+            &["data.cfr"]
+        }
+        _ => {
+            ws.file_job("files", "input.bin");
+            &["recipe.cfr", ".cfp", "/_sessions/"]
+        }
+    };
     let calls = synced_paths(&ws, &["backup", "files"]);
     let position = |what: &dyn Fn(&str) -> bool| calls.iter().position(|c| what(c));
-    let data_synced = position(&|c| c.starts_with("fsync(") && c.contains("data.cfr"))
-        .unwrap_or_else(|| panic!("data.cfr never synced: {calls:#?}"));
+    let data_synced = data
+        .iter()
+        .map(|name| {
+            position(&|c| c.starts_with("fsync(") && c.contains(name))
+                .unwrap_or_else(|| panic!("{name} never synced: {calls:#?}"))
+        })
+        .max()
+        .unwrap();
     let manifest_named = position(&|c| !c.starts_with("fsync(") && c.contains("manifest.json\""))
         .unwrap_or_else(|| panic!("manifest never published: {calls:#?}"));
     let manifest_synced = position(&|c| c.starts_with("fsync(") && c.contains("manifest.json"))
@@ -490,11 +511,16 @@ fn local_backups_and_key_changes_are_synced_before_they_count() {
 
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
     let calls = synced_paths(&ws, &["key", "add", "--new-key-file", "new.key"]);
+    let holder = if format == 1 {
+        "manifest.json"
+    } else {
+        "/_sessions/"
+    };
     assert!(
         calls
             .iter()
-            .any(|c| c.starts_with("fsync(") && c.contains("manifest.json")),
-        "a rewritten manifest was never synced: {calls:#?}"
+            .any(|c| c.starts_with("fsync(") && c.contains(holder)),
+        "a rewritten {holder} was never synced: {calls:#?}"
     );
 }
 
@@ -510,7 +536,7 @@ fn a_symlinked_backup_directory_is_refused_and_prune_never_deletes_through_it() 
     std::os::unix::fs::symlink(&outside, &dir).unwrap();
     ws.write(
         "jobs/files.toml",
-        "chunk_log2 = 16\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n\n[retention]\nkeep_within_days = 0\nkeep_last = 1\nmin_keep = 1\n",
+        "[source]\nkind = \"file\"\npath = \"../input.bin\"\n\n[retention]\nkeep_within_days = 0\nkeep_last = 1\nmin_keep = 1\n",
     );
     let list = ws.run(&["list"]);
     assert!(
@@ -521,16 +547,22 @@ fn a_symlinked_backup_directory_is_refused_and_prune_never_deletes_through_it() 
     ws.run(&["verify", "--all"]).expect_class(Class::Integrity);
     ws.run(&["verify", &ids[0]]).expect_class(Class::Integrity);
     ws.run(&["prune", "files"]).ok();
-    assert!(outside.join("manifest.json").exists() && outside.join("data.cfr").exists());
+    assert!(outside.join("manifest.json").exists() && outside.join("recipe.cfr").exists());
 }
 
 // Defect 11: an interrupted rotation leaves every backup with a key that opens it.
 
 #[tokio::test]
 async fn a_rotation_stopped_in_its_remove_phase_leaves_every_backup_opening_with_the_new_key() {
+    for format in [1, 2] {
+        stopped_in_the_remove_phase(format).await;
+    }
+}
+
+async fn stopped_in_the_remove_phase(format: u8) {
     use coffre::ops::keys::{self as keyring, Removal};
 
-    let (ws, ids) = three_backups();
+    let (ws, ids) = support::three_backups_in(format);
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
     let old = ws
         .run_raw(&["key", "id", "backup.key"], &[])
@@ -540,9 +572,9 @@ async fn a_rotation_stopped_in_its_remove_phase_leaves_every_backup_opening_with
     let config = Config::load(&ws.path("coffre.toml")).unwrap();
     let unlock = support::configured_keys(&config).await;
     let new_key = support::key_file(&ws, "new.key").await;
-    let store = faulty_store(&ws, |f| {
-        f.fail_put = Some(format!("{}/manifest.json", ids[1]))
-    });
+    let holder = ws.stanza_holder(&ids[1]);
+    let holder = holder.strip_prefix(ws.path("store")).unwrap().to_owned();
+    let store = faulty_store(&ws, |f| f.fail_put = Some(holder.display().to_string()));
     // The add phase completes (the faulty write is set up for the remove phase below).
     keyring::add(&faulty_store(&ws, |_| {}), None, &unlock, &new_key)
         .await
@@ -559,10 +591,20 @@ async fn a_rotation_stopped_in_its_remove_phase_leaves_every_backup_opening_with
     // among them.
     ws.write_config("keys = [{ file = \"backup.key\" }]");
     for id in &ids {
-        let manifest = std::fs::read_to_string(manifest_path(&ws, id)).unwrap();
         let opens = ws.run(&["restore", id, "--to", "-"]).code == 0;
-        assert_eq!(opens, manifest.contains(&old), "{id}");
-        assert!(opens || id != &ids[1]);
+        // In format 2 a backup needs the key of every session it reads chunks from.
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(manifest_path(&ws, id)).unwrap()).unwrap();
+        let holders: Vec<String> = match manifest["sessions"].as_array() {
+            None => vec![id.clone()],
+            Some(sessions) => sessions
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect(),
+        };
+        let listed = holders.iter().all(|h| ws.stanza_ids(h).contains(&old));
+        assert_eq!(opens, listed, "{id}");
+        assert!(opens || id != &ids[1] || format == 2);
     }
     // The README promises what was just seen.
     let readme =
@@ -623,7 +665,7 @@ fn an_unknown_job_is_an_error_for_list_and_key_list_too() {
 fn key_file_errors_name_the_absolute_path_and_suggest_a_new_key_only_before_any_backup() {
     let ws = Workspace::new();
     ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     ws.write("keys/.keep", "");
     ws.write_config(r#"keys = [{ key = "file:keys/../backup.key" }]"#);
     let absolute = ws.path("backup.key").canonicalize().unwrap();
@@ -786,14 +828,47 @@ async fn a_rotation_never_takes_the_old_key_from_a_backup_without_the_new_one() 
     assert_eq!(removed.lacking_new_key, 1);
     ws.run(&["restore", &later, "--to", "-"]).ok();
     for id in ids.iter().chain([&late]) {
-        let manifest = std::fs::read_to_string(manifest_path(&ws, id)).unwrap();
-        assert!(!manifest.contains(&old), "{id} still has the old key");
+        assert!(
+            !ws.stanza_ids(id).contains(&old),
+            "{id} still has the old key"
+        );
+    }
+}
+
+/// In format 2 a backup reads the chunks of earlier sessions with their keys: a session keeps
+/// the old key while a backup that uses it has only the old key.
+#[tokio::test]
+async fn a_session_keeps_the_old_key_while_a_backup_using_it_lacks_the_new_one() {
+    use coffre::ops::keys;
+    let (ws, ids) = three_backups();
+    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
+    let old = keys::key_id_of_file(&ws.path("backup.key")).unwrap();
+    let (config, store) = support::open_store(&ws).await;
+    let unlock = support::configured_keys(&config).await;
+    let new = support::key_file(&ws, "new.key").await;
+    keys::add(&store, None, &unlock, &new).await.unwrap();
+    // Made with the old key only, reusing the first backup's chunk.
+    let late = ws.backup("files");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path(&ws, &late)).unwrap()).unwrap();
+    assert_eq!(manifest["new_chunks"], 0, "{manifest}");
+    assert_eq!(manifest["sessions"][1], ids[0].as_str(), "{manifest}");
+    let removed = keys::remove_replaced(&store, None, &old, &new)
+        .await
+        .unwrap();
+    assert_eq!(removed.lacking_new_key, 1);
+    assert!(ws.stanza_ids(&ids[0]).contains(&old));
+    assert!(!ws.stanza_ids(&ids[1]).contains(&old));
+    ws.run(&["restore", &late, "--to", "-"]).ok();
+    ws.write_config("keys = [{ file = \"new.key\" }]");
+    for id in &ids {
+        ws.run(&["restore", id, "--to", "-"]).ok();
     }
 }
 
 #[tokio::test]
 async fn a_manifest_is_never_left_without_its_data() {
-    let (ws, ids) = three_backups();
+    let (ws, ids) = support::three_backups_in(1);
     let (_, store) = support::open_store(&ws).await;
     let backup = store.find(&ids[0], None).await.unwrap();
     // A prune deleted the backup after it was listed: a key change must not bring it back.

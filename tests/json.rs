@@ -102,6 +102,11 @@ fn every_json_output_matches_its_documented_shape() {
     run(&["backup", "files"]);
     run(&["verify", &ids[0]]);
     run(&["restore", &ids[0], "--to", "out.bin"]);
+    // A pack no manifest lists (a killed backup's): pruning marks it.
+    ws.write(
+        "store/backups/files/_packs/00000000000000000000000000000000.cfp",
+        "left by a killed backup",
+    );
     run(&["prune", "files", "--dry-run"]);
     run(&["prune", "--all"]);
     run(&["key", "add", "--new-key-file", "new.key"]);

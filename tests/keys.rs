@@ -5,10 +5,9 @@ mod support;
 use coffre::config::Config;
 use coffre::error::Class;
 use coffre::ops::keys as keyring;
-use sha2::{Digest, Sha256};
 use support::exit::AUTH;
 use support::faulty::faulty_store;
-use support::{Workspace, three_backups};
+use support::{Workspace, three_backups, three_backups_in};
 
 fn key_id(ws: &Workspace, file: &str) -> String {
     let run = ws.run_raw(&["key", "id", file], &[]);
@@ -16,14 +15,20 @@ fn key_id(ws: &Workspace, file: &str) -> String {
     run.stdout_text().trim().to_string()
 }
 
-/// sha256 of every data object, by backup id.
-fn data_hashes(ws: &Workspace, ids: &[String]) -> Vec<String> {
-    ids.iter()
-        .map(|id| {
-            let bytes = std::fs::read(ws.backup_dir("files", id).join("data.cfr")).unwrap();
-            hex::encode(Sha256::digest(&bytes))
-        })
-        .collect()
+/// The object name of the stanza holder of backup `id` the faulty store should fail on.
+fn holder_name(ws: &Workspace, id: &str) -> String {
+    let path = ws.stanza_holder(id);
+    let parent = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let name = path.file_name().unwrap().to_string_lossy();
+    match name.as_ref() {
+        "manifest.json" => format!("{id}/manifest.json"),
+        _ => format!("{parent}/{name}"),
+    }
 }
 
 /// Whether backup `id` restores with only `key_file`.
@@ -42,11 +47,19 @@ fn restores_with(ws: &Workspace, id: &str, key_file: &str) -> bool {
 
 #[test]
 fn rotation_moves_every_backup_to_the_new_key_without_touching_data() {
-    let (ws, ids) = three_backups();
+    for format in [1, 2] {
+        rotation_moves_every_backup_to_the_new_key(format);
+    }
+}
+
+/// Packs, recipes and v2 manifests stay byte-identical: only manifests (v1) and sessions (v2)
+/// change.
+fn rotation_moves_every_backup_to_the_new_key(format: u8) {
+    let (ws, ids) = three_backups_in(format);
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
     let old = key_id(&ws, "backup.key");
     let new = key_id(&ws, "new.key");
-    let before = data_hashes(&ws, &ids);
+    let before = ws.key_independent_hashes();
 
     let run = ws.run(&[
         "key",
@@ -64,9 +77,9 @@ fn rotation_moves_every_backup_to_the_new_key_without_touching_data() {
     );
 
     assert_eq!(
-        data_hashes(&ws, &ids),
+        ws.key_independent_hashes(),
         before,
-        "data objects must not change"
+        "format {format}: only the stanza holders may change"
     );
     for id in &ids {
         assert!(
@@ -92,7 +105,13 @@ fn rotation_moves_every_backup_to_the_new_key_without_touching_data() {
 
 #[tokio::test]
 async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
-    let (ws, ids) = three_backups();
+    for format in [1, 2] {
+        an_interrupted_rotation_resumes(format).await;
+    }
+}
+
+async fn an_interrupted_rotation_resumes(format: u8) {
+    let (ws, ids) = three_backups_in(format);
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
     let old = key_id(&ws, "backup.key");
     let new = key_id(&ws, "new.key");
@@ -100,26 +119,14 @@ async fn an_interrupted_rotation_resumes_and_never_strands_a_backup() {
     let unlock = support::configured_keys(&config).await;
     let new_key = support::key_file(&ws, "new.key").await;
 
-    // The store fails to rewrite the second manifest: the add phase stops there.
-    let store = faulty_store(&ws, |f| {
-        f.fail_put = Some(format!("{}/manifest.json", ids[1]))
-    });
+    // The store fails to rewrite the second backup's stanzas: the add phase stops there.
+    let holder = holder_name(&ws, &ids[1]);
+    let store = faulty_store(&ws, |f| f.fail_put = Some(holder));
     let err = keyring::add(&store, None, &unlock, &new_key)
         .await
         .unwrap_err();
     assert!(err.message().contains("injected write failure"), "{err}");
-    let keys_of = |id: &str| -> Vec<String> {
-        let m: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(ws.backup_dir("files", id).join("manifest.json")).unwrap(),
-        )
-        .unwrap();
-        m["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["key_id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let keys_of = |id: &str| ws.stanza_ids(id);
     assert_eq!(keys_of(&ids[1]), vec![old.clone()]);
     let mut done = 0;
     for id in &ids {
@@ -217,7 +224,7 @@ fn write_only_backups_need_the_identity_to_restore() {
 
     ws.write_config(&format!("keys = [{{ recipient = \"{recipient}\" }}]"));
     ws.write("input.bin", "lab results");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let id = ws.backup("files");
     let run = ws.run(&["restore", &id, "--to", "-"]);
     run.expect_class(Class::Auth);
@@ -236,12 +243,7 @@ fn write_only_backups_need_the_identity_to_restore() {
     let dir = ws.backup_dir("files", &id);
     let out = support::interop(
         "coffre_decrypt.py",
-        [
-            dir.join("manifest.json"),
-            dir.join("data.cfr"),
-            "--identity-file".into(),
-            ws.path("restore.identity"),
-        ],
+        [dir, "--identity-file".into(), ws.path("restore.identity")],
     );
     assert!(
         out.status.success(),
@@ -249,16 +251,53 @@ fn write_only_backups_need_the_identity_to_restore() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, b"lab results");
-    // The identity's id is the recipient's id in the manifest.
+    // The identity's id is the recipient's id in the backup's stanzas.
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.stanza_holder(&id)).unwrap()).unwrap();
+    assert_eq!(holder["keys"][0]["type"], "x25519");
+    assert_eq!(ws.stanza_ids(&id), vec![key_id(&ws, "restore.identity")]);
+
+    // Without a dedup key, a job that can only write cannot name chunks the same way twice:
+    // it says so, and stores everything again.
+    let run = ws.run(&["backup", "files", "--json"]);
+    run.ok();
+    assert!(
+        run.stderr.contains("no [encryption] dedup_key"),
+        "{}",
+        run.stderr
+    );
+    let copy: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let copy = copy["id"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),
+        &std::fs::read(ws.backup_dir("files", &copy).join("manifest.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(manifest["keys"][0]["type"], "x25519");
-    assert_eq!(
-        manifest["keys"][0]["key_id"].as_str().unwrap(),
-        key_id(&ws, "restore.identity")
-    );
+    assert_eq!(manifest["new_chunks"], 1, "{manifest}");
+
+    // With one, it deduplicates: the second backup stores no chunk again, and it never
+    // needed a key that opens the first.
+    ws.run_raw(&["key", "generate", "dedup.key"], &[]).ok();
+    ws.write_config(&format!(
+        "keys = [{{ recipient = \"{recipient}\" }}]\ndedup_key = \"file:dedup.key\""
+    ));
+    ws.backup("files");
+    let again = ws.backup("files");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.backup_dir("files", &again).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["new_chunks"], 0, "{manifest}");
+    assert_eq!(manifest["chunks"], 1, "{manifest}");
+    let run = ws.run(&[
+        "restore",
+        &again,
+        "--to",
+        "-",
+        "--identity-file",
+        "restore.identity",
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, b"lab results");
 }
 
 #[test]
@@ -271,7 +310,7 @@ fn verify_all_checks_every_backup_and_summarises_in_one_line() {
         "{}",
         run.stdout_text()
     );
-    let data = ws.backup_dir("files", &ids[1]).join("data.cfr");
+    let data = ws.backup_dir("files", &ids[1]).join("recipe.cfr");
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&data, bytes).unwrap();

@@ -25,7 +25,7 @@ async fn workspace() -> (Workspace, Context, Vec<u8>) {
     let ws = Workspace::new();
     let data = noise(200_000, 11);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let ctx = context(&ws).await;
     (ws, ctx, data)
 }
@@ -53,7 +53,12 @@ async fn backup_returns_what_it_made_and_restore_returns_what_it_checked() {
     let made = &outcomes[0].backups[0];
     assert_eq!(made.manifest.job, "files");
     assert_eq!(made.manifest.plaintext_bytes, data.len() as u64);
-    assert_eq!(made.manifest.chunks, 4, "200,000 bytes in 64 KiB chunks");
+    // 200,000 bytes in chunks of 64 KiB on average (16 KiB to 256 KiB).
+    assert!(
+        (1..=13).contains(&made.manifest.chunks),
+        "{:?}",
+        made.manifest
+    );
     assert!(
         outcomes[0].prune.is_none(),
         "the job does not prune after backups"
@@ -76,7 +81,20 @@ async fn backup_returns_what_it_made_and_restore_returns_what_it_checked() {
     .await
     .unwrap();
     assert_eq!(summary.plaintext_bytes, data.len() as u64);
-    assert_eq!(summary.stored_bytes, made.manifest.stored_bytes);
+    assert_eq!(summary.chunks, made.manifest.chunks);
+    // What was read is what the first backup stored, but its session (the key, read apart).
+    let session_bytes = std::fs::metadata(ws.path(&format!(
+        "store/backups/files/_sessions/{}.json",
+        made.location.id
+    )))
+    .unwrap()
+    .len();
+    assert!(
+        summary.stored_bytes + session_bytes <= made.manifest.stored_bytes
+            && summary.stored_bytes > data.len() as u64,
+        "{summary:?} {:?}",
+        made.manifest
+    );
     assert_eq!(std::fs::read(ws.path("out.bin")).unwrap(), data);
 
     let verified = restore::verify(&ctx.store, &found, &recipients, false)
@@ -106,7 +124,7 @@ async fn prune_returns_its_plan_and_deletes_only_outside_a_dry_run() {
     let (ws, _, _) = workspace().await;
     ws.write(
         "jobs/files.toml",
-        "chunk_log2 = 16\n[retention]\nkeep_within_days = 0\nkeep_last = 1\nmin_keep = 1\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+        "[retention]\nkeep_within_days = 0\nkeep_last = 1\nmin_keep = 1\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
     );
     let ctx = context(&ws).await;
     for _ in 0..3 {

@@ -69,9 +69,94 @@ async fn prune_deletes_exactly_what_the_policy_drops() {
     let mut expected = ids(&backups[3..]);
     expected.sort();
     assert_eq!(left, expected);
-    // Nothing of the deleted backups is left behind.
-    assert_eq!(ws.store_files().len(), 6, "{:?}", ws.store_files());
+    // The deleted backups' own objects are gone; their sessions stay (a backup running now
+    // may have read their manifests). The three left: manifests and recipes, and the one pack
+    // (every backup holds the same bytes, stored once).
+    let shared = |files: &[String], dir: &str| files.iter().filter(|f| f.contains(dir)).count();
+    let files = ws.store_files();
+    assert_eq!(shared(&files, "/_packs/"), 1, "{files:?}");
+    assert_eq!(shared(&files, "/_sessions/"), 6, "{files:?}");
+    assert_eq!(files.len(), 6 + 1 + 6, "{files:?}");
     ws.run(&["verify", &backups[3].0]).ok();
+
+    // The next prune marks the two sessions no backup uses (the first backup's stays: its
+    // chunk is in every backup); marks wait a day, then what they mark goes, and the marks.
+    let start = now_for(&backups);
+    // The three left are kept however late the prunes below run.
+    ws.write(
+        "jobs/files.toml",
+        "[retention]\nkeep_within_days = 30\nmin_keep = 3\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let config = Config::load(&ws.path("coffre.toml")).unwrap();
+    let sweep = |after: Duration| {
+        let store = &store;
+        let config = &config;
+        async move {
+            let plan = prune::plan(store, config.job("files").unwrap(), start + after)
+                .await
+                .unwrap();
+            let report = prune::execute(store, &[plan]).await;
+            assert!(report.failures.is_empty(), "{:?}", report.failures);
+            report
+        }
+    };
+    let report = sweep(Duration::hours(1)).await;
+    assert_eq!((report.deleted_shared, report.marked_shared), (0, 2));
+    let files = ws.store_files();
+    assert_eq!(shared(&files, "/_marks/"), 2, "{files:?}");
+    let report = sweep(Duration::hours(2)).await;
+    assert_eq!((report.deleted_shared, report.marked_shared), (0, 0));
+    assert_eq!(ws.store_files(), files);
+    let report = sweep(Duration::hours(26)).await;
+    assert_eq!(report.deleted_shared, 2);
+    let after = ws.store_files();
+    for session in [&backups[1].0, &backups[2].0] {
+        assert!(
+            !after.iter().any(|f| f.contains(session.as_str())),
+            "{after:?}"
+        );
+    }
+    assert!(!after.iter().any(|f| f.contains("/_marks/")), "{after:?}");
+    assert_eq!(after.len(), 6 + 1 + 4, "{after:?}");
+    ws.run(&["verify", "--all"]).ok();
+}
+
+#[tokio::test]
+async fn a_mark_on_something_used_again_is_dropped_and_a_damaged_manifest_stops_the_sweep() {
+    let (ws, backups) = six_backups();
+    let config = Config::load(&ws.path("coffre.toml")).unwrap();
+    let store = store(&ws, |_| {});
+    let job = config.job("files").unwrap();
+    let pack = ws
+        .store_files()
+        .into_iter()
+        .find(|f| f.contains("/_packs/"))
+        .unwrap();
+    let pack_name = pack.rsplit_once('/').unwrap().1.to_string();
+    // A mark a prune made while no manifest listed the pack, long ago (a backup then reused it).
+    let mark = format!("store/backups/files/_marks/pack-{pack_name}-20200101T000000Z");
+    ws.write(&mark, "");
+    let plan = prune::plan(&store, job, backups[5].1).await.unwrap();
+    let shared = plan.shared.as_ref().unwrap();
+    assert!(shared.delete.is_empty(), "{shared:?}");
+    assert_eq!(shared.stale_marks.len(), 1, "{shared:?}");
+    prune::execute(&store, &[plan]).await;
+    assert!(!ws.path(&mark).exists());
+    assert!(ws.path(&format!("store/{pack}")).exists());
+
+    // A damaged manifest may list packs: nothing of them is marked or deleted.
+    ws.write(
+        &format!(
+            "store/backups/files/20200101T000000Z-{}/manifest.json",
+            uuid::Uuid::new_v4()
+        ),
+        "{ not json",
+    );
+    let plan = prune::plan(&store, job, backups[5].1 + Duration::days(400))
+        .await
+        .unwrap();
+    assert!(plan.shared.is_none());
+    assert!(!plan.damaged.is_empty());
 }
 
 #[tokio::test]

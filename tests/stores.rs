@@ -19,7 +19,7 @@ fn s3_backup_spans_several_parts_and_restores() {
     let ws = workspace_with_store(&s3_store(&prefix));
     let data = noise(12 * 1024 * 1024 + 321, 11);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
-    ws.file_job("files", "input.bin", 20);
+    ws.file_job("files", "input.bin");
     let run = ws.run_env(&["backup", "files", "--json"], &S3_ENV);
     run.ok();
     let id = serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["id"]
@@ -27,14 +27,30 @@ fn s3_backup_spans_several_parts_and_restores() {
         .unwrap()
         .to_string();
 
+    // The manifest and recipe in the backup's directory, its session, and one pack (12 MiB
+    // of new chunks, uploaded in parts).
     let keys = s3_keys(&prefix);
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys.len(), 4, "{keys:?}");
     assert!(
         keys.iter()
-            .all(|k| k.starts_with(&format!("{prefix}/files/")) && k.contains(&id))
+            .all(|k| k.starts_with(&format!("{prefix}/files/")))
     );
-    assert!(keys.iter().any(|k| k.ends_with("/data.cfr")));
-    assert!(keys.iter().any(|k| k.ends_with("/manifest.json")));
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with(&format!("{id}/recipe.cfr")))
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with(&format!("{id}/manifest.json")))
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with(&format!("_sessions/{id}.json")))
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.contains("/_packs/") && k.ends_with(".cfp"))
+    );
 
     let list = ws.run_env(&["list", "--json"], &S3_ENV);
     list.ok();
@@ -67,7 +83,7 @@ fn unreachable_s3_endpoint_is_a_store_error() {
         "[store]\nkind = \"s3\"\nbucket = \"coffre-test\"\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\nallow_http = true\n",
     );
     ws.write("input.bin", "x");
-    ws.file_job("files", "input.bin", 16);
+    ws.file_job("files", "input.bin");
     let mut env = S3_ENV.to_vec();
     env.extend([("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")]);
     // Few retries, so the test does not wait for the default backoff.
@@ -102,7 +118,7 @@ fn azure_backup_restores() {
     let ws = workspace_with_store(&store);
     let data = noise(7 * 1024 * 1024, 5);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
-    ws.file_job("files", "input.bin", 20);
+    ws.file_job("files", "input.bin");
     let az = [("TEST_AZ_KEY", AZURITE_KEY)];
     let run = ws.run_env(&["backup", "files", "--json"], &az);
     run.ok();
@@ -120,7 +136,8 @@ fn lock_store(prefix: &str) -> String {
 }
 
 /// Checked through the S3 API with boto3, not through coffre: `count` object versions under
-/// `prefix`, each in governance mode for about two days, and none deletable.
+/// `prefix`, each in governance mode and none deletable; a backup's own objects for about two
+/// days, the packs and sessions later backups may reuse for a week more.
 fn assert_all_locked(prefix: &str, count: usize) {
     let out = support::interop(
         "s3_lock_check.py",
@@ -143,9 +160,14 @@ fn assert_all_locked(prefix: &str, count: usize) {
         assert_eq!(v["delete"], "AccessDenied", "{v}");
         let until = chrono::DateTime::parse_from_rfc3339(v["until"].as_str().unwrap()).unwrap();
         let hours = (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+        let key = v["key"].as_str().unwrap();
+        let days = match key.contains("/_packs/") || key.contains("/_sessions/") {
+            true => 9,
+            false => 2,
+        };
         assert!(
-            (47..=48).contains(&hours),
-            "{v}: locked for {hours} hours, not 2 days"
+            (days * 24 - 1..=days * 24).contains(&hours),
+            "{v}: locked for {hours} hours, not {days} days"
         );
     }
 }
@@ -163,12 +185,13 @@ fn object_lock_protects_every_object_of_a_backup() {
     first.ok();
     ws.run_env(&["backup", "files"], &S3_ENV).ok();
 
-    assert_all_locked(&prefix, 4);
-    // A key change rewrites the manifests: their new versions are locked too.
+    // Two manifests, two recipes, two sessions, and the one pack both use.
+    assert_all_locked(&prefix, 7);
+    // A key change rewrites the sessions: their new versions are locked too.
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
     ws.run_env(&["key", "add", "--new-key-file", "new.key"], &S3_ENV)
         .ok();
-    assert_all_locked(&prefix, 6);
+    assert_all_locked(&prefix, 9);
 
     // The manifest records the lock, and prune keeps a locked backup it would otherwise drop.
     let id = serde_json::from_slice::<serde_json::Value>(&first.stdout).unwrap()["id"]
@@ -195,6 +218,21 @@ fn object_lock_on_a_bucket_without_it_fails_the_backup_loudly() {
     ws.write(
         "jobs/files.toml",
         "[object_lock]\nmode = \"compliance\"\ndays = 1\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    // Format 2 locks its first pack before anything counts: no backup is made.
+    let run = ws.run_env(&["backup", "files"], &S3_ENV);
+    run.expect_failure(Class::Store, "is Object Lock enabled on the bucket");
+    let list = ws.run_env(&["list", "--json"], &S3_ENV);
+    list.ok();
+    assert!(
+        support::json_lines(&list).is_empty(),
+        "{}",
+        list.stdout_text()
+    );
+    // Format 1 locks its objects once the backup is complete, and says it is not locked.
+    ws.write(
+        "jobs/files.toml",
+        "format = 1\n\n[object_lock]\nmode = \"compliance\"\ndays = 1\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
     );
     let run = ws.run_env(&["backup", "files"], &S3_ENV);
     run.expect_failure(Class::Store, "complete but not locked");
@@ -278,7 +316,7 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
     let ws = workspace_with_store(&s3s_store(&prefix, "COFFRE_TEST_S3S_SECRET"));
     let data = noise(12 << 20, 5);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
-    ws.file_job("files", "input.bin", 20);
+    ws.file_job("files", "input.bin");
     // object_store's own requests: multipart upload, listing, reads.
     let id = ws.backup("files");
     ws.run(&["verify", "--all"]).ok();

@@ -217,10 +217,20 @@ fn print_prune(pruned: prune::PruneOutcome, output: Output) -> Vec<Error> {
             for item in &items {
                 println!("{}", json::plan_item(item, dry_run));
             }
+            for plan in &pruned.plans {
+                if let Some(shared) = plan.shared.as_ref().filter(|s| !s.is_empty()) {
+                    println!("{}", json::shared_plan(&plan.job, shared, dry_run));
+                }
+            }
             println!("{}", json::prune_summary(pruned.report.as_ref()));
         }
         false => {
             print!("{}", render::prune_plan(&items));
+            for plan in &pruned.plans {
+                if let Some(shared) = plan.shared.as_ref().filter(|s| !s.is_empty()) {
+                    println!("{}", render::shared_plan(&plan.job, shared));
+                }
+            }
             if let Some(done) = &pruned.report {
                 println!("{}", render::prune_done(done));
             }

@@ -12,7 +12,7 @@ use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
 use crate::ops::keys::{KeyChange, Rotation};
-use crate::ops::prune::{PlanItem, PruneReport, Verdict};
+use crate::ops::prune::{PlanItem, PruneReport, SharedPlan, Unlisted, Verdict};
 use crate::ops::restore::OpenSummary;
 use crate::ops::verify::{Outcome, VerifyReport};
 use crate::store::{Backup, BackupRef, Damaged, Leftover, Listing};
@@ -173,6 +173,27 @@ pub fn plan_item(item: &PlanItem, dry_run: bool) -> Value {
     )
 }
 
+/// What a prune does to the packs and sessions of a job's v2 backups.
+pub fn shared_plan(job: &str, plan: &SharedPlan, dry_run: bool) -> Value {
+    let names = |list: &[Unlisted]| -> Vec<String> {
+        list.iter()
+            .map(|u| format!("{}/{}", u.kind.dir(), u.name))
+            .collect()
+    };
+    object(
+        "prune_shared",
+        json!({
+            "job": job,
+            "delete": names(&plan.delete),
+            "delete_bytes": plan.delete_bytes(),
+            "mark": names(&plan.mark),
+            "waiting": names(&plan.waiting),
+            "abandoned_uploads": plan.stale_uploads.len(),
+            "dry_run": dry_run,
+        }),
+    )
+}
+
 pub fn prune_summary(done: Option<&PruneReport>) -> Value {
     let failures: Vec<&str> = done
         .map(|d| d.failures.iter().map(Error::message).collect())
@@ -185,6 +206,8 @@ pub fn prune_summary(done: Option<&PruneReport>) -> Value {
             "deleted_bytes": done.map_or(0, |d| d.deleted_bytes),
             "cleaned_incomplete": done.map_or(0, |d| d.cleaned_incomplete.len()),
             "cleaned_leftovers": done.map_or(0, |d| d.cleaned_strays),
+            "deleted_shared": done.map_or(0, |d| d.deleted_shared),
+            "marked_shared": done.map_or(0, |d| d.marked_shared),
             "failures": failures,
         }),
     )

@@ -5,7 +5,7 @@ use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
 use crate::ops::keys::{KeyChange, Rotation};
-use crate::ops::prune::{PlanItem, PruneReport, Verdict};
+use crate::ops::prune::{PlanItem, PruneReport, SharedPlan, Verdict};
 use crate::ops::restore::OpenSummary;
 use crate::ops::verify::{Outcome, VerifyReport};
 use crate::store::{Backup, BackupRef, Damaged, Leftover, Listing};
@@ -214,10 +214,39 @@ pub fn verdict(v: &Verdict) -> String {
     }
 }
 
+/// What a prune does to the packs and sessions of a job's v2 backups.
+pub fn shared_plan(job: &str, plan: &SharedPlan) -> String {
+    let mut parts = vec![format!(
+        "{} no backup uses any more: delete ({})",
+        count(plan.delete.len() as u64, "pack or session"),
+        human_bytes(plan.delete_bytes())
+    )];
+    if !plan.mark.is_empty() {
+        parts.push(format!(
+            "{} newly unused: mark (deleted by a prune a day or the job's timeout later, if still unused)",
+            plan.mark.len()
+        ));
+    }
+    if !plan.waiting.is_empty() {
+        parts.push(format!(
+            "{} marked earlier: keep for now",
+            plan.waiting.len()
+        ));
+    }
+    if !plan.stale_uploads.is_empty() {
+        parts.push(format!(
+            "{}: remove",
+            count(plan.stale_uploads.len() as u64, "abandoned pack upload")
+        ));
+    }
+    format!("job '{job}': {}", parts.join("; "))
+}
+
 pub fn prune_done(done: &PruneReport) -> String {
     format!(
-        "pruned: {} deleted ({}), {} and {} removed, {} failed",
+        "pruned: {} deleted, {} deleted ({} in all), {} and {} removed, {} failed",
         count(done.deleted.len() as u64, "backup"),
+        count(done.deleted_shared as u64, "unused shared object"),
         human_bytes(done.deleted_bytes),
         count(
             done.cleaned_incomplete.len() as u64,

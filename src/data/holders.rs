@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{v1, v2};
 use crate::crypto::keys::Stanza;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::{Layout, LockMode};
 use crate::store::{Backup, Damaged, Listing, Store};
 
@@ -42,6 +42,9 @@ enum Place {
 pub struct Holders {
     pub holders: Vec<Holder>,
     pub damaged: Vec<Damaged>,
+    /// Holders one backup needs together, by index into `holders` (a v2 backup reads the
+    /// chunks of every session its recipe lists, each with that session's key).
+    pub together: Vec<Vec<usize>>,
 }
 
 /// The holders of every complete backup of `listing`.
@@ -73,18 +76,33 @@ pub async fn of(store: &Store, listing: &Listing) -> Holders {
             }
         }
     }
+    let mut index: BTreeMap<(String, Uuid), usize> = BTreeMap::new();
     for ((job, id), (backup, lock)) in sessions {
         match v2::read_session(store, &job, id).await {
-            Ok(session) => out.holders.push(Holder {
-                name: format!("session {id} of job '{job}'"),
-                wrap_id: id,
-                stanzas: session.keys,
-                place: Place::Session { job, lock },
-            }),
+            Ok(session) => {
+                index.insert((job.clone(), id), out.holders.len());
+                out.holders.push(Holder {
+                    name: format!("session {id} of job '{job}'"),
+                    wrap_id: id,
+                    stanzas: session.keys,
+                    place: Place::Session { job, lock },
+                })
+            }
             Err(error) => out.damaged.push(Damaged {
                 location: backup.location.clone(),
                 error: error.context(format!("backup {}", backup.location.id)),
             }),
+        }
+    }
+    for backup in &listing.complete {
+        if let Layout::V2(v2) = &backup.manifest.layout {
+            let job = &backup.manifest.manifest.job;
+            out.together.push(
+                v2.sessions
+                    .iter()
+                    .filter_map(|id| index.get(&(job.clone(), *id)).copied())
+                    .collect(),
+            );
         }
     }
     out
@@ -111,11 +129,4 @@ impl Holder {
             }
         }
     }
-}
-
-/// For messages: a holder that no longer exists.
-pub fn gone(name: &str) -> Error {
-    Error::not_found(format!(
-        "{name} was deleted meanwhile (a prune?), so it was not rewritten"
-    ))
 }

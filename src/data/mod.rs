@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Job;
 use crate::crypto::keys::{Secret, Stanza, SymmetricKey};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{Layout, Manifest, SourceInfo};
 use crate::source::Dump;
 use crate::store::{Backup, BackupRef, Store};
@@ -130,4 +130,11 @@ fn with_progress(
     total: u64,
 ) -> Box<dyn AsyncRead + Send + Unpin> {
     Box::new(progress_bar(total).wrap_async_read(reader))
+}
+
+/// For messages: an object holding key stanzas that no longer exists.
+pub fn gone(name: &str) -> Error {
+    Error::not_found(format!(
+        "{name} was deleted meanwhile (a prune?), so it was not rewritten"
+    ))
 }

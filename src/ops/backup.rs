@@ -178,10 +178,17 @@ async fn run_one(
             job.file.display()
         ))
     };
-    match transferred {
-        Err(_) if timed_out() => return Err(timeout_error()),
-        other => other?,
+    let transferred = match transferred {
+        Err(_) if timed_out() => Err(timeout_error()),
+        other => other,
     };
+    if let Err(e) = transferred {
+        // A failed backup leaves nothing: what it stored counts for no backup.
+        if let Err(d) = writer.discard(store).await {
+            tracing::warn!("{d}");
+        }
+        return Err(e);
+    }
     crate::failpoint::hit("backup:data-complete").await;
     if tokio::time::Instant::now() >= deadline {
         if let Err(e) = writer.discard(store).await {

@@ -213,16 +213,30 @@ async fn remove_where(
     held: Option<&Secret>,
 ) -> Result<KeyChange> {
     let found = holders_of(store, job).await?;
-    let mut chosen = Vec::new();
-    let mut lacking_new_key = 0;
-    for holder in &found.holders {
-        match held {
-            Some(new) if !keys::holds_blocking(&holder.stanzas, new, holder.wrap_id).await? => {
-                lacking_new_key += 1
+    let mut lacking = Vec::new();
+    if let Some(new) = held {
+        for (i, holder) in found.holders.iter().enumerate() {
+            if !keys::holds_blocking(&holder.stanzas, new, holder.wrap_id).await? {
+                lacking.push(i);
             }
-            _ => chosen.push(holder),
         }
     }
+    // A backup that needs a holder lacking the new key keeps opening with the old key only
+    // if every holder it needs keeps it.
+    let mut kept_old = lacking.clone();
+    for group in &found.together {
+        if group.iter().any(|i| lacking.contains(i)) {
+            kept_old.extend(group);
+        }
+    }
+    let lacking_new_key = lacking.len();
+    let chosen: Vec<&Holder> = found
+        .holders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !kept_old.contains(i))
+        .map(|(_, h)| h)
+        .collect();
     let mut kept: Vec<Vec<Stanza>> = Vec::new();
     for holder in &chosen {
         let mut left: Vec<Stanza> = Vec::new();

@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use crate::config::Job;
+use crate::data::v2::gc;
+pub use crate::data::v2::gc::{SharedPlan, Unlisted};
 use crate::error::{Error, Result};
+use crate::manifest::Layout;
 use crate::retention::{self, Decision, Entry, Rule};
 use crate::store::{Backup, BackupRef, Damaged, Leftover, Store, Stray};
 
@@ -21,6 +24,8 @@ use crate::store::{Backup, BackupRef, Damaged, Leftover, Store, Stray};
 #[derive(Debug)]
 pub struct JobPlan {
     pub job: String,
+    /// The time the plan was made for (marks carry it).
+    pub now: DateTime<Utc>,
     /// Per series (database), decisions newest first.
     pub series: BTreeMap<String, Vec<(Backup, Decision)>>,
     /// Directories without a manifest whose backup is over (`retention::is_abandoned`).
@@ -31,6 +36,10 @@ pub struct JobPlan {
     pub damaged: Vec<Damaged>,
     /// What abandoned backups left that listings do not show (staging files, open uploads).
     pub strays: Vec<Stray>,
+    /// The job's packs and sessions no manifest lists (format v2): None when they were not
+    /// looked at, because a manifest of the job is damaged (it may list some) or a listing
+    /// failed.
+    pub shared: Option<SharedPlan>,
 }
 
 /// One line of a plan: a backup (or what an unfinished one left) and what becomes of it.
@@ -132,6 +141,10 @@ pub struct PruneReport {
     pub cleaned_incomplete: Vec<BackupRef>,
     /// Staging files removed and open uploads aborted.
     pub cleaned_strays: usize,
+    /// Packs and sessions no backup used any more, deleted.
+    pub deleted_shared: usize,
+    /// Packs and sessions found unused for the first time, marked for a later prune.
+    pub marked_shared: usize,
     pub failures: Vec<Error>,
 }
 
@@ -154,6 +167,7 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
                 .context(format!("backup {}", unread.location.id)),
         ));
     }
+    let shared = plan_shared(store, job, &listing, now).await;
     let mut by_series: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
     for backup in listing.complete {
         by_series
@@ -203,12 +217,50 @@ pub async fn plan(store: &Store, job: &Job, now: DateTime<Utc>) -> Result<JobPla
     };
     Ok(JobPlan {
         job: job.name.clone(),
+        now,
         series,
         stale_incomplete,
         fresh_incomplete,
         damaged: listing.damaged,
         strays,
+        shared,
     })
+}
+
+/// The sweep of the job's shared objects, unless something could hide what the manifests
+/// list: then nothing of them is deleted this time, and the log says why.
+async fn plan_shared(
+    store: &Store,
+    job: &Job,
+    listing: &crate::store::Listing,
+    now: DateTime<Utc>,
+) -> Option<SharedPlan> {
+    if let Some(damaged) = listing.damaged.first() {
+        tracing::warn!(
+            "job '{}': backup {} has a damaged manifest, which may list packs: no pack or session is deleted until it is repaired or removed",
+            job.name,
+            damaged.location.id
+        );
+        return None;
+    }
+    match gc::plan(
+        store,
+        &job.name,
+        &listing.complete,
+        job.timeout.as_chrono(),
+        now,
+    )
+    .await
+    {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            tracing::warn!(
+                "job '{}': packs and sessions not pruned this time: {e}",
+                job.name
+            );
+            None
+        }
+    }
 }
 
 /// What a prune planned, and did unless it was a dry run.
@@ -245,7 +297,11 @@ pub async fn execute(store: &Store, plans: &[JobPlan]) -> PruneReport {
         for backup in plan.deletions() {
             match store.delete_backup(&backup.location).await {
                 Ok(()) => {
-                    report.deleted_bytes += backup.manifest.manifest.stored_bytes;
+                    // A v2 backup's packs go later, when no backup uses them.
+                    report.deleted_bytes += match &backup.manifest.layout {
+                        Layout::V1(_) => backup.manifest.manifest.stored_bytes,
+                        Layout::V2(v2) => v2.recipe_bytes,
+                    };
                     report.deleted.push(backup.location.clone());
                 }
                 Err(e) => report.failures.push(e),
@@ -262,6 +318,14 @@ pub async fn execute(store: &Store, plans: &[JobPlan]) -> PruneReport {
                 Ok(()) => report.cleaned_incomplete.push(r.clone()),
                 Err(e) => report.failures.push(e),
             }
+        }
+        if let Some(shared) = &plan.shared {
+            let swept = gc::sweep(store, &plan.job, shared, plan.now).await;
+            report.deleted_shared += swept.deleted;
+            report.deleted_bytes += swept.deleted_bytes;
+            report.marked_shared += swept.marked;
+            report.cleaned_strays += swept.uploads_removed;
+            report.failures.extend(swept.failures);
         }
     }
     report

@@ -51,6 +51,46 @@ impl Store {
         Ok(local_staging_files(&dir, job))
     }
 
+    /// What unfinished uploads left in directory `dir` of `job` (format v2's `_packs/`):
+    /// staging files of a local store, open multipart uploads on S3. (When they started is
+    /// the caller's business: some servers do not say.)
+    pub async fn shared_strays(&self, job: &str, dir: &str) -> Result<Vec<Leftover>> {
+        let prefix = self.job_dir(job).join(dir);
+        if let Some(s3) = &self.s3 {
+            let uploads = s3.open_uploads(&prefix).await?;
+            return Ok(uploads.into_iter().map(Leftover::Upload).collect());
+        }
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let mut path = root.clone();
+        path.extend(prefix.parts().map(|p| p.as_ref().to_string()));
+        self.refuse_links(&prefix)?;
+        let Ok(files) = std::fs::read_dir(&path) else {
+            return Ok(Vec::new());
+        };
+        Ok(files
+            .flatten()
+            .filter(|f| is_staging_name(&f.file_name()) && f.file_type().is_ok_and(|t| t.is_file()))
+            .map(|f| Leftover::Staging(f.path()))
+            .collect())
+    }
+
+    /// Remove a leftover of a shared directory (gone already counts as done).
+    pub async fn remove_shared_stray(&self, leftover: &Leftover) -> Result<()> {
+        match leftover {
+            Leftover::Upload(upload) => match &self.s3 {
+                Some(s3) => s3.abort_upload(upload).await,
+                None => Ok(()),
+            },
+            Leftover::Staging(path) => match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::store(format!("removing {}: {e}", path.display()))),
+            },
+        }
+    }
+
     /// Remove one leftover.
     pub async fn remove_stray(&self, stray: &Stray) -> Result<()> {
         match &stray.leftover {
@@ -97,11 +137,7 @@ fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
             continue;
         };
         for file in files.flatten() {
-            let name = file.file_name();
-            let staging = name
-                .to_str()
-                .and_then(|n| n.rsplit_once('#'))
-                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let staging = is_staging_name(&file.file_name());
             if staging && file.file_type().is_ok_and(|t| t.is_file()) {
                 strays.push(Stray {
                     location: location.clone(),
@@ -111,4 +147,11 @@ fn local_staging_files(dir: &std::path::Path, job: &str) -> Vec<Stray> {
         }
     }
     strays
+}
+
+/// Whether a file name is object_store's staging name: `NAME#DIGITS`.
+fn is_staging_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.rsplit_once('#'))
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -110,9 +110,10 @@ impl Store {
                 }
             }
         }
-        listing.complete.sort_by(|a, b| {
-            (a.location.time, a.location.id).cmp(&(b.location.time, b.location.id))
-        });
+        // By the manifest's start (to the millisecond): directory names keep only seconds.
+        listing
+            .complete
+            .sort_by_key(|b| (b.manifest.manifest.started_at, b.location.id));
         listing
     }
 

@@ -72,7 +72,7 @@ impl ObjectStore for Faulty {
             .is_some_and(|f| l.as_ref().contains(f.as_str()))
         {
             let dir: Path = l.parts().take(l.parts().count() - 1).collect();
-            for file in ["manifest.json", "data.cfr"] {
+            for file in ["manifest.json", "data.cfr", "recipe.cfr"] {
                 let _ = self.inner.delete(&dir.clone().join(file)).await;
             }
         }

@@ -163,12 +163,20 @@ impl Workspace {
         );
     }
 
-    /// A job that backs up a file, with the given chunk size.
-    pub fn file_job(&self, name: &str, file: &str, chunk_log2: u8) {
+    /// A job that backs up a file, in the default format (2, deduplicated).
+    pub fn file_job(&self, name: &str, file: &str) {
+        self.write(
+            &format!("jobs/{name}.toml"),
+            &format!("[source]\nkind = \"file\"\npath = \"../{file}\"\n"),
+        );
+    }
+
+    /// A job that backs up a file in format 1 (one data object), with the given chunk size.
+    pub fn v1_file_job(&self, name: &str, file: &str, chunk_log2: u8) {
         self.write(
             &format!("jobs/{name}.toml"),
             &format!(
-                "chunk_log2 = {chunk_log2}\n\n[source]\nkind = \"file\"\npath = \"../{file}\"\n"
+                "format = 1\nchunk_log2 = {chunk_log2}\n\n[source]\nkind = \"file\"\npath = \"../{file}\"\n"
             ),
         );
     }
@@ -262,11 +270,61 @@ pub fn of_type<'a>(items: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_
 
 /// A workspace with three backups of a small file (job `files`), made with `backup.key`.
 pub fn three_backups() -> (Workspace, Vec<String>) {
+    three_backups_in(2)
+}
+
+/// Three backups of job `files` in backup format `format` (1 or 2).
+pub fn three_backups_in(format: u8) -> (Workspace, Vec<String>) {
     let ws = Workspace::new();
     ws.write("input.bin", "ward 7 admissions");
-    ws.file_job("files", "input.bin", 16);
+    match format {
+        1 => ws.v1_file_job("files", "input.bin", 16),
+        _ => ws.file_job("files", "input.bin"),
+    }
     let ids = (0..3).map(|_| ws.backup("files")).collect();
     (ws, ids)
+}
+
+impl Workspace {
+    /// The object holding the key stanzas of backup `id` of job `files`: its manifest in
+    /// format 1, its session in format 2.
+    pub fn stanza_holder(&self, id: &str) -> PathBuf {
+        let manifest = self.backup_dir("files", id).join("manifest.json");
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        match m["format"].as_str().unwrap() {
+            "coffre-manifest/1" => manifest,
+            _ => self.path(&format!("store/backups/files/_sessions/{id}.json")),
+        }
+    }
+
+    /// The key ids of the stanzas that open backup `id` of job `files`.
+    pub fn stanza_ids(&self, id: &str) -> Vec<String> {
+        let holder: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.stanza_holder(id)).unwrap()).unwrap();
+        holder["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["key_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// sha256 of every stored file a key change must leave alone (all but the stanza
+    /// holders), by path.
+    pub fn key_independent_hashes(&self) -> Vec<(String, String)> {
+        use sha2::{Digest, Sha256};
+        self.store_files()
+            .into_iter()
+            .filter_map(|f| {
+                let bytes = std::fs::read(self.path("store").join(&f)).unwrap();
+                let v1_manifest = f.ends_with("/manifest.json")
+                    && bytes.windows(17).any(|w| w == b"coffre-manifest/1");
+                let holder = v1_manifest || f.contains("/_sessions/");
+                (!holder).then(|| (f, hex::encode(Sha256::digest(&bytes))))
+            })
+            .collect()
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -37,6 +37,20 @@ pub fn s3_keys(prefix: &str) -> Vec<String> {
     xml_values(&curl(&url), "Key")
 }
 
+/// The bytes of object `key` of the test bucket.
+pub fn s3_get(key: &str) -> Vec<u8> {
+    let url = format!("{}/coffre-test/{key}", env("COFFRE_TEST_S3"));
+    // Reading an object needs a signed request (listings do not).
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg("testing:testing")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {url} failed");
+    out.stdout
+}
+
 /// Multipart uploads still open under `prefix`.
 pub fn s3_open_uploads(prefix: &str) -> Vec<String> {
     let url = format!(

@@ -119,7 +119,13 @@ impl Opened<'_> {
         let path = self
             .store
             .shared_path(&self.backup.location.job, PACK_DIR, &pack_name(pack));
-        let head = read_pack(self.store, &path, 0..pack::HEADER_LEN as u64).await?;
+        let head = read_pack(
+            self.store,
+            &path,
+            0..pack::HEADER_LEN as u64,
+            self.backup.location.id,
+        )
+        .await?;
         pack::check_header(&head, session, pack)
             .map_err(|e| Error::integrity(format!("{path}: {e}")))
     }
@@ -290,7 +296,7 @@ async fn fetch(
     run: Run,
     id_key: IdKey,
 ) -> Result<(u64, Vec<Vec<u8>>)> {
-    let bytes = read_pack(store, &path, run.start..run.end).await?;
+    let bytes = read_pack(store, &path, run.start..run.end, backup_id).await?;
     let stored = run.end - run.start;
     let plains = tokio::task::spawn_blocking(move || {
         let mut plains = Vec::with_capacity(run.entries.len());
@@ -317,19 +323,28 @@ async fn fetch(
     Ok((stored, plains))
 }
 
-/// Bytes `range` of a pack; a pack missing or cut short is an integrity error.
+/// Bytes `range` of a pack of `backup_id`; a pack missing or cut short is an integrity error
+/// naming the backup.
 async fn read_pack(
     store: &Store,
     path: &object_store::path::Path,
     range: std::ops::Range<u64>,
+    backup_id: Uuid,
 ) -> Result<bytes::Bytes> {
-    store
-        .read_range(path, range)
-        .await
-        .map_err(|e| match e.is_not_found() {
-            true => Error::integrity(format!("{path} is missing from the store")),
-            false => e,
-        })
+    let end = range.end;
+    let damaged = |why: String| Error::integrity(format!("backup {backup_id}: {path} {why}"));
+    match store.read_range(path, range).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.is_not_found() => Err(damaged("is missing from the store".into())),
+        // Stores refuse a range past the end in their own words: the size says what it was.
+        Err(e) => match store.shared_size(path).await {
+            Ok(Some(size)) if size < end => Err(damaged(format!(
+                "is cut short: {size} bytes, the recipe reads up to {end}"
+            ))),
+            Ok(None) => Err(damaged("is missing from the store".into())),
+            _ => Err(e),
+        },
+    }
 }
 
 async fn write_out<W: AsyncWrite + Unpin>(
@@ -366,9 +381,7 @@ pub async fn rewrite_session(
 ) -> Result<()> {
     let path = store.shared_path(job, session::DIR, &session::name(id));
     let Some(bytes) = store.read_shared(&path, session::MAX_BYTES).await? else {
-        return Err(crate::data::holders::gone(&format!(
-            "session {id} of job '{job}'"
-        )));
+        return Err(crate::data::gone(&format!("session {id} of job '{job}'")));
     };
     let mut session = Session::parse(&bytes, id, job)?;
     session.keys = stanzas;

@@ -77,8 +77,11 @@ where
     let bad =
         |why: String| Error::integrity(format!("the recipe of backup {}: {why}", location.id));
     let mut raw = store.read_object(location, FILE).await?;
-    let (mut reader, mut writer) = tokio::io::simplex(1 << 16);
+    // A duplex pipe, each end owned by its side: when one side stops, dropping its end ends
+    // the other's reading or writing (a split simplex would leave it waiting).
+    let (reader, writer) = tokio::io::duplex(1 << 16);
     let decrypt = async {
+        let mut writer = writer;
         let header = Header::read_from(&mut raw)
             .await
             .map_err(|e| recipe_error(e, location))?;
@@ -97,6 +100,7 @@ where
             .map_err(|e| Error::internal(format!("recipe pipe: {e}")))
     };
     let consume = async {
+        let mut reader = reader;
         let mut count = 0;
         while let Some(entry) = read_entry(&mut reader).await? {
             each(entry).await?;

@@ -4,7 +4,7 @@
 //! failed) leaves the upload aborted, never a cut object.
 
 use object_store::path::Path as ObjectPath;
-use tokio::io::{AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -17,18 +17,20 @@ const PIPE_BYTES: usize = 1 << 20;
 
 /// The writing side.
 pub struct Streamed {
-    pub writer: WriteHalf<SimplexStream>,
+    /// One end of a duplex pipe: dropping it ends the upload's reading (a split simplex
+    /// would not, and the upload would wait forever).
+    pub writer: DuplexStream,
     whole: oneshot::Sender<()>,
 }
 
 /// The uploading side, until `upload` runs it.
 pub struct Pending {
-    reader: ReadHalf<SimplexStream>,
+    reader: DuplexStream,
     whole: oneshot::Receiver<()>,
 }
 
 pub fn channel() -> (Streamed, Pending) {
-    let (reader, writer) = tokio::io::simplex(PIPE_BYTES);
+    let (reader, writer) = tokio::io::duplex(PIPE_BYTES);
     let (whole, whole_rx) = oneshot::channel();
     (
         Streamed { writer, whole },

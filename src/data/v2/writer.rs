@@ -29,7 +29,7 @@ use crate::config::{Compression, Job};
 use crate::crypto::Dek;
 use crate::crypto::format::{self as sealed, Header};
 use crate::crypto::keys::{self, Secret, Stanza, SymmetricKey};
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::manifest::{
     Chunking, ChunkingAlgorithm, FORMAT_V2, Layout, MacKey, Manifest, SourceInfo, V2Layout,
 };
@@ -82,6 +82,9 @@ pub struct Writer {
     /// The backup whose chunks this one reuses.
     previous: Option<Backup>,
     transferred: Option<Transferred>,
+    /// Packs (and the session) this backup stored so far: no other backup can use them
+    /// before its manifest exists, so a failed backup deletes them.
+    stored: std::sync::Mutex<Vec<object_store::path::Path>>,
 }
 
 /// What a finished transfer wrote.
@@ -168,6 +171,7 @@ impl Writer {
             chunking,
             previous,
             transferred: None,
+            stored: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -184,6 +188,9 @@ impl Writer {
         let mut index = Index::default();
         if let Some(previous) = &self.previous {
             index.load(store, previous, &self.dedup).await?;
+            index
+                .keep_sessions_opened_by(store, &self.job, &self.stanzas)
+                .await;
         }
         let own_session = index.session(self.location.id);
         let recipe_dek = self.dedup.recipe_dek(self.location.id);
@@ -220,14 +227,35 @@ impl Writer {
         let seed = self.dedup.cdc_seed();
         let recipe_path = store.backup_object(&self.location, recipe::FILE);
         let produce = async move {
-            producer.run(dump, chunking, seed).await?;
+            // A stop ends the producer wherever it waits: on the dump, a seal or a full pipe.
+            tokio::select! {
+                produced = producer.run(dump, chunking, seed) => produced?,
+                () = stop.cancelled() => {
+                    return Err(Error::interrupted("the dump tool did not exit before the stop"));
+                }
+            }
             Ok::<_, Error>(producer)
         };
-        let (producer, new_pack_bytes, recipe_bytes) = tokio::try_join!(
+        // All three run to their end: a failed producer drops its writers, so each upload
+        // sees it and aborts (a future dropped midway would leave its upload open).
+        let (produced, packs, recipe) = tokio::join!(
             produce,
-            upload_packs(store, job, pack_rx, stop),
+            upload_packs(store, job, pack_rx, &self.stored, stop),
             streamed::upload(store, &recipe_path, recipe_pending, stop),
-        )?;
+        );
+        let (producer, new_pack_bytes, recipe_bytes) = match (produced, packs, recipe) {
+            (Ok(producer), Ok(packs), Ok(recipe)) => (producer, packs, recipe),
+            // The dump's own failure is the cause; a store failure of the producer is only
+            // the pipe an upload closed, so the upload's error says more.
+            (Err(e), _, _) if e.class() != Class::Store => return Err(e),
+            (produced, packs, recipe) => {
+                return Err(packs
+                    .err()
+                    .or(recipe.err())
+                    .or(produced.err())
+                    .expect("one of them failed"));
+            }
+        };
         let (packs, sessions) = producer.refs.into_lists(&producer.index);
         self.transferred = Some(Transferred {
             counts: producer.counts,
@@ -263,7 +291,12 @@ impl Writer {
         let session_len = session_bytes.len() as u64;
         let session_path =
             store.shared_path(&self.job, session::DIR, &session::name(self.location.id));
+        self.stored
+            .lock()
+            .expect("not poisoned")
+            .push(session_path.clone());
         store.put_shared(&session_path, session_bytes).await?;
+        crate::failpoint::hit("backup:session-written").await;
         let lock = job.object_lock.map(|lock| {
             (
                 lock.mode,
@@ -323,10 +356,16 @@ impl Writer {
         Ok((manifest, self.stanzas))
     }
 
-    /// Remove what a backup that gets no manifest wrote in its own directory; its packs are
-    /// left to the next prunes, which find them unreferenced.
+    /// Remove what a backup that gets no manifest wrote: its recipe, the packs it finished
+    /// and its session (a kill leaves them to prunes, which find them unlisted).
     pub async fn discard(self, store: &Store) -> Result<()> {
-        store.delete_object(&self.location, recipe::FILE).await
+        store.delete_object(&self.location, recipe::FILE).await?;
+        let stored = self.stored.into_inner().expect("not poisoned");
+        for path in stored {
+            // Under Object Lock a pack cannot go: a prune will try again once the lock ends.
+            store.delete_shared(&path).await?;
+        }
+        Ok(())
     }
 }
 
@@ -391,6 +430,44 @@ impl Index {
             ))
         })?;
         Ok(())
+    }
+
+    /// Forget the chunks of sessions that some key of this backup does not open: a backup
+    /// must open with any one of its keys, and a chunk is read with the key of the session
+    /// that wrote it (after a key rotation, until the job's keys are updated, old chunks are
+    /// stored again rather than leave a backup that needs two keys). Stanzas are compared by
+    /// key id; a passphrase's id changes with its salt, so any passphrase stanza counts for a
+    /// passphrase.
+    async fn keep_sessions_opened_by(&mut self, store: &Store, job: &str, own: &[Stanza]) {
+        let mut closed = Vec::new();
+        for (i, id) in self.sessions.iter().enumerate() {
+            let session = match super::read_session(store, job, *id).await {
+                Ok(session) => session,
+                Err(e) => {
+                    tracing::warn!("its chunks are stored again: {e}");
+                    closed.push(i as u32);
+                    continue;
+                }
+            };
+            let opened = own.iter().all(|mine| {
+                session.keys.iter().any(|theirs| match (mine, theirs) {
+                    (Stanza::Argon2id { .. }, Stanza::Argon2id { .. }) => true,
+                    _ => mine.key_id() == theirs.key_id(),
+                })
+            });
+            if !opened {
+                closed.push(i as u32);
+            }
+        }
+        if !closed.is_empty() {
+            tracing::warn!(
+                "{} of the {} sessions of the previous backup lack a key of this job (a key rotation not yet in the config?): their chunks are stored again",
+                closed.len(),
+                self.sessions.len()
+            );
+            self.chunks
+                .retain(|_, place| !closed.contains(&place.session));
+        }
     }
 
     /// The index of session `id`, added when new.
@@ -768,6 +845,7 @@ async fn upload_packs(
     store: &Store,
     job: &Job,
     mut packs: mpsc::Receiver<(PackId, streamed::Pending)>,
+    stored: &std::sync::Mutex<Vec<object_store::path::Path>>,
     stop: &CancellationToken,
 ) -> Result<u64> {
     let lock = job.object_lock.map(|lock| {
@@ -778,6 +856,7 @@ async fn upload_packs(
     while let Some((id, pending)) = packs.recv().await {
         let path = store.shared_path(&job.name, PACK_DIR, &pack_name(id));
         total += streamed::upload(store, &path, pending, stop).await?;
+        stored.lock().expect("not poisoned").push(path.clone());
         crate::failpoint::hit("backup:pack-uploaded").await;
         if let Some((mode, until)) = lock {
             store.lock_shared(&path, mode, until).await?;
