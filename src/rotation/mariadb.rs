@@ -11,8 +11,10 @@ use zeroize::Zeroizing;
 use super::database::{Database, TlsMode, admin_refused};
 use crate::error::{Error, Result};
 
-/// ER_ACCESS_DENIED_ERROR: wrong user or password.
-const ACCESS_DENIED: u16 = 1045;
+/// ER_ACCESS_DENIED_ERROR: wrong user or password; ER_ACCESS_DENIED_NO_PASSWORD_ERROR, which
+/// the server also answers for an account that does not match (seen while other accounts
+/// are created and dropped).
+const ACCESS_DENIED: [u16; 2] = [1045, 1698];
 /// ER_DBACCESS_DENIED_ERROR: the user may not use the database it asked for.
 const DATABASE_DENIED: u16 = 1044;
 /// ER_HOST_NOT_PRIVILEGED: no account of that user for the address coffre connects from.
@@ -80,7 +82,7 @@ impl MariaDb {
         let user = login.user;
         match attempt {
             Ok(conn) => Ok(Some(conn)),
-            Err(mysql_async::Error::Server(e)) if e.code == ACCESS_DENIED => Ok(None),
+            Err(mysql_async::Error::Server(e)) if ACCESS_DENIED.contains(&e.code) => Ok(None),
             // The server answered: no retry helps, a grant or a setting does.
             Err(mysql_async::Error::Server(e)) if e.code == DATABASE_DENIED => {
                 Err(Error::auth(format!(
