@@ -334,6 +334,76 @@ fn tampered_v2_packs_recipes_and_sessions_are_integrity_errors_and_restore_nothi
     });
 }
 
+/// Which backups `verify --all` fails, by id, and the errors it gave.
+fn failing_backups(ws: &Workspace) -> (Vec<String>, String) {
+    let run = ws.run(&["verify", "--all", "--json"]);
+    let failed: Vec<_> = support::json_lines(&run)
+        .into_iter()
+        .filter(|o| o["type"] == "verify_failed")
+        .collect();
+    let ids = failed.iter().map(|o| o["id"].as_str().unwrap().to_string());
+    let errors = failed
+        .iter()
+        .map(|o| o["error"].as_str().unwrap().to_string());
+    (ids.collect(), errors.collect::<Vec<_>>().join("\n"))
+}
+
+#[test]
+fn a_damaged_pack_breaks_exactly_the_backups_that_use_it() {
+    let ws = Workspace::new();
+    ws.file_job("files", "input.bin");
+    let first = noise(300_000, 21);
+    std::fs::write(ws.path("input.bin"), &first).unwrap();
+    let a = ws.backup("files");
+    let packs_of = |id: &str| -> Vec<String> {
+        let packs = manifest_field(&ws, id, "packs");
+        let mut packs: Vec<String> = packs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        packs.sort();
+        packs
+    };
+    // B holds A's data and more: it uses A's pack and one of its own. C shares nothing.
+    let mut second = first.clone();
+    second.extend_from_slice(&noise(300_000, 31));
+    std::fs::write(ws.path("input.bin"), &second).unwrap();
+    let b = ws.backup("files");
+    std::fs::write(ws.path("input.bin"), noise(300_000, 41)).unwrap();
+    let c = ws.backup("files");
+    let pack_a = packs_of(&a)[0].clone();
+    assert!(packs_of(&b).contains(&pack_a) && packs_of(&b).len() == 2);
+    let pack_b = packs_of(&b).into_iter().find(|p| *p != pack_a).unwrap();
+    assert!(!packs_of(&c).contains(&pack_a) && !packs_of(&c).contains(&pack_b));
+
+    let pack_file = |p: &str| ws.path(&format!("store/backups/files/_packs/{p}.cfp"));
+    for (pack, broken) in [
+        (&pack_b, vec![b.clone()]),
+        (&pack_a, vec![a.clone(), b.clone()]),
+    ] {
+        let saved = std::fs::read(pack_file(pack)).unwrap();
+        edit_bytes(&pack_file(pack), |bytes| bytes[60] ^= 1);
+        let (mut failed, errors) = failing_backups(&ws);
+        failed.sort();
+        let mut expected = broken.clone();
+        expected.sort();
+        assert_eq!(failed, expected, "{errors}");
+        assert_eq!(
+            errors.matches(pack.as_str()).count(),
+            broken.len(),
+            "{errors}"
+        );
+        for id in [&a, &b, &c] {
+            let run = ws.run(&["restore", id, "--to", "-"]);
+            assert_eq!(run.code == 0, !broken.contains(id), "{id}: {}", run.stderr);
+        }
+        std::fs::write(pack_file(pack), saved).unwrap();
+    }
+    assert_eq!(failing_backups(&ws).0, Vec::<String>::new());
+}
+
 #[test]
 fn a_missing_v2_session_or_pack_is_named() {
     let (ws, _, id) = with_backup();
