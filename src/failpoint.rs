@@ -1,7 +1,7 @@
 //! Named stopping points for crash tests, in debug builds only (release builds compile them to
 //! nothing). With `COFFRE_FAILPOINT=NAME` (or `NAME@N` for its N-th hit) the process prints
-//! `failpoint NAME reached` on stderr and waits there until it is killed, so a test can kill it
-//! at an exact step of a backup.
+//! `failpoint NAME reached` on stderr and waits there until it is killed (or released), so a
+//! test can kill it at an exact step of a backup, or run a prune meanwhile.
 
 /// A step that may fail: with `COFFRE_FAILPOINT_MODE=error` an armed point returns an error
 /// (as a failed step would) instead of waiting to be killed.
@@ -20,12 +20,20 @@ pub async fn step(name: &str) -> crate::error::Result<()> {
     Ok(())
 }
 
-/// Stop here when this point is the one asked for.
+/// Stop here when this point is the one asked for: until killed, or, with
+/// `COFFRE_FAILPOINT_RELEASE=PATH`, until that file exists (a test runs something meanwhile).
 pub async fn hit(name: &str) {
     #[cfg(debug_assertions)]
     if armed(name) {
         eprintln!("failpoint {name} reached");
-        std::future::pending::<()>().await;
+        match std::env::var_os("COFFRE_FAILPOINT_RELEASE") {
+            Some(path) => {
+                while !std::path::Path::new(&path).exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
     }
     #[cfg(not(debug_assertions))]
     let _ = name;

@@ -200,3 +200,50 @@ async fn killed_s3_backups_leave_nothing_visible_and_prune_aborts_their_uploads(
     let ws = workspace_with_store(&s3_store(&prefix));
     kill_everywhere(ws, s3_leftovers(prefix)).await;
 }
+
+/// A prune while a backup is between its packs and its manifest deletes nothing that backup
+/// wrote or reuses: its new pack is only marked, and the mark goes once the manifest lists it.
+#[tokio::test]
+async fn a_prune_while_a_backup_runs_loses_nothing() {
+    let ws = Workspace::new();
+    let mut data = noise(3 << 20, 5);
+    std::fs::write(ws.path("input.bin"), &data).unwrap();
+    ws.file_job("files", "input.bin");
+    ws.backup("files");
+    data.extend_from_slice(&noise(2 << 20, 7));
+    std::fs::write(ws.path("input.bin"), &data).unwrap();
+
+    let release = ws.path("release");
+    let mut cmd = Command::new(coffre_bin());
+    cmd.args(["--config", "coffre.toml", "backup", "files"])
+        .current_dir(ws.dir.path())
+        .env("COFFRE_FAILPOINT_RELEASE", &release);
+    let mut child = support::start_at_failpoint(&mut cmd, "backup:pack-uploaded");
+    let unlisted = local_leftovers()(&ws);
+    assert!(
+        unlisted.iter().any(|f| f.contains("/_packs/")),
+        "{unlisted:?}"
+    );
+    prune_at(&ws, Utc::now()).await;
+    let marks = || {
+        ws.store_files()
+            .into_iter()
+            .filter(|f| f.contains("/_marks/"))
+            .count()
+    };
+    assert!(marks() > 0, "{:?}", ws.store_files());
+    for f in &unlisted {
+        assert!(ws.path("store").join(f).exists(), "a prune deleted {f}");
+    }
+
+    std::fs::write(&release, "").unwrap();
+    assert!(child.wait().unwrap().success());
+    prune_at(&ws, Utc::now()).await;
+    assert_eq!(marks(), 0, "{:?}", ws.store_files());
+    assert_eq!(local_leftovers()(&ws), Vec::<String>::new());
+    let ids = listed_and_verified(&ws);
+    assert_eq!(ids.len(), 2);
+    let restored = ws.run(&["restore", &ids[1], "--to", "-"]);
+    restored.ok();
+    assert!(restored.stdout == data);
+}
