@@ -222,13 +222,7 @@ impl Store {
         self.refuse_links(&manifest)?;
         self.delete_if_exists(&manifest).await?;
         let dir = self.backup_dir(r);
-        let objects: Vec<_> = self
-            .inner
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing", &dir, e))?;
-        for object in objects {
+        for object in self.list_all(&dir).await? {
             self.refuse_links(&object.location)?;
             self.delete_if_exists(&object.location).await?;
         }

@@ -1,11 +1,9 @@
 //! What the store holds: listings of backups (complete, incomplete, damaged, vanished), a
 //! backup found by id or as the newest of its series. One bad manifest never hides the others.
 
-use futures::TryStreamExt;
 use std::collections::BTreeMap;
 
 use super::Store;
-use super::errors::store_error;
 use super::layout::{BackupRef, MANIFEST_FILE};
 use crate::error::{Error, Remedy, Result};
 use crate::manifest::StoredManifest;
@@ -66,12 +64,7 @@ impl Store {
             Some(job) => self.job_dir(job),
             None => self.prefix.clone(),
         };
-        let objects: Vec<_> = self
-            .inner
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing", &prefix, e))?;
+        let objects = self.list_all(&prefix).await?;
         let base_depth = self.prefix.parts().count();
         let mut dirs: BTreeMap<BackupRef, Option<u64>> = BTreeMap::new();
         for meta in objects {

@@ -102,6 +102,33 @@ impl Store {
         }
     }
 
+    /// Every object under `prefix`. A failed listing is an error, never a short list.
+    async fn list_all(&self, prefix: &ObjectPath) -> Result<Vec<object_store::ObjectMeta>> {
+        futures::TryStreamExt::try_collect(self.inner.list(Some(prefix)))
+            .await
+            .map_err(|e| store_error("listing", prefix, e))
+    }
+
+    /// An object whole, refused as damaged when over `max` bytes; None when it does not exist.
+    async fn read_bounded(&self, path: &ObjectPath, max: u64) -> Result<Option<Vec<u8>>> {
+        let result = match self.inner.get(path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error("reading", path, e)),
+        };
+        if result.meta.size > max {
+            return Err(Error::integrity(format!(
+                "{path}: {} bytes, over the {max} this object ever holds",
+                result.meta.size
+            )));
+        }
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| store_error("reading", path, e))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
     async fn delete_if_exists(&self, path: &ObjectPath) -> Result<()> {
         match self.inner.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -3,7 +3,6 @@
 //! them; which backups use which is the format's business (`crate::data`).
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::io::AsyncRead;
@@ -41,22 +40,7 @@ impl Store {
     /// A shared object whole, at most `max` bytes; None when it does not exist.
     pub async fn read_shared(&self, path: &ObjectPath, max: u64) -> Result<Option<Vec<u8>>> {
         self.refuse_links(path)?;
-        let result = match self.inner.get(path).await {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_error("reading", path, e)),
-        };
-        if result.meta.size > max {
-            return Err(Error::integrity(format!(
-                "{path}: {} bytes, over the {max} this object ever holds",
-                result.meta.size
-            )));
-        }
-        let bytes = result
-            .bytes()
-            .await
-            .map_err(|e| store_error("reading", path, e))?;
-        Ok(Some(bytes.to_vec()))
+        self.read_bounded(path, max).await
     }
 
     /// Bytes `range` of a shared object (an error naming it when it is shorter).
@@ -105,12 +89,7 @@ impl Store {
     /// list.
     pub async fn list_shared(&self, job: &str, dir: &str) -> Result<Vec<SharedObject>> {
         let prefix = self.job_dir(job).join(dir);
-        let objects: Vec<_> = self
-            .inner
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing", &prefix, e))?;
+        let objects = self.list_all(&prefix).await?;
         Ok(objects
             .into_iter()
             .filter_map(|meta| {

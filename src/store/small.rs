@@ -7,7 +7,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::Store;
 use super::errors::store_error;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::LockMode;
 
 /// Run records and locks are small JSON objects.
@@ -90,21 +90,6 @@ impl Store {
 
     /// A small object whole (at most 64 KiB), or None when it does not exist.
     pub(super) async fn get_small(&self, path: &ObjectPath) -> Result<Option<Vec<u8>>> {
-        let result = match self.inner.get(path).await {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_error("reading", path, e)),
-        };
-        if result.meta.size > MAX_SMALL_OBJECT_BYTES {
-            return Err(Error::integrity(format!(
-                "{path}: {} bytes, over the {MAX_SMALL_OBJECT_BYTES} this object ever holds",
-                result.meta.size
-            )));
-        }
-        let bytes = result
-            .bytes()
-            .await
-            .map_err(|e| store_error("reading", path, e))?;
-        Ok(Some(bytes.to_vec()))
+        self.read_bounded(path, MAX_SMALL_OBJECT_BYTES).await
     }
 }

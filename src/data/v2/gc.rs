@@ -95,6 +95,9 @@ pub struct SharedPlan {
     pub stale_uploads: Vec<Leftover>,
     /// Staging files and open uploads of packs seen for the first time: marked now.
     pub new_uploads: Vec<Leftover>,
+    /// Every mark the plan was made from, so that the sweep removes the marks of what it
+    /// deletes without listing them again.
+    marks: Marks,
 }
 
 impl SharedPlan {
@@ -154,9 +157,7 @@ pub async fn plan(
             if live.contains(&key) || object.name.contains('#') {
                 continue;
             }
-            let marked_at = marks
-                .get(&key)
-                .and_then(|m| m.iter().map(|(_, t)| *t).max());
+            let marked_at = latest_mark(&marks, &key);
             let unlisted = Unlisted {
                 kind,
                 name: object.name,
@@ -180,10 +181,7 @@ pub async fn plan(
     for leftover in store.shared_strays(job, PACK_DIR).await? {
         let key = (Kind::Upload, upload_name(&leftover));
         open_uploads.insert(key.clone());
-        match marks
-            .get(&key)
-            .and_then(|m| m.iter().map(|(_, t)| *t).max())
-        {
+        match latest_mark(&marks, &key) {
             None => plan.new_uploads.push(leftover),
             Some(at) if at <= cutoff => plan.stale_uploads.push(leftover),
             Some(_) => {}
@@ -195,6 +193,7 @@ pub async fn plan(
                 .extend(names.iter().map(|(name, _)| name.clone()));
         }
     }
+    plan.marks = marks;
     Ok(plan)
 }
 
@@ -202,7 +201,7 @@ pub async fn plan(
 /// marks and uploads. A failure is reported and the rest goes on: each step was decided alone.
 pub async fn sweep(store: &Store, job: &str, plan: &SharedPlan, now: DateTime<Utc>) -> Swept {
     let mut swept = Swept::default();
-    let marks = marks(store, job).await.unwrap_or_default();
+    let marks = &plan.marks;
     for unlisted in &plan.delete {
         let path = store.shared_path(job, unlisted.kind.dir(), &unlisted.name);
         match store.delete_shared(&path).await {
@@ -253,6 +252,11 @@ pub async fn sweep(store: &Store, job: &str, plan: &SharedPlan, now: DateTime<Ut
         }
     }
     swept
+}
+
+/// When `key` was last marked, if it was.
+fn latest_mark(marks: &Marks, key: &(Kind, String)) -> Option<DateTime<Utc>> {
+    marks.get(key)?.iter().map(|(_, at)| *at).max()
 }
 
 /// The marks of `job`, by the object they mark: each mark's name and time.
