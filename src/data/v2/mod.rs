@@ -2,6 +2,7 @@
 //! stored once per job in packs, listed per backup by a sealed recipe; each backup's key in
 //! a session object that outlives it while its chunks are used.
 
+mod chunker;
 pub mod gc;
 pub mod pack;
 mod reader;

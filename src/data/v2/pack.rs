@@ -84,29 +84,44 @@ fn chunk_aad(session_id: Uuid, id: &ChunkId) -> Vec<u8> {
     [CHUNK_AAD, session_id.as_bytes(), id].concat()
 }
 
+/// A chunk's plaintext, copied where its blob is sealed in place (after room for the nonce
+/// and the mode byte): the one copy a new chunk costs.
+pub struct Unsealed(Vec<u8>);
+
+impl Unsealed {
+    pub fn new(plaintext: &[u8]) -> Self {
+        let mut blob = Vec::with_capacity(BLOB_OVERHEAD + 1 + plaintext.len());
+        blob.extend_from_slice(&[0; NONCE_LEN + 1]);
+        blob.extend_from_slice(plaintext);
+        Self(blob)
+    }
+}
+
 /// One chunk as stored: compressed with zstd at `level` when that makes it smaller (none:
 /// never), then encrypted. CPU work: run it off the async runtime.
 pub fn seal_blob(
     key: &[u8; 32],
     session_id: Uuid,
     id: &ChunkId,
-    plaintext: &[u8],
+    unsealed: Unsealed,
     level: Option<i32>,
 ) -> Vec<u8> {
+    let Unsealed(mut blob) = unsealed;
+    let plaintext = &blob[NONCE_LEN + 1..];
     let compressed = level.and_then(|level| {
         zstd::bulk::compress(plaintext, level)
             .ok()
             .filter(|c| c.len() < plaintext.len())
     });
-    let (mode, data) = match &compressed {
-        Some(c) => (ZSTD, c.as_slice()),
-        None => (STORED, plaintext),
-    };
+    if let Some(compressed) = compressed {
+        blob.truncate(NONCE_LEN + 1);
+        blob.extend_from_slice(&compressed);
+        blob[NONCE_LEN] = ZSTD;
+    } else {
+        blob[NONCE_LEN] = STORED;
+    }
     let nonce: [u8; NONCE_LEN] = random_array();
-    let mut blob = Vec::with_capacity(BLOB_OVERHEAD + 1 + data.len());
-    blob.extend_from_slice(&nonce);
-    blob.push(mode);
-    blob.extend_from_slice(data);
+    blob[..NONCE_LEN].copy_from_slice(&nonce);
     let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
     let tag = cipher
         .encrypt_inout_detached(
@@ -239,7 +254,7 @@ mod tests {
             .collect();
         for plain in [text.as_slice(), noise.as_slice(), b""] {
             let id = [7u8; 32];
-            let blob = seal_blob(&key, session, &id, plain, Some(2));
+            let blob = seal_blob(&key, session, &id, Unsealed::new(plain), Some(2));
             if plain == text.as_slice() {
                 assert!(blob.len() < plain.len() / 4, "text compresses");
             }

@@ -9,8 +9,6 @@
 //! and the upload parts; never by the history of the job.
 
 use chrono::{DateTime, Utc};
-use fastcdc::v2020::{AsyncStreamCDC, Normalization};
-use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -19,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::chunker::Chunker;
 use super::pack::{self, PackId, TableEntry};
 use super::recipe::{self, Entry};
 use super::secret::{self, ChunkId, DedupSecret, DedupSource, IdKey, SessionKeys};
@@ -657,25 +656,16 @@ impl Producer<'_> {
             Compression::None => None,
         };
         {
-            let mut chunker = AsyncStreamCDC::with_level_and_seed(
-                &mut plaintext,
-                chunking.min as usize,
-                chunking.avg as usize,
-                chunking.max as usize,
-                Normalization::Level1,
-                seed,
-            );
-            let mut chunks = std::pin::pin!(chunker.as_stream());
+            let mut chunker = Chunker::new(&mut plaintext, chunking, seed);
             let mut pending: VecDeque<Pending> = VecDeque::new();
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|e| {
-                    Error::source_failed(format!(
-                        "job '{}': reading the dump failed: {e}",
-                        self.job.name
-                    ))
-                })?;
-                let id = self.id_key.chunk_id(&chunk.data);
-                let plain_len = chunk.data.len() as u32;
+            while let Some(chunk) = chunker.next().await.map_err(|e| {
+                Error::source_failed(format!(
+                    "job '{}': reading the dump failed: {e}",
+                    self.job.name
+                ))
+            })? {
+                let id = self.id_key.chunk_id(chunk);
+                let plain_len = chunk.len() as u32;
                 let reuse = match self.index.chunks.get(&id).copied() {
                     Some(place) if self.reusable(place).await => Some(place),
                     _ => None,
@@ -689,9 +679,9 @@ impl Producer<'_> {
                     None if in_flight => Pending::Again(id),
                     None => {
                         let (key, session) = (self.chunk_key.clone(), self.session_id);
-                        let data = chunk.data;
+                        let unsealed = pack::Unsealed::new(chunk);
                         let handle = tokio::task::spawn_blocking(move || {
-                            pack::seal_blob(&key, session, &id, &data, level)
+                            pack::seal_blob(&key, session, &id, unsealed, level)
                         });
                         Pending::New(id, plain_len, handle)
                     }
