@@ -2,7 +2,9 @@
 //! store and on S3 (moto_server). After each kill: no partial backup is listed, every older
 //! backup still verifies, a prune right away leaves what the killed backup left alone (for all
 //! it knows, that backup is still running), and a prune once the job's timeout has passed
-//! leaves no staging file, open multipart upload or incomplete directory behind.
+//! leaves no staging file, open multipart upload or incomplete directory behind. A prune that
+//! runs while a backup is between its packs and its manifest, and `coffre prune` killed while
+//! it deletes backups, marks, and deletes what it marked, lose nothing either, on both stores.
 //!
 //! The steps are failpoints (`src/failpoint.rs`, debug builds only): the process stops there and
 //! the test kills it, so each kill lands exactly where it is meant to.
@@ -203,13 +205,11 @@ async fn killed_s3_backups_leave_nothing_visible_and_prune_aborts_their_uploads(
 
 /// A prune while a backup is between its packs and its manifest deletes nothing that backup
 /// wrote or reuses: its new pack is only marked, and the mark goes once the manifest lists it.
-#[tokio::test]
-async fn a_prune_while_a_backup_runs_loses_nothing() {
-    let ws = Workspace::new();
+async fn prune_while_a_backup_runs(ws: Workspace, leftovers: Leftovers) {
     let mut data = noise(3 << 20, 5);
     std::fs::write(ws.path("input.bin"), &data).unwrap();
     ws.file_job("files", "input.bin");
-    ws.backup("files");
+    ws.run_env(&["backup", "files"], &S3_ENV).ok();
     data.extend_from_slice(&noise(2 << 20, 7));
     std::fs::write(ws.path("input.bin"), &data).unwrap();
 
@@ -217,33 +217,158 @@ async fn a_prune_while_a_backup_runs_loses_nothing() {
     let mut cmd = Command::new(coffre_bin());
     cmd.args(["--config", "coffre.toml", "backup", "files"])
         .current_dir(ws.dir.path())
+        .envs(S3_ENV)
         .env("COFFRE_FAILPOINT_RELEASE", &release);
     let mut child = support::start_at_failpoint(&mut cmd, "backup:pack-uploaded");
-    let unlisted = local_leftovers()(&ws);
+    let unlisted = leftovers(&ws);
     assert!(
         unlisted.iter().any(|f| f.contains("/_packs/")),
         "{unlisted:?}"
     );
+    // Within the job's timeout, however often it runs: nothing of the running backup goes.
     prune_at(&ws, Utc::now()).await;
-    let marks = || {
-        ws.store_files()
-            .into_iter()
-            .filter(|f| f.contains("/_marks/"))
-            .count()
-    };
-    assert!(marks() > 0, "{:?}", ws.store_files());
-    for f in &unlisted {
-        assert!(ws.path("store").join(f).exists(), "a prune deleted {f}");
-    }
+    assert!(!all_marks(&ws).await.is_empty());
+    prune_at(&ws, Utc::now() + Duration::hours(23)).await;
+    assert_eq!(
+        leftovers(&ws),
+        unlisted,
+        "a prune deleted what a running backup wrote"
+    );
 
     std::fs::write(&release, "").unwrap();
     assert!(child.wait().unwrap().success());
     prune_at(&ws, Utc::now()).await;
-    assert_eq!(marks(), 0, "{:?}", ws.store_files());
-    assert_eq!(local_leftovers()(&ws), Vec::<String>::new());
+    assert_eq!(all_marks(&ws).await, Vec::<String>::new());
+    assert_eq!(leftovers(&ws), Vec::<String>::new());
     let ids = listed_and_verified(&ws);
     assert_eq!(ids.len(), 2);
-    let restored = ws.run(&["restore", &ids[1], "--to", "-"]);
+    let restored = ws.run_env(&["restore", &ids[1], "--to", "-"], &S3_ENV);
     restored.ok();
     assert!(restored.stdout == data);
+}
+
+#[tokio::test]
+async fn a_prune_while_a_local_backup_runs_loses_nothing() {
+    prune_while_a_backup_runs(Workspace::new(), local_leftovers()).await;
+}
+
+#[tokio::test]
+async fn a_prune_while_an_s3_backup_runs_loses_nothing() {
+    let prefix = unique("prune-during");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    prune_while_a_backup_runs(ws, s3_leftovers(prefix)).await;
+}
+
+/// The prune marks of job `files`, by name.
+async fn all_marks(ws: &Workspace) -> Vec<String> {
+    let (_, store) = support::open_store(ws).await;
+    let marks = store.list_shared("files", "_marks").await.unwrap();
+    marks.into_iter().map(|mark| mark.name).collect()
+}
+
+/// `coffre prune` killed with SIGKILL while it deletes backups, while it marks what no
+/// backup lists, and while it deletes what it marked a day before: after each kill every
+/// listed backup verifies, and the next prune finishes what the killed one started.
+async fn kill_prunes(ws: Workspace, leftovers: Leftovers) {
+    // Five backups of unrelated data: each has a pack and a session of its own.
+    ws.write(
+        "jobs/files.toml",
+        "[retention]\nkeep_within_days = 0\nkeep_last = 5\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let mut kept = Vec::new();
+    for seed in 0..5 {
+        let data = noise(1 << 20, 41 + 2 * seed);
+        std::fs::write(ws.path("input.bin"), &data).unwrap();
+        ws.run_env(&["backup", "files"], &S3_ENV).ok();
+        kept.push(data);
+    }
+    let ids = listed_and_verified(&ws);
+    ws.write(
+        "jobs/files.toml",
+        "[retention]\nkeep_within_days = 0\nkeep_last = 2\nmin_keep = 2\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n",
+    );
+    let kill_prune = |point: &str| {
+        let mut cmd = Command::new(coffre_bin());
+        cmd.args(["--config", "coffre.toml", "prune", "files"])
+            .current_dir(ws.dir.path())
+            .envs(S3_ENV);
+        let mut child = support::start_at_failpoint(&mut cmd, point);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    let check = |point: &str| {
+        let listed = listed_and_verified(&ws);
+        assert!(
+            ids[3..].iter().all(|id| listed.contains(id)),
+            "after a kill at {point}: {listed:?}"
+        );
+    };
+
+    // Killed after deleting the first of three backups.
+    kill_prune("prune:backup-deleted@1");
+    check("prune:backup-deleted@1");
+    assert_eq!(listed_and_verified(&ws).len(), 4);
+    // Killed after its first mark: the two other old backups are gone, and no pack or
+    // session yet.
+    kill_prune("prune:marked@1");
+    check("prune:marked@1");
+    assert_eq!(listed_and_verified(&ws), ids[3..].to_vec());
+    let unlisted = leftovers(&ws);
+    assert_eq!(
+        unlisted
+            .iter()
+            .filter(|f| f.contains("/_packs/") || f.contains("/_sessions/"))
+            .count(),
+        6,
+        "{unlisted:?}"
+    );
+    // A prune two days ago marks the five others (the killed one marked one, now), so that
+    // the prune now deletes those five; killed after the first.
+    let (config, store) = support::open_store(&ws).await;
+    let plan = prune::plan(
+        &store,
+        config.job("files").unwrap(),
+        Utc::now() - Duration::days(2),
+    )
+    .await
+    .unwrap();
+    let report = prune::execute(&store, &[plan]).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    kill_prune("prune:shared-deleted@1");
+    check("prune:shared-deleted@1");
+    assert_eq!(leftovers(&ws).len(), 5, "{:?}", leftovers(&ws));
+
+    // The next prune finishes: the four others go (and the mark of the one deleted before the
+    // kill); the one marked now waits for its day, then goes too, and no mark is left.
+    ws.run_env(&["prune", "files"], &S3_ENV).ok();
+    assert_eq!(leftovers(&ws).len(), 1, "{:?}", leftovers(&ws));
+    assert_eq!(all_marks(&ws).await.len(), 1);
+    let plan = prune::plan(
+        &store,
+        config.job("files").unwrap(),
+        Utc::now() + Duration::hours(25),
+    )
+    .await
+    .unwrap();
+    let report = prune::execute(&store, &[plan]).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(leftovers(&ws), Vec::<String>::new());
+    assert_eq!(all_marks(&ws).await, Vec::<String>::new());
+    for (id, data) in ids[3..].iter().zip(&kept[3..]) {
+        let restored = ws.run_env(&["restore", id, "--to", "-"], &S3_ENV);
+        restored.ok();
+        assert!(&restored.stdout == data, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn killed_local_prunes_lose_nothing_and_the_next_one_finishes() {
+    kill_prunes(Workspace::new(), local_leftovers()).await;
+}
+
+#[tokio::test]
+async fn killed_s3_prunes_lose_nothing_and_the_next_one_finishes() {
+    let prefix = unique("prune-kill");
+    let ws = workspace_with_store(&s3_store(&prefix));
+    kill_prunes(ws, s3_leftovers(prefix)).await;
 }

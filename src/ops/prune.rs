@@ -303,6 +303,7 @@ pub async fn execute(store: &Store, plans: &[JobPlan]) -> PruneReport {
                         Layout::V2(v2) => v2.recipe_bytes,
                     };
                     report.deleted.push(backup.location.clone());
+                    crate::failpoint::hit("prune:backup-deleted").await;
                 }
                 Err(e) => report.failures.push(e),
             }

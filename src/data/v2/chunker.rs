@@ -104,7 +104,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             // Runs of repeats too, so that some chunks are cut at the largest size.
-            *b = if (x >> 40).is_multiple_of(7) { 0 } else { x as u8 };
+            *b = if (x >> 40).is_multiple_of(7) {
+                0
+            } else {
+                x as u8
+            };
         }
         // Stretches with no cut point, of many lengths, so that some straddle every refill.
         for (i, at) in (0..data.len() - 400_000).step_by(450_000).enumerate() {

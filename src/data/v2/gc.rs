@@ -208,6 +208,7 @@ pub async fn sweep(store: &Store, job: &str, plan: &SharedPlan, now: DateTime<Ut
             Ok(()) => {
                 swept.deleted += 1;
                 swept.deleted_bytes += unlisted.size;
+                crate::failpoint::hit("prune:shared-deleted").await;
                 let key = (unlisted.kind, unlisted.name.clone());
                 for (mark, _) in marks.get(&key).into_iter().flatten() {
                     if let Err(e) = delete_mark(store, job, mark).await {
@@ -228,7 +229,10 @@ pub async fn sweep(store: &Store, job: &str, plan: &SharedPlan, now: DateTime<Ut
         let name = mark_name(&unlisted, now);
         let path = store.shared_path(job, MARK_DIR, &name);
         match store.put_shared(&path, Vec::new()).await {
-            Ok(()) => swept.marked += 1,
+            Ok(()) => {
+                swept.marked += 1;
+                crate::failpoint::hit("prune:marked").await;
+            }
             Err(e) => swept.failures.push(e),
         }
     }
