@@ -210,6 +210,110 @@ fn object_lock_protects_every_object_of_a_backup() {
     ws.run_env(&["verify", "--all"], &S3_ENV).ok();
 }
 
+/// Hours each object version under `prefix` stays locked, by key, read back with boto3.
+fn locked_hours(prefix: &str) -> Vec<(String, i64)> {
+    let out = support::interop(
+        "s3_lock_check.py",
+        [env("COFFRE_TEST_S3").as_str(), "coffre-lock", prefix],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = report["versions"].as_array().unwrap();
+    let mut hours: Vec<(String, i64)> = versions
+        .iter()
+        .map(|v| {
+            let until = chrono::DateTime::parse_from_rfc3339(v["until"].as_str().unwrap()).unwrap();
+            let left = (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+            (v["key"].as_str().unwrap().to_string(), left)
+        })
+        .collect();
+    hours.sort();
+    hours
+}
+
+/// A backup locked longer than the one before extends the lock of the pack and session it
+/// reuses before its manifest is written, so that nothing it needs can go before it may.
+#[test]
+fn object_lock_extends_what_a_backup_reuses_to_its_own_retention() {
+    let prefix = unique("lock-extend");
+    let ws = workspace_with_store(&lock_store(&prefix));
+    ws.write("input.bin", "discharge summaries");
+    let job = |days: u32| {
+        format!(
+            "[object_lock]\nmode = \"governance\"\ndays = {days}\n\n[source]\nkind = \"file\"\npath = \"../input.bin\"\n"
+        )
+    };
+    ws.write("jobs/files.toml", &job(2));
+    ws.run_env(&["backup", "files"], &S3_ENV).ok();
+    let before = locked_hours(&prefix);
+    let (pack, session) = (
+        before
+            .iter()
+            .find(|(k, _)| k.contains("/_packs/"))
+            .unwrap()
+            .clone(),
+        before
+            .iter()
+            .find(|(k, _)| k.contains("/_sessions/"))
+            .unwrap()
+            .clone(),
+    );
+    // Two days, and a week more for what later backups reuse.
+    assert!((8 * 24..=9 * 24).contains(&pack.1), "{before:?}");
+
+    ws.write("jobs/files.toml", &job(20));
+    let second = ws.run_env(&["backup", "files", "--json"], &S3_ENV);
+    second.ok();
+    let summary: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (
+            &summary["format"],
+            &summary["new_chunks"],
+            &summary["chunks"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(0),
+            &serde_json::json!(1)
+        ),
+        "{summary}"
+    );
+    let after = locked_hours(&prefix);
+    // The one pack, reused, is now locked for the new backup's 20 days and the week more;
+    // so is the first session, whose key opens that pack.
+    let hours_of = |key: &str| {
+        after
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, h)| *h)
+            .max()
+            .unwrap()
+    };
+    assert!(
+        (27 * 24 - 1..=27 * 24).contains(&hours_of(&pack.0)),
+        "{after:?}"
+    );
+    assert!(
+        (27 * 24 - 1..=27 * 24).contains(&hours_of(&session.0)),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|(k, _)| k.contains("/_packs/")).count(),
+        1,
+        "no pack stored again: {after:?}"
+    );
+    // The first backup's own objects keep their two days: only what is reused is extended.
+    let own = |k: &str| !k.contains("/_packs/") && !k.contains("/_sessions/");
+    for (key, _) in before.iter().filter(|(k, _)| own(k)) {
+        assert!(hours_of(key) <= 2 * 24, "{key}: {after:?}");
+    }
+    ws.run_env(&["verify", "--all"], &S3_ENV).ok();
+}
+
 #[test]
 fn object_lock_on_a_bucket_without_it_fails_the_backup_loudly() {
     let prefix = unique("nolock");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::crypto::keys::{Secret, Stanza};
 use crate::error::{Error, Remedy};
-use crate::manifest::rfc3339;
+use crate::manifest::{Layout, rfc3339};
 use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
@@ -27,8 +27,13 @@ pub fn object(kind: &str, mut fields: Value) -> Value {
     fields
 }
 
-fn manifest_fields(m: &crate::manifest::Manifest, keys: &[Stanza]) -> Value {
+fn manifest_fields(m: &crate::manifest::Manifest, layout: &Layout, keys: &[Stanza]) -> Value {
+    let (format, new_chunks) = match layout {
+        Layout::V1(_) => (1, m.chunks),
+        Layout::V2(v2) => (2, v2.new_chunks),
+    };
     json!({
+        "format": format,
         "id": m.backup_id,
         "job": m.job,
         "database": m.source.database,
@@ -39,6 +44,7 @@ fn manifest_fields(m: &crate::manifest::Manifest, keys: &[Stanza]) -> Value {
         "plaintext_bytes": m.plaintext_bytes,
         "stored_bytes": m.stored_bytes,
         "chunks": m.chunks,
+        "new_chunks": new_chunks,
         "retain_until": m.retain_until.as_ref().map(rfc3339::format),
         "keys": keys.iter().map(|k| json!({"type": k.kind(), "key_id": k.key_id()})).collect::<Vec<_>>(),
     })
@@ -46,14 +52,14 @@ fn manifest_fields(m: &crate::manifest::Manifest, keys: &[Stanza]) -> Value {
 
 /// A complete backup, listed, with the stanzas that open it.
 fn backup(b: &Backup, keys: &[Stanza]) -> Value {
-    let mut fields = manifest_fields(&b.manifest.manifest, keys);
+    let mut fields = manifest_fields(&b.manifest.manifest, &b.manifest.layout, keys);
     fields["status"] = json!("complete");
     object("backup", fields)
 }
 
 /// A backup just made.
 pub fn backup_made(s: &BackupSummary) -> Value {
-    let mut fields = manifest_fields(&s.manifest, &s.keys);
+    let mut fields = manifest_fields(&s.manifest, &s.layout, &s.keys);
     fields["status"] = json!("complete");
     object("backup", fields)
 }

@@ -1,6 +1,7 @@
 //! Results as text for people: aligned tables and one-line reports.
 
 use crate::crypto::keys::Secret;
+use crate::manifest::Layout;
 use crate::ops::backup::BackupSummary;
 use crate::ops::config_check::ConfigReport;
 use crate::ops::drill::DrillReport;
@@ -92,20 +93,27 @@ pub fn backup_made(s: &BackupSummary) -> String {
         .as_ref()
         .map(|db| format!(", database '{db}'"))
         .unwrap_or_default();
+    let chunks = match &s.layout {
+        Layout::V1(_) => count(m.chunks, "chunk"),
+        Layout::V2(v2) => format!("{} ({} new)", count(m.chunks, "chunk"), v2.new_chunks),
+    };
     format!(
-        "backup {} of job '{}'{database}: {} dump -> {} stored in {}, {seconds:.1}s",
+        "backup {} of job '{}'{database}: {} dump -> {} stored in {chunks}, {seconds:.1}s",
         m.backup_id,
         m.job,
         human_bytes(m.plaintext_bytes),
         human_bytes(m.stored_bytes),
-        count(m.chunks, "chunk"),
     )
 }
 
 pub fn verified(backup: &Backup, s: &OpenSummary) -> String {
     let m = &backup.manifest.manifest;
+    let held = match &backup.manifest.layout {
+        Layout::V1(_) => "key, manifest mac, every chunk and data_sha256 hold",
+        Layout::V2(_) => "key, manifest mac, recipe, and every chunk's tag and keyed id hold",
+    };
     format!(
-        "verified backup {} of job '{}'{}: {} stored, {}, {} dump; key, manifest mac, every chunk and data_sha256 hold",
+        "verified backup {} of job '{}'{}: {} stored, {}, {} dump; {held}",
         m.backup_id,
         m.job,
         of_database(backup),

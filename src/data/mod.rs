@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Job;
 use crate::crypto::keys::{Secret, Stanza, SymmetricKey};
 use crate::error::{Error, Result};
-use crate::manifest::{Layout, Manifest, SourceInfo};
+use crate::manifest::{Layout, LockMode, Manifest, SourceInfo};
 use crate::source::Dump;
 use crate::store::{Backup, BackupRef, Store};
 
@@ -75,7 +75,7 @@ impl Writer {
         job: &Job,
         source: SourceInfo,
         started_at: DateTime<Utc>,
-    ) -> Result<(Manifest, Vec<Stanza>)> {
+    ) -> Result<(Manifest, Layout, Vec<Stanza>)> {
         match self {
             Writer::V1(w) => w.finish(store, job, source, started_at).await,
             Writer::V2(w) => w.finish(store, job, source, started_at).await,
@@ -89,6 +89,29 @@ impl Writer {
             Writer::V2(w) => w.discard(store).await,
         }
     }
+}
+
+/// The end of a backup in every format: the manifest written last, the backup's own objects
+/// (`own`) checked still there (a prune cannot have taken them meanwhile), then locked with it
+/// when the job locks.
+async fn put_manifest_last(
+    store: &Store,
+    location: &BackupRef,
+    manifest: Vec<u8>,
+    own: &[&str],
+    lock: Option<(LockMode, DateTime<Utc>)>,
+) -> Result<()> {
+    crate::failpoint::hit("backup:manifest-sealed").await;
+    store.put_manifest(location, manifest).await?;
+    store.check_objects_still_there(location, own).await?;
+    crate::failpoint::hit("backup:manifest-written").await;
+    if let Some((mode, until)) = lock {
+        store
+            .lock_objects(location, own, mode, until)
+            .await
+            .map_err(|e| e.context(format!("backup {} is complete but not locked", location.id)))?;
+    }
+    Ok(())
 }
 
 /// Restore `backup` into `out`, every byte authenticated, with a progress bar on stderr when

@@ -128,7 +128,7 @@ impl Writer {
         job: &Job,
         source: SourceInfo,
         started_at: DateTime<Utc>,
-    ) -> Result<(Manifest, Vec<Stanza>)> {
+    ) -> Result<(Manifest, Layout, Vec<Stanza>)> {
         let data = self
             .transferred
             .ok_or_else(|| Error::internal("a v1 backup finished before its transfer"))?;
@@ -157,24 +157,10 @@ impl Writer {
             keys: self.stanzas.clone(),
         });
         let (bytes, manifest) = manifest.seal(&layout, MacKey::V1(&self.dek, &self.header.salt))?;
-        crate::failpoint::hit("backup:manifest-sealed").await;
-        store.put_manifest(&self.location, bytes).await?;
-        store
-            .check_objects_still_there(&self.location, &[DATA_FILE])
-            .await?;
-        crate::failpoint::hit("backup:manifest-written").await;
-        if let (Some(lock), Some(until)) = (job.object_lock, retain_until) {
-            store
-                .lock_objects(&self.location, &[DATA_FILE], lock.mode, until)
-                .await
-                .map_err(|e| {
-                    e.context(format!(
-                        "backup {} is complete but not locked",
-                        self.location.id
-                    ))
-                })?;
-        }
-        Ok((manifest, self.stanzas))
+        let lock = job.object_lock.zip(retain_until);
+        let lock = lock.map(|(lock, until)| (lock.mode, until));
+        super::put_manifest_last(store, &self.location, bytes, &[DATA_FILE], lock).await?;
+        Ok((manifest, layout, self.stanzas))
     }
 
     /// Remove what a backup that gets no manifest wrote.

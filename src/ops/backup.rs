@@ -9,7 +9,7 @@ use crate::config::Job;
 use crate::crypto::keys::{Secret, Stanza, SymmetricKey};
 use crate::data;
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Layout, Manifest};
 use crate::secretstore::Resolver;
 use crate::source;
 use crate::store::{BackupRef, Store};
@@ -22,6 +22,8 @@ use super::{Context, STOP_GRACE};
 pub struct BackupSummary {
     pub location: BackupRef,
     pub manifest: Manifest,
+    /// Where its data is (format 2: what it stored new, what it reuses).
+    pub layout: Layout,
     /// The stanzas that open it.
     pub keys: Vec<Stanza>,
 }
@@ -196,11 +198,12 @@ async fn run_one(
         }
         return Err(timeout_error());
     }
-    let (manifest, keys) = writer.finish(store, job, info, started_at).await?;
+    let (manifest, layout, keys) = writer.finish(store, job, info, started_at).await?;
     tracing::info!(job = %job.name, backup = %backup_id, "backup complete");
     Ok(BackupSummary {
         location,
         manifest,
+        layout,
         keys,
     })
 }

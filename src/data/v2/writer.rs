@@ -275,7 +275,7 @@ impl Writer {
         job: &Job,
         source: SourceInfo,
         started_at: DateTime<Utc>,
-    ) -> Result<(Manifest, Vec<Stanza>)> {
+    ) -> Result<(Manifest, Layout, Vec<Stanza>)> {
         let done = self
             .transferred
             .ok_or_else(|| Error::internal("a v2 backup finished before its transfer"))?;
@@ -335,24 +335,8 @@ impl Writer {
             references_locked_until: done.references_locked_until,
         });
         let (bytes, manifest) = manifest.seal(&layout, MacKey::V2(&self.dek))?;
-        crate::failpoint::hit("backup:manifest-sealed").await;
-        store.put_manifest(&self.location, bytes).await?;
-        store
-            .check_objects_still_there(&self.location, &[recipe::FILE])
-            .await?;
-        crate::failpoint::hit("backup:manifest-written").await;
-        if let Some((mode, until)) = lock {
-            store
-                .lock_objects(&self.location, &[recipe::FILE], mode, until)
-                .await
-                .map_err(|e| {
-                    e.context(format!(
-                        "backup {} is complete but not locked",
-                        self.location.id
-                    ))
-                })?;
-        }
-        Ok((manifest, self.stanzas))
+        crate::data::put_manifest_last(store, &self.location, bytes, &[recipe::FILE], lock).await?;
+        Ok((manifest, layout, self.stanzas))
     }
 
     /// Remove what a backup that gets no manifest wrote: its recipe, the packs it finished
