@@ -298,6 +298,27 @@ fn write_only_backups_need_the_identity_to_restore() {
     ]);
     run.ok();
     assert_eq!(run.stdout, b"lab results");
+
+    // A dedup secret that changed (the job re-keyed): the next backup stores everything once
+    // and says why, the one after reuses again.
+    ws.run_raw(&["key", "generate", "dedup2.key"], &[]).ok();
+    ws.write_config(&format!(
+        "keys = [{{ recipient = \"{recipient}\" }}]\ndedup_key = \"file:dedup2.key\""
+    ));
+    let run = ws.run(&["backup", "files", "--json"]);
+    run.ok();
+    assert!(
+        run.stderr.contains("stores every chunk once")
+            && run.stderr.contains("dedup secret changed"),
+        "{}",
+        run.stderr
+    );
+    let made: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(made["new_chunks"], 1, "{made}");
+    let run = ws.run(&["backup", "files", "--json"]);
+    run.ok();
+    let made: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(made["new_chunks"], 0, "{made}");
 }
 
 #[test]
