@@ -27,8 +27,9 @@ use crate::manifest::{Layout, MacKey, V2Layout};
 use crate::metered::Metered;
 use crate::store::{Backup, Store};
 
-/// Blobs of one pack fetched with one request, up to this many bytes: with their plaintexts,
-/// the runs in flight are most of a restore's memory (8 MiB runs: 125 MiB peak RSS).
+/// Blobs of one pack fetched with one request, up to this many bytes stored and this many
+/// of plaintext (a dump that compresses 30x must not hold 30 times the run): with their
+/// plaintexts, the runs in flight are most of a restore's memory (8 MiB runs: 125 MiB peak).
 const RUN_BYTES: u64 = 2 << 20;
 /// Runs fetched and decrypted at once.
 const RUNS_IN_FLIGHT: usize = 4;
@@ -137,6 +138,8 @@ struct Run {
     pack: u32,
     start: u64,
     end: u64,
+    /// Plaintext bytes of its entries.
+    plain: u64,
     entries: Vec<Entry>,
     key: Arc<Zeroizing<[u8; 32]>>,
     session: Uuid,
@@ -212,6 +215,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
                 r.pack == entry.pack
                     && r.end == u64::from(entry.offset)
                     && r.end - r.start < RUN_BYTES
+                    && r.plain < RUN_BYTES
                     && r.session == layout.sessions[entry.session as usize]
             });
             if !joins {
@@ -225,6 +229,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
                     pack: entry.pack,
                     start: u64::from(entry.offset),
                     end: u64::from(entry.offset),
+                    plain: 0,
                     entries: Vec::new(),
                     key,
                     session: *layout.sessions.get(entry.session as usize).ok_or_else(|| {
@@ -236,6 +241,7 @@ pub async fn open<W: AsyncWrite + Unpin>(
             }
             let r = run.as_mut().expect("a run is open");
             r.end += u64::from(entry.blob_len);
+            r.plain += u64::from(entry.plain_len);
             r.entries.push(entry);
             while runs.len() >= RUNS_IN_FLIGHT {
                 let plains = runs.next().await.expect("not empty")?;
