@@ -322,6 +322,19 @@ fn tampered_v2_packs_recipes_and_sessions_are_integrity_errors_and_restore_nothi
         let other_dir = ws.backup_dir("files", &other);
         std::fs::copy(other_dir.join("recipe.cfr"), d.join("recipe.cfr")).unwrap();
     });
+    assert_tamper_detected_in(
+        2,
+        "pack and recipe of another job's backup of the same data",
+        |ws, d| {
+            // Same key, same bytes: only the job differs (its dedup secret and sessions).
+            let job = std::fs::read_to_string(ws.path("jobs/files.toml")).unwrap();
+            ws.write("jobs/other.toml", &job);
+            let other = ws.backup("other");
+            let other_dir = ws.backup_dir("other", &other);
+            std::fs::copy(other_dir.join("recipe.cfr"), d.join("recipe.cfr")).unwrap();
+            std::fs::copy(&packs_beside(&other_dir)[0], pack(d)).unwrap();
+        },
+    );
     assert_tamper_detected_in(2, "session bit in the wrapped dedup secret", |ws, d| {
         let id = d.file_name().unwrap().to_string_lossy()[17..].to_string();
         let path = ws.path(&format!("store/backups/files/_sessions/{id}.json"));
