@@ -83,6 +83,7 @@ pub fn check_header(h: &[u8], session_id: Uuid, pack_id: PackId) -> Result<(), P
 
 /// Blobs are sealed with aws-lc's AES-256-GCM (linked already for TLS): about twice the speed
 /// of the aes-gcm crate on this kind of machine (docs/PERFORMANCE.md). Same cipher, same bytes.
+/// The key schedule lives in aws-lc's memory, which its `OPENSSL_free` cleanses on drop.
 fn blob_key(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key"))
 }
