@@ -27,9 +27,7 @@ fn with_backup() -> (Workspace, Vec<u8>, String) {
 
 /// A field of the manifest of backup `id` of job `files`.
 fn manifest_field(ws: &Workspace, id: &str, field: &str) -> serde_json::Value {
-    let path = ws.backup_dir("files", id).join("manifest.json");
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    m[field].clone()
+    ws.manifest("files", id)[field].clone()
 }
 
 #[test]

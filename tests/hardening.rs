@@ -798,15 +798,45 @@ fn a_backup_past_its_timeout_stops_even_when_its_dump_hangs_after_closing_stdout
     assert!(ws.run(&["list", "--json"]).stdout.is_empty());
 }
 
-#[tokio::test]
-async fn a_rotation_never_takes_the_old_key_from_a_backup_without_the_new_one() {
-    use coffre::ops::keys;
+/// Three backups and what a key rotation through the library takes: the store, the configured
+/// keys, a new key (file `new.key`) and the old key's id.
+struct Rekey {
+    ws: Workspace,
+    ids: Vec<String>,
+    store: coffre::store::Store,
+    unlock: Vec<coffre::crypto::keys::Secret>,
+    new: coffre::crypto::keys::Secret,
+    old: String,
+}
+
+async fn three_backups_and_a_new_key() -> Rekey {
     let (ws, ids) = three_backups();
     ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
-    let old = keys::key_id_of_file(&ws.path("backup.key")).unwrap();
+    let old = coffre::ops::keys::key_id_of_file(&ws.path("backup.key")).unwrap();
     let (config, store) = support::open_store(&ws).await;
     let unlock = support::configured_keys(&config).await;
     let new = support::key_file(&ws, "new.key").await;
+    Rekey {
+        ws,
+        ids,
+        store,
+        unlock,
+        new,
+        old,
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_never_takes_the_old_key_from_a_backup_without_the_new_one() {
+    use coffre::ops::keys;
+    let Rekey {
+        ws,
+        ids,
+        store,
+        unlock,
+        new,
+        old,
+    } = three_backups_and_a_new_key().await;
     // The new key reaches the first three backups; a fourth is made with the old key only, as
     // if a backup ran between the rotation's two phases.
     keys::add(&store, None, &unlock, &new).await.unwrap();
@@ -840,17 +870,18 @@ async fn a_rotation_never_takes_the_old_key_from_a_backup_without_the_new_one() 
 #[tokio::test]
 async fn a_session_keeps_the_old_key_while_a_backup_using_it_lacks_the_new_one() {
     use coffre::ops::keys;
-    let (ws, ids) = three_backups();
-    ws.run_raw(&["key", "generate", "new.key"], &[]).ok();
-    let old = keys::key_id_of_file(&ws.path("backup.key")).unwrap();
-    let (config, store) = support::open_store(&ws).await;
-    let unlock = support::configured_keys(&config).await;
-    let new = support::key_file(&ws, "new.key").await;
+    let Rekey {
+        ws,
+        ids,
+        store,
+        unlock,
+        new,
+        old,
+    } = three_backups_and_a_new_key().await;
     keys::add(&store, None, &unlock, &new).await.unwrap();
     // Made with the old key only, reusing the first backup's chunk.
     let late = ws.backup("files");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(manifest_path(&ws, &late)).unwrap()).unwrap();
+    let manifest = ws.manifest("files", &late);
     assert_eq!(manifest["new_chunks"], 0, "{manifest}");
     assert_eq!(manifest["sessions"][1], ids[0].as_str(), "{manifest}");
     let removed = keys::remove_replaced(&store, None, &old, &new)

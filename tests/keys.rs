@@ -229,16 +229,19 @@ fn write_only_backups_need_the_identity_to_restore() {
     let run = ws.run(&["restore", &id, "--to", "-"]);
     run.expect_class(Class::Auth);
     assert!(run.stdout.is_empty());
-    let run = ws.run(&[
-        "restore",
-        &id,
-        "--to",
-        "-",
-        "--identity-file",
-        "restore.identity",
-    ]);
-    run.ok();
-    assert_eq!(run.stdout, b"lab results");
+    let restored_with_identity = |id: &str| {
+        let run = ws.run(&[
+            "restore",
+            id,
+            "--to",
+            "-",
+            "--identity-file",
+            "restore.identity",
+        ]);
+        run.ok();
+        run.stdout
+    };
+    assert_eq!(restored_with_identity(&id), b"lab results");
     // An independent implementation of the x25519 stanza opens it too.
     let dir = ws.backup_dir("files", &id);
     let out = support::interop(
@@ -268,10 +271,7 @@ fn write_only_backups_need_the_identity_to_restore() {
     );
     let copy: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let copy = copy["id"].as_str().unwrap().to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.backup_dir("files", &copy).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = ws.manifest("files", &copy);
     assert_eq!(manifest["new_chunks"], 1, "{manifest}");
 
     // With one, it deduplicates: the second backup stores no chunk again, and it never
@@ -282,22 +282,10 @@ fn write_only_backups_need_the_identity_to_restore() {
     ));
     ws.backup("files");
     let again = ws.backup("files");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.backup_dir("files", &again).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = ws.manifest("files", &again);
     assert_eq!(manifest["new_chunks"], 0, "{manifest}");
     assert_eq!(manifest["chunks"], 1, "{manifest}");
-    let run = ws.run(&[
-        "restore",
-        &again,
-        "--to",
-        "-",
-        "--identity-file",
-        "restore.identity",
-    ]);
-    run.ok();
-    assert_eq!(run.stdout, b"lab results");
+    assert_eq!(restored_with_identity(&again), b"lab results");
 
     // A dedup secret that changed (the job re-keyed): the next backup stores everything once
     // and says why, the one after reuses again.

@@ -22,10 +22,7 @@ fn six_backups() -> (Workspace, Vec<(String, DateTime<Utc>)>) {
     let mut backups = Vec::new();
     for _ in 0..6 {
         let id = ws.backup("files");
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(ws.backup_dir("files", &id).join("manifest.json")).unwrap(),
-        )
-        .unwrap();
+        let manifest = ws.manifest("files", &id);
         let started = DateTime::parse_from_rfc3339(manifest["started_at"].as_str().unwrap())
             .unwrap()
             .with_timezone(&Utc);

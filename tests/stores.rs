@@ -135,10 +135,9 @@ fn lock_store(prefix: &str) -> String {
     s3_store(prefix).replace("bucket = \"coffre-test\"", "bucket = \"coffre-lock\"")
 }
 
-/// Checked through the S3 API with boto3, not through coffre: `count` object versions under
-/// `prefix`, each in governance mode and none deletable; a backup's own objects for about two
-/// days, the packs and sessions later backups may reuse for a week more.
-fn assert_all_locked(prefix: &str, count: usize) {
+/// What `tests/interop/s3_lock_check.py` (boto3, not coffre) reports of every object version
+/// under `prefix` in the lock bucket: mode, retain-until, and whether deleting it was refused.
+fn lock_report(prefix: &str) -> serde_json::Value {
     let out = support::interop(
         "s3_lock_check.py",
         [env("COFFRE_TEST_S3").as_str(), "coffre-lock", prefix],
@@ -148,7 +147,14 @@ fn assert_all_locked(prefix: &str, count: usize) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Checked through the S3 API with boto3, not through coffre: `count` object versions under
+/// `prefix`, each in governance mode and none deletable; a backup's own objects for about two
+/// days, the packs and sessions later backups may reuse for a week more.
+fn assert_all_locked(prefix: &str, count: usize) {
+    let report = lock_report(prefix);
     assert_eq!(
         report["control"], "deleted",
         "an unlocked version must be deletable"
@@ -212,16 +218,7 @@ fn object_lock_protects_every_object_of_a_backup() {
 
 /// Hours each object version under `prefix` stays locked, by key, read back with boto3.
 fn locked_hours(prefix: &str) -> Vec<(String, i64)> {
-    let out = support::interop(
-        "s3_lock_check.py",
-        [env("COFFRE_TEST_S3").as_str(), "coffre-lock", prefix],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = lock_report(prefix);
     let versions = report["versions"].as_array().unwrap();
     let mut hours: Vec<(String, i64)> = versions
         .iter()

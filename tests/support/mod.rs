@@ -223,6 +223,12 @@ impl Workspace {
             .unwrap_or_else(|| panic!("no directory for backup {id} in {}", job_dir.display()))
     }
 
+    /// The manifest of backup `id` of `job` in the local store, as JSON.
+    pub fn manifest(&self, job: &str, id: &str) -> serde_json::Value {
+        let path = self.backup_dir(job, id).join("manifest.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
     /// Every file under the store, relative paths sorted.
     pub fn store_files(&self) -> Vec<String> {
         let mut out = Vec::new();
