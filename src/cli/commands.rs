@@ -211,25 +211,27 @@ pub async fn list(ctx: &Context, job: Option<&str>, output: Output) -> Result<()
 /// Print a prune's plan and what it did; returns the failed deletes.
 fn print_prune(pruned: prune::PruneOutcome, output: Output) -> Vec<Error> {
     let items: Vec<_> = pruned.plans.iter().flat_map(|p| p.items()).collect();
+    // Per job, what happens to the packs and sessions of its v2 backups, when anything does.
+    let shared: Vec<_> = pruned
+        .plans
+        .iter()
+        .filter_map(|p| Some((&p.job, p.shared.as_ref().filter(|s| !s.is_empty())?)))
+        .collect();
     let dry_run = pruned.report.is_none();
     match output.json {
         true => {
             for item in &items {
                 println!("{}", json::plan_item(item, dry_run));
             }
-            for plan in &pruned.plans {
-                if let Some(shared) = plan.shared.as_ref().filter(|s| !s.is_empty()) {
-                    println!("{}", json::shared_plan(&plan.job, shared, dry_run));
-                }
+            for (job, plan) in &shared {
+                println!("{}", json::shared_plan(job, plan, dry_run));
             }
             println!("{}", json::prune_summary(pruned.report.as_ref()));
         }
         false => {
             print!("{}", render::prune_plan(&items));
-            for plan in &pruned.plans {
-                if let Some(shared) = plan.shared.as_ref().filter(|s| !s.is_empty()) {
-                    println!("{}", render::shared_plan(&plan.job, shared));
-                }
+            for (job, plan) in &shared {
+                println!("{}", render::shared_plan(job, plan));
             }
             if let Some(done) = &pruned.report {
                 println!("{}", render::prune_done(done));

@@ -8,7 +8,7 @@
 //! old one anywhere: interrupted at any point, every backup still has a key that opens it, and
 //! running the same command again finishes the job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::path::Path;
 
@@ -213,11 +213,11 @@ async fn remove_where(
     held: Option<&Secret>,
 ) -> Result<KeyChange> {
     let found = holders_of(store, job).await?;
-    let mut lacking = Vec::new();
+    let mut lacking = BTreeSet::new();
     if let Some(new) = held {
         for (i, holder) in found.holders.iter().enumerate() {
             if !keys::holds_blocking(&holder.stanzas, new, holder.wrap_id).await? {
-                lacking.push(i);
+                lacking.insert(i);
             }
         }
     }
@@ -226,7 +226,7 @@ async fn remove_where(
     let mut kept_old = lacking.clone();
     for group in &found.together {
         if group.iter().any(|i| lacking.contains(i)) {
-            kept_old.extend(group);
+            kept_old.extend(group.iter().copied());
         }
     }
     let lacking_new_key = lacking.len();
