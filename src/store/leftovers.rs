@@ -76,8 +76,8 @@ impl Store {
             .collect())
     }
 
-    /// Remove a leftover of a shared directory (gone already counts as done).
-    pub async fn remove_shared_stray(&self, leftover: &Leftover) -> Result<()> {
+    /// Abort an open upload or remove a staging file (gone already counts as done).
+    pub async fn remove_leftover(&self, leftover: &Leftover) -> Result<()> {
         match leftover {
             Leftover::Upload(upload) => match &self.s3 {
                 Some(s3) => s3.abort_upload(upload).await,
@@ -91,29 +91,18 @@ impl Store {
         }
     }
 
-    /// Remove one leftover.
+    /// Remove what an unfinished backup left in its directory, and the directory once empty.
     pub async fn remove_stray(&self, stray: &Stray) -> Result<()> {
-        match &stray.leftover {
-            Leftover::Upload(upload) => match &self.s3 {
-                Some(s3) => s3.abort_upload(upload).await,
-                None => Ok(()),
-            },
-            Leftover::Staging(path) => {
-                self.refuse_links(&self.backup_dir(&stray.location))?;
-                match std::fs::remove_file(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::store(format!("removing {}: {e}", path.display())));
-                    }
-                }
-                // The directory goes too once nothing else is in it.
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::remove_dir(dir);
-                }
-                Ok(())
-            }
+        let Leftover::Staging(path) = &stray.leftover else {
+            return self.remove_leftover(&stray.leftover).await;
+        };
+        self.refuse_links(&self.backup_dir(&stray.location))?;
+        self.remove_leftover(&stray.leftover).await?;
+        // The directory goes too once nothing else is in it.
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir(dir);
         }
+        Ok(())
     }
 }
 

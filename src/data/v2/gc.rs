@@ -242,7 +242,7 @@ pub async fn sweep(store: &Store, job: &str, plan: &SharedPlan, now: DateTime<Ut
         }
     }
     for leftover in &plan.stale_uploads {
-        match store.remove_shared_stray(leftover).await {
+        match store.remove_leftover(leftover).await {
             Ok(()) => {
                 swept.uploads_removed += 1;
                 let key = (Kind::Upload, upload_name(leftover));
