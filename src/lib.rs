@@ -27,6 +27,7 @@
 pub mod audit;
 mod blocking;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod data;

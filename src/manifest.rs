@@ -139,6 +139,14 @@ pub struct V2Layout {
 }
 
 impl Layout {
+    /// The format's number: 1 or 2.
+    pub fn number(&self) -> u32 {
+        match self {
+            Layout::V1(_) => 1,
+            Layout::V2(_) => 2,
+        }
+    }
+
     fn format(&self) -> &'static str {
         match self {
             Layout::V1(_) => FORMAT_V1,

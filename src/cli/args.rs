@@ -163,6 +163,12 @@ pub enum Command {
         after_help = "Examples:\n  coffre incident rotate --all --dry-run   # the plan, changing nothing\n  coffre incident rotate --namespace ehr   # rotate, restart, revoke, report\n  coffre incident rotate --selector app=pharmacy --grace 15m\n  coffre incident close                    # give up an interrupted one\n\nInterrupted, the same command resumes the incident. See docs/OPERATIONS.md, the incident runbook."
     )]
     Incident(IncidentCommand),
+    /// Read and check the audit trail: every backup, restore, prune, key change and rotation.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffre audit verify                  # does every link of the chain hold?\n  coffre audit list --since 30d --kind restore\n  coffre audit list --job app-db --json\n\nSee docs/OPERATIONS.md, answering an auditor."
+    )]
+    Audit(AuditCommand),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
     #[command(
         after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time"
@@ -478,6 +484,57 @@ pub enum RotateCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the chain: every event present, unedited, in order; names the first broken link.
+    #[command(
+        after_help = "Example:\n  coffre audit verify --anchor 1041:sha256:9f2c...   # the head a report printed last month\n\nExit 0: intact. Exit 7 (integrity): a link is broken; the line names it."
+    )]
+    Verify {
+        /// An end of the trail seen before (SEQ:sha256:HEX, as `audit verify` or a report
+        /// prints it): the trail must still hold it, so events cut from the end are found.
+        #[arg(long, value_parser = parse_anchor)]
+        anchor: Option<crate::audit::trail::Anchor>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List events, oldest first.
+    List {
+        /// Only events from then on: a date (2026-11-01), a time (RFC 3339) or an age (30d).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events of these kinds (backup, verify, drill, restore, prune, key, job_run,
+        /// lock_takeover, rotation, incident); repeat or separate with commas.
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::audit::KINDS))]
+        kind: Vec<String>,
+        /// Only events of this job (or rotation target).
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+fn parse_anchor(text: &str) -> Result<crate::audit::trail::Anchor, String> {
+    text.parse()
+        .map_err(|e: crate::error::Error| e.message().to_string())
+}
+
+/// A date, an RFC 3339 time, or an age before now.
+pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    let age = crate::duration::HumanDuration::parse(text).map_err(|_| {
+        format!("'{text}': give a date (2026-11-01), an RFC 3339 time or an age (30d, 12h)")
+    })?;
+    let age = chrono::Duration::from_std(age.0).map_err(|e| e.to_string())?;
+    Ok(crate::clock::now() - age)
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,5 @@
 //! One function per command: read what it needs, call the operation, print the result.
 
-use chrono::Utc;
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +14,7 @@ use crate::ops::keys;
 use crate::ops::pick::{check_job, pick_backup, pick_jobs};
 use crate::ops::restore::{self, RestoreOptions, Target};
 use crate::ops::verify::{self, Outcome};
-use crate::ops::{Context, backup, config_check, prune};
+use crate::ops::{Context, backup, config_check, evidence, prune};
 
 /// Print one result: a text line (or block) for people, a JSON object for programs.
 pub fn emit(output: Output, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
@@ -92,7 +91,9 @@ pub async fn restore(
         progress: show_progress(quiet),
         ..args.options
     };
-    let summary = restore::restore(&ctx.store, &backup, &secrets, &target, options).await?;
+    let restored = restore::restore(&ctx.store, &backup, &secrets, &target, options).await;
+    evidence::restored(&ctx.audit(), &backup, &target, &restored).await;
+    let summary = restored?;
     // stdout may be the restored data itself: the report goes to stderr then.
     let shown = target.describe();
     match (output.json, matches!(target, Target::Stdout)) {
@@ -133,8 +134,12 @@ pub async fn verify(
     };
     let backup = pick_backup(&ctx.config, &ctx.store, &pick.pick()).await?;
     let progress = show_progress(quiet);
+    let audit = ctx.audit();
     if !args.drill {
-        let summary = restore::verify(&ctx.store, &backup, &secrets, progress).await?;
+        let verified = restore::verify(&ctx.store, &backup, &secrets, progress).await;
+        let result = verified.as_ref().map(|_| ()).map_err(|e| e);
+        evidence::checked(&audit, &backup.location, Some(&backup), None, result, false).await;
+        let summary = verified?;
         emit(
             output,
             || render::verified(&backup, &summary),
@@ -144,7 +149,21 @@ pub async fn verify(
     }
     let server =
         DrillServer::for_backup(&ctx.config, &backup, args.drill_server.as_deref()).await?;
-    let (summary, report) = drill::drill(&ctx.store, &backup, &secrets, &server, progress).await?;
+    let drilled = drill::drill(&ctx.store, &backup, &secrets, &server, progress).await;
+    let (report, result) = match &drilled {
+        Ok((_, report)) => (Some(report), Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    evidence::checked(
+        &audit,
+        &backup.location,
+        Some(&backup),
+        report,
+        result,
+        true,
+    )
+    .await;
+    let (summary, report) = drilled?;
     emit(
         output,
         || render::drilled(&backup, &report),
@@ -161,6 +180,7 @@ async fn verify_all(
     output: Output,
 ) -> Result<()> {
     let report = verify::verify_all(&ctx.config, &ctx.store, secrets, job, drill).await?;
+    evidence::checked_all(&ctx.audit(), &report, drill).await;
     for checked in &report.checked {
         let (r, outcome) = (&checked.location, &checked.outcome);
         match (outcome, &checked.backup) {
@@ -249,7 +269,8 @@ pub async fn prune(
     output: Output,
 ) -> Result<()> {
     let jobs: Vec<&Job> = pick_jobs(&ctx.config, jobs, all)?;
-    let pruned = prune::prune(&ctx.store, &jobs, Utc::now(), dry_run).await?;
+    let pruned = prune::prune(&ctx.store, &jobs, crate::clock::now(), dry_run).await?;
+    evidence::pruned(&ctx.audit(), &pruned).await;
     let failures = print_prune(pruned, output);
     if failures.is_empty() {
         return Ok(());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::args::{IncidentCommand, IncidentRotateArgs};
 use super::commands::emit;
 use super::json::object;
-use crate::audit::Audit;
+use crate::audit::{Audit, Event, What};
 use crate::error::{Error, Result};
 use crate::ops::Context;
 use crate::ops::incident::{self, IncidentPlan, Report, RunOptions, Scope};
@@ -16,6 +16,12 @@ pub async fn run(ctx: &Context, command: &IncidentCommand) -> Result<()> {
         IncidentCommand::Rotate(args) => rotate(ctx, args).await,
         IncidentCommand::Close { output } => {
             let closed = incident::close(&ctx.store).await?;
+            if let Some(i) = &closed {
+                let audit = Audit::logged(&ctx.store, ctx.config.audit.object_lock);
+                audit
+                    .record(incident_event(&audit, &i.incident_id, &i.scope, "closed"))
+                    .await;
+            }
             emit(
                 *output,
                 || match &closed {
@@ -52,7 +58,7 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
     if args.dry_run {
         return Ok(());
     }
-    let actor = crate::ops::rotate::actor();
+    let actor = crate::audit::actor();
     let (open, resumed) = incident::open(&ctx.store, &scope, &targets, &actor).await?;
     if !args.output.json {
         println!(
@@ -66,6 +72,15 @@ async fn rotate(ctx: &Context, args: &IncidentRotateArgs) -> Result<()> {
         );
     }
     let audit = audit(ctx, args.output.json);
+    let action = if resumed { "resumed" } else { "started" };
+    audit
+        .record(incident_event(
+            &audit,
+            &open.incident_id,
+            &plan.scope,
+            action,
+        ))
+        .await;
     let options = RunOptions {
         grace,
         concurrency: args.concurrency,
@@ -90,9 +105,24 @@ async fn finish(
     value: serde_json::Value,
 ) -> Result<()> {
     let id = report.incident_id;
+    let bytes = value.to_string().into_bytes();
+    let sha256 = crate::audit::link_hash(&bytes);
     let stored = audit
-        .store_document("incident", &id.to_string(), value.to_string().into_bytes())
+        .store_document("incident", &id.to_string(), bytes)
         .await;
+    let mut event = incident_event(audit, &id, &report.scope, "reported");
+    if let What::Incident {
+        complete,
+        report: key,
+        report_sha256,
+        ..
+    } = &mut event.what
+    {
+        *complete = Some(report.complete);
+        *key = stored.as_ref().ok().cloned().flatten();
+        *report_sha256 = Some(sha256);
+    }
+    audit.record(event).await;
     if report.complete {
         incident::close(&ctx.store).await?;
     }
@@ -118,24 +148,45 @@ fn audit(ctx: &Context, json: bool) -> Audit<'_> {
     Audit::new(
         Some(&ctx.store),
         ctx.config.audit.object_lock,
-        move |event| match json {
-            true => {
+        move |event| match (json, &event.what) {
+            (true, What::Rotation { .. }) => {
                 let value = serde_json::to_value(event).expect("an event serializes");
                 println!("{}", object("rotation_event", value));
             }
-            false => println!(
-                "  {}: {} -> {}{}",
-                event.target,
-                event.from,
-                event.to,
+            (
+                false,
+                What::Rotation {
+                    target, from, to, ..
+                },
+            ) => println!(
+                "  {target}: {from} -> {to}{}",
                 event
                     .detail
                     .as_ref()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             ),
+            // The incident's own events: its start is announced, its report printed.
+            _ => tracing::info!(
+                target: "coffre::audit",
+                "{}",
+                serde_json::to_string(event).unwrap_or_default()
+            ),
         },
     )
+}
+
+/// The incident's own event: it `started`, `resumed`, `reported` or was `closed`.
+fn incident_event(audit: &Audit<'_>, id: &uuid::Uuid, scope: &str, action: &str) -> Event {
+    let what = What::Incident {
+        incident_id: *id,
+        scope: scope.to_string(),
+        action: action.into(),
+        complete: None,
+        report: None,
+        report_sha256: None,
+    };
+    audit.event(what, "ok", None)
 }
 
 fn plan_text(plan: &IncidentPlan) -> String {

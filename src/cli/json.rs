@@ -28,9 +28,10 @@ pub fn object(kind: &str, mut fields: Value) -> Value {
 }
 
 fn manifest_fields(m: &crate::manifest::Manifest, layout: &Layout, keys: &[Stanza]) -> Value {
-    let (format, new_chunks) = match layout {
-        Layout::V1(_) => (1, m.chunks),
-        Layout::V2(v2) => (2, v2.new_chunks),
+    let format = layout.number();
+    let new_chunks = match layout {
+        Layout::V1(_) => m.chunks,
+        Layout::V2(v2) => v2.new_chunks,
     };
     json!({
         "format": format,

@@ -10,6 +10,7 @@ use crate::config::{Config, KeyRef};
 use crate::crypto::keys::Secret;
 use crate::error::{Error, Result};
 use crate::ops::Context;
+use crate::ops::evidence::{self, KeyEvent};
 use crate::ops::keys::{self, KeyChange, Removal};
 use crate::ops::pick::check_job;
 
@@ -55,7 +56,16 @@ pub async fn add(
     output: Output,
 ) -> Result<()> {
     let (unlock, new) = prepare(ctx, new, job, keys).await?;
-    let change = keys::add(&ctx.store, job, &unlock, &new).await?;
+    let added = keys::add(&ctx.store, job, &unlock, &new).await;
+    let event = KeyEvent {
+        job,
+        action: "add",
+        key_id: evidence::key_id_of(&new),
+        removed_key_id: None,
+        backups: added.as_ref().map_or(0, |c| c.changed as u64),
+    };
+    evidence::key_changed(&ctx.audit(), event, &added).await;
+    let change = added?;
     emit(
         output,
         || render::key_added(&change),
@@ -72,18 +82,31 @@ pub async fn remove(
     output: Output,
 ) -> Result<()> {
     check_job(&ctx.config, job)?;
-    let change = match (key_id, passphrase_env) {
-        (Some(id), _) => keys::remove(&ctx.store, job, Removal::KeyId(id)).await?,
+    let (removed, removed_id) = match (key_id, passphrase_env) {
+        (Some(id), _) => (
+            keys::remove(&ctx.store, job, Removal::KeyId(id)).await,
+            id.to_string(),
+        ),
         (None, Some(var)) => {
             let key = KeyRef::Passphrase(crate::secretstore::SecretRef::Env(var.into()));
             let secret = key
                 .load(ctx.config.encryption.argon2, &ctx.config.secrets)
                 .await
                 .map_err(|e| e.context(format!("--passphrase-env {var}")))?;
-            keys::remove(&ctx.store, job, Removal::OpenedBy(&secret)).await?
+            let removed = keys::remove(&ctx.store, job, Removal::OpenedBy(&secret)).await;
+            (removed, evidence::key_id_of(&secret))
         }
         (None, None) => unreachable!("clap requires one"),
     };
+    let event = KeyEvent {
+        job,
+        action: "remove",
+        key_id: removed_id,
+        removed_key_id: None,
+        backups: removed.as_ref().map_or(0, |c| c.changed as u64),
+    };
+    evidence::key_changed(&ctx.audit(), event, &removed).await;
+    let change = removed?;
     emit(
         output,
         || render::key_removed(&change),
@@ -101,7 +124,16 @@ pub async fn rotate(
     output: Output,
 ) -> Result<()> {
     let (unlock, new) = prepare(ctx, new, job, keys).await?;
-    let rotation = keys::rotate(&ctx.store, job, &unlock, &new, old_key_id).await?;
+    let rotated = keys::rotate(&ctx.store, job, &unlock, &new, old_key_id).await;
+    let event = KeyEvent {
+        job,
+        action: "rotate",
+        key_id: evidence::key_id_of(&new),
+        removed_key_id: Some(old_key_id.to_string()),
+        backups: rotated.as_ref().map_or(0, |r| r.added.changed as u64),
+    };
+    evidence::key_changed(&ctx.audit(), event, &rotated).await;
+    let rotation = rotated?;
     emit(
         output,
         || render::rotated(&rotation, old_key_id),

@@ -3,6 +3,7 @@
 //! fix it (`hints`).
 
 mod args;
+mod audit;
 mod commands;
 pub mod hints;
 mod incident;
@@ -41,7 +42,13 @@ pub async fn run(cli: &Cli, stop: CancellationToken) -> Result<()> {
         }
         _ => {}
     }
-    let ctx = Context::open(Config::load(&cli.config)?, stop).await?;
+    let mut ctx = Context::open(Config::load(&cli.config)?, stop).await?;
+    if matches!(
+        cli.command,
+        Command::Job(JobCommand::Run { .. }) | Command::Run { .. }
+    ) {
+        ctx.trigger = "schedule";
+    }
     run_on_store(cli, &ctx).await
 }
 
@@ -109,6 +116,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Run { output } => jobs::daemon(ctx, *output).await,
         Command::Rotate(args) => rotate::run(ctx, args).await,
         Command::Incident(command) => incident::run(ctx, command).await,
+        Command::Audit(command) => audit::run(ctx, command).await,
         Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("run without a store")
         }

@@ -141,7 +141,7 @@ impl Writer {
             job: job.name.clone(),
             source,
             started_at,
-            finished_at: Utc::now(),
+            finished_at: crate::clock::now(),
             compression: job.compression.name().into(),
             plaintext_bytes: data.plaintext_bytes,
             stored_bytes: data.stored_bytes,

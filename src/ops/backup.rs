@@ -2,7 +2,6 @@
 //! stored, then the manifest is written last) within the job's timeout. A failed backup
 //! leaves nothing that `list` or `restore` would see.
 
-use chrono::Utc;
 use uuid::Uuid;
 
 use crate::config::Job;
@@ -50,20 +49,23 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
     {
         Ok(key) => key,
         Err(e) => {
-            return jobs
-                .iter()
-                .map(|job| JobOutcome {
+            let audit = ctx.audit();
+            for job in jobs {
+                outcomes.push(JobOutcome {
                     job: job.name.clone(),
                     failures: vec![Error::new(e.class(), e.message().to_string())],
                     ..JobOutcome::default()
-                })
-                .collect();
+                });
+                super::evidence::backed_up(&audit, outcomes.last().expect("pushed")).await;
+            }
+            return outcomes;
         }
     };
     let keys = Keys {
         recipients,
         dedup_key: dedup_key.as_ref(),
     };
+    let audit = ctx.audit();
     for job in jobs {
         if ctx.stop.is_cancelled() {
             break;
@@ -76,8 +78,13 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
                 ..JobOutcome::default()
             },
         };
+        super::evidence::backed_up(&audit, &outcome).await;
         if !outcome.backups.is_empty() && job.retention.prune_after_backup {
-            outcome.prune = Some(prune::prune(&ctx.store, &[job], Utc::now(), false).await);
+            let pruned = prune::prune(&ctx.store, &[job], crate::clock::now(), false).await;
+            if let Ok(pruned) = &pruned {
+                super::evidence::pruned(&audit, pruned).await;
+            }
+            outcome.prune = Some(pruned);
         }
         outcomes.push(outcome);
     }
@@ -134,7 +141,7 @@ async fn run_one(
     plan: &source::DumpPlan,
     keys: &Keys<'_>,
 ) -> Result<BackupSummary> {
-    let started_at = Utc::now();
+    let started_at = crate::clock::now();
     let deadline = tokio::time::Instant::now() + job.timeout.0;
     let backup_id = Uuid::new_v4();
     let location = BackupRef::new(&job.name, started_at, backup_id);

@@ -65,6 +65,18 @@ pub struct DrillReport {
     pub scratch_database: String,
     pub server: String,
     pub counts: TableCounts,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Download, decrypt and load, streamed (so overlapped): seconds until the data was in.
+    pub restore_seconds: f64,
+    /// Counting the tables and rows that arrived.
+    pub count_seconds: f64,
+}
+
+impl DrillReport {
+    /// The achieved recovery time: restored and counted.
+    pub fn duration_seconds(&self) -> f64 {
+        self.restore_seconds + self.count_seconds
+    }
 }
 
 /// Restore `backup` into a scratch database that coffre creates and always drops, and count
@@ -89,7 +101,8 @@ pub async fn drill(
         progress,
         ..RestoreOptions::default()
     };
-    let (summary, counts, address) = match server {
+    let started_at = crate::clock::now();
+    let (summary, timed, address) = match server {
         DrillServer::Postgres(conn) => drill_on(&source, conn, &scratch, options).await?,
         DrillServer::Mariadb(conn) => drill_on(&source, conn, &scratch, options).await?,
     };
@@ -98,9 +111,19 @@ pub async fn drill(
         DrillReport {
             scratch_database: scratch,
             server: address,
-            counts,
+            counts: timed.counts,
+            started_at,
+            restore_seconds: timed.restore_seconds,
+            count_seconds: timed.count_seconds,
         },
     ))
+}
+
+/// What arrived, and how long restoring and counting it took.
+struct Timed {
+    counts: TableCounts,
+    restore_seconds: f64,
+    count_seconds: f64,
 }
 
 /// Restore into `scratch` on `server`, count, and drop `scratch` whatever happened.
@@ -109,23 +132,31 @@ async fn drill_on<S: Server>(
     server: &S,
     scratch: &str,
     options: RestoreOptions,
-) -> Result<(OpenSummary, TableCounts, String)> {
+) -> Result<(OpenSummary, Timed, String)> {
     let target = server.with_database(scratch);
     let maintenance = server.maintenance();
     maintenance
         .drop_database(scratch)
         .await
         .map_err(as_target)?;
+    let began = std::time::Instant::now();
     let restored = restore_into(source, &target, options).await;
+    let restore_seconds = began.elapsed().as_secs_f64();
     let counts = match &restored {
         Ok(_) => Some(target.table_counts().await),
         Err(_) => None,
     };
+    let count_seconds = began.elapsed().as_secs_f64() - restore_seconds;
     let dropped = maintenance.drop_database(scratch).await;
     let summary = restored?;
     let counts = counts
         .expect("counted after a restore")
         .map_err(as_target)?;
     dropped.map_err(as_target)?;
-    Ok((summary, counts, server.address()))
+    let timed = Timed {
+        counts,
+        restore_seconds,
+        count_seconds,
+    };
+    Ok((summary, timed, server.address()))
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::lock::{self, Acquired, LockRecord, Locks};
 use super::prune::PruneOutcome;
 use super::verify::{self, Outcome, VerifyReport};
-use super::{Context, backup, prune, rotate};
+use super::{Context, backup, evidence, prune, rotate};
 use crate::config::{Job, Task, TaskKind};
 use crate::error::{Class, Error, Result};
 use crate::notify::Notifier;
@@ -79,7 +79,7 @@ impl Runner {
 
 /// Run `task` once, unless another process is running it.
 pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> {
-    let started_at = Utc::now();
+    let started_at = crate::clock::now();
     let holder = lock::holder_identity();
     let notifier = &runner.notifier;
     let mut guard = match runner
@@ -99,6 +99,15 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
             });
         }
     };
+    if let Some(expired) = &guard.took_over {
+        evidence::lock_taken_over(
+            &ctx.audit(),
+            &task.name,
+            &expired.holder,
+            expired.expires_at,
+        )
+        .await;
+    }
     let heartbeat = notifier
         .heartbeat(&ctx.config, task)
         .await
@@ -120,7 +129,7 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
         done = run_body(ctx, task) => done,
         () = renewing => unreachable!("renewing never ends"),
     };
-    let finished_at = Utc::now();
+    let finished_at = crate::clock::now();
     if let Err(e) = guard.release().await {
         tracing::warn!("job '{}': releasing its lock: {e}", task.name);
     }
@@ -150,6 +159,17 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
     if let Err(e) = ctx.store.put_run_record(&record).await {
         tracing::warn!("job '{}': recording its run: {e}", task.name);
     }
+    let made = done.backups.iter().map(|b| b.location.id).collect();
+    let kind = task.kind.name();
+    evidence::job_ran(
+        &ctx.audit(),
+        &task.name,
+        kind,
+        started_at,
+        made,
+        done.failures.first(),
+    )
+    .await;
     notifier.finished(heartbeat.as_ref(), &record).await;
     Ok(JobRun {
         task: task.name.clone(),
@@ -199,7 +219,8 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
         }
         TaskKind::Prune { .. } => {
             let jobs = operands(ctx, &task.kind)?;
-            let mut pruned = prune::prune(&ctx.store, &jobs, Utc::now(), false).await?;
+            let mut pruned = prune::prune(&ctx.store, &jobs, crate::clock::now(), false).await?;
+            evidence::pruned(&ctx.audit(), &pruned).await;
             if let Some(report) = &mut pruned.report {
                 done.failures.append(&mut report.failures);
             }
@@ -209,6 +230,7 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
             let jobs = operands(ctx, &task.kind)?;
             let report =
                 verify::drill_newest(&ctx.config, &ctx.store, &keys().await?, &jobs).await?;
+            evidence::checked_all(&ctx.audit(), &report, true).await;
             for checked in &report.checked {
                 if let Outcome::Failed(e) = &checked.outcome {
                     done.failures.push(Error::new(
@@ -221,17 +243,10 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
         }
         TaskKind::Rotation { targets } => {
             let targets = rotate::select(&ctx.config, targets)?;
-            let audit =
-                crate::audit::Audit::new(Some(&ctx.store), ctx.config.audit.object_lock, |event| {
-                    tracing::info!(
-                        target: "coffre::audit",
-                        "{}",
-                        serde_json::to_string(event).unwrap_or_default()
-                    );
-                });
+            let audit = ctx.audit();
             let options = rotate::RotateOptions {
                 only_due: true,
-                ..rotate::RotateOptions::new("schedule", ctx.stop.clone())
+                ..rotate::RotateOptions::new(&audit.origin().trigger, ctx.stop.clone())
             };
             for result in rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await {
                 match result {

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config_check;
 pub mod daemon;
 pub mod drill;
+pub mod evidence;
 pub mod incident;
 pub mod job;
 pub mod keys;
@@ -19,6 +20,7 @@ pub mod verify;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::Result;
 use crate::store::Store;
@@ -33,6 +35,9 @@ pub struct Context {
     pub store: Store,
     /// Cancelled on SIGTERM or SIGINT: uploads in progress stop and are aborted.
     pub stop: CancellationToken,
+    /// What started this process's work, as its audit events say: `manual` (a command run by
+    /// hand), `schedule` (`job run`, the daemon); `COFFRE_TRIGGER` overrides it.
+    pub trigger: &'static str,
 }
 
 impl Context {
@@ -45,6 +50,12 @@ impl Context {
             config,
             store,
             stop,
+            trigger: "manual",
         })
+    }
+
+    /// Where this process's audit events go: the store's trail, and the log.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit::logged(&self.store, self.config.audit.object_lock).triggered_by(self.trigger)
     }
 }

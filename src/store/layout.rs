@@ -5,7 +5,9 @@
 //! {prefix}/{job}/{YYYYmmddTHHMMSSZ}-{backup_id}/...             (its format's objects: crate::data)
 //! {prefix}/_runs/{job}.json                                      (the last run of each job)
 //! {prefix}/_locks/{job}.json                                     (the job running now)
-//! {prefix}/_audit/{kind}/YYYY/MM/DD/...                          (audit events, never replaced)
+//! {prefix}/_audit/events/{seq:012}.json                          (the audit trail, never replaced)
+//! {prefix}/_audit/{kind}/YYYY/MM/DD/...                          (documents beside it: incident reports)
+//! {prefix}/_runs/_audit-head.json                                (where the trail ended: a hint)
 //! ```
 //! Job names start with a letter or digit, so the `_` directories never collide with a job.
 
@@ -21,8 +23,13 @@ pub(super) const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// Job names start with a letter or digit, so these never collide with a job.
 pub(super) const RUNS_DIR: &str = "_runs";
 pub(super) const LOCKS_DIR: &str = "_locks";
-/// Audit events, one object each, never overwritten (`_audit/rotation/YYYY/MM/DD/...`).
+/// The audit trail, one object per event, never overwritten (`_audit/events/{seq}.json`), and
+/// the documents kept beside it.
 pub(super) const AUDIT_DIR: &str = "_audit";
+pub(super) const AUDIT_EVENTS_DIR: &str = "events";
+/// Where the trail's last writer saw it end: only a hint (a stale or altered one costs a longer
+/// listing), so it may be replaced, and lives with the run records, not in the trail.
+pub(super) const AUDIT_HEAD_FILE: &str = "_audit-head.json";
 
 /// Where one backup lives: job, start time (to the second) and id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,9 +96,30 @@ impl Store {
             .join(format!("{name}.json"))
     }
 
-    /// Where the audit object `key` (a path below `_audit/`) is.
+    /// Where the audit document `key` (a path below `_audit/`) is.
     pub(super) fn audit_path(&self, key: &str) -> ObjectPath {
         key.split('/')
             .fold(self.prefix.clone().join(AUDIT_DIR), |p, part| p.join(part))
+    }
+
+    pub(super) fn audit_events_dir(&self) -> ObjectPath {
+        self.prefix.clone().join(AUDIT_DIR).join(AUDIT_EVENTS_DIR)
+    }
+
+    /// Event `seq` of the trail: zero-padded, so names sort as the trail runs.
+    pub(super) fn audit_event_path(&self, seq: u64) -> ObjectPath {
+        self.audit_events_dir().join(format!("{seq:012}.json"))
+    }
+
+    /// The sequence number an event object's name gives, if it is one.
+    pub(super) fn audit_event_seq(path: &ObjectPath) -> Option<u64> {
+        let name = path.filename()?.strip_suffix(".json")?;
+        (name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| name.parse().ok())
+            .flatten()
+    }
+
+    pub(super) fn audit_head_path(&self) -> ObjectPath {
+        self.prefix.clone().join(RUNS_DIR).join(AUDIT_HEAD_FILE)
     }
 }

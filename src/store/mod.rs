@@ -1,11 +1,12 @@
 //! The backup store over `object_store`: where things are (`layout`), the objects of one
 //! backup (`backups`), what the store holds (`listing`), what unfinished backups left
-//! (`leftovers`), objects a job's backups share (`shared`), small objects such as locks and
-//! audit events (`small`), run records
+//! (`leftovers`), objects a job's backups share (`shared`), small objects such as locks
+//! (`small`), the audit trail (`audit`), run records
 //! (`runs`), and the backends (`backend`, `s3`, `upload`).
 //!
 //! A backup exists only once its manifest does. Paths are built in `layout` and nowhere else.
 
+mod audit;
 mod backend;
 mod backups;
 mod errors;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::secretstore::Resolver;
 use errors::store_error;
 
+pub use audit::AuditObjects;
 pub use backups::MAX_MANIFEST_BYTES;
 pub use layout::BackupRef;
 pub use leftovers::{Leftover, Stray};

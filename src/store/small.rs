@@ -1,14 +1,12 @@
-//! Small objects beside the backups: job locks, audit events (created, never replaced) and the
-//! helpers that write and read such objects whole.
+//! Small objects beside the backups: job locks, and the helpers that write and read such
+//! objects whole.
 
-use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::Store;
 use super::errors::store_error;
 use crate::error::Result;
-use crate::manifest::LockMode;
 
 /// Run records and locks are small JSON objects.
 const MAX_SMALL_OBJECT_BYTES: u64 = 64 * 1024;
@@ -42,27 +40,6 @@ impl Store {
             | Err(object_store::Error::Precondition { .. }) => Ok(false),
             Err(e) => Err(store_error(doing, path, e)),
         }
-    }
-
-    /// Store one audit event as a new object under the audit prefix (`key` is its path below
-    /// it). It is created, never replaced; with S3 Object Lock's default retention on the
-    /// bucket, no one can delete it before its time.
-    pub async fn put_audit(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        lock: Option<(LockMode, DateTime<Utc>)>,
-    ) -> Result<()> {
-        let path = self.audit_path(key);
-        // Already there: written by an earlier attempt whose lock failed, which is locked now.
-        self.create_object(&path, bytes, "writing the audit event")
-            .await?;
-        if let Some((mode, until)) = lock {
-            self.locker("the audit trail")?
-                .retain(&path, mode, until)
-                .await?;
-        }
-        Ok(())
     }
 
     /// The content of a lock object, if it exists.

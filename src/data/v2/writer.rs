@@ -315,7 +315,7 @@ impl Writer {
             job: self.job.clone(),
             source,
             started_at,
-            finished_at: Utc::now(),
+            finished_at: crate::clock::now(),
             compression: job.compression.name().into(),
             plaintext_bytes: done.counts.plaintext_bytes,
             stored_bytes: done.new_pack_bytes + done.recipe_bytes + session_len,

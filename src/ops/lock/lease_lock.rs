@@ -45,6 +45,7 @@ pub(super) async fn acquire<'a>(
     // read again: it then shows who won.
     for _ in 0..3 {
         let record = LockRecord::new(holder, Utc::now());
+        let mut took_over = None;
         let written = match leases.get(&name).await? {
             None => {
                 let lease = Lease {
@@ -57,9 +58,10 @@ pub(super) async fn acquire<'a>(
                 leases.create(&lease).await?
             }
             Some(mut current) => {
-                if let Some(held) = holder_of(&current) {
+                took_over = holder_of(&current);
+                if let Some(held) = &took_over {
                     if held.expires_at > record.acquired_at {
-                        return Ok(Acquired::Busy(held));
+                        return Ok(Acquired::Busy(held.clone()));
                     }
                     tracing::warn!(
                         "the Lease {name} held by {} expired at {}: taking it over",
@@ -77,6 +79,7 @@ pub(super) async fn acquire<'a>(
                 job: job.to_string(),
                 record,
                 held: Held::Lease(leases, Box::new(lease)),
+                took_over,
             }));
         }
     }

@@ -106,6 +106,8 @@ pub struct LockGuard<'a> {
     job: String,
     record: LockRecord,
     held: Held<'a>,
+    /// The expired lock this one replaced, if any: an audited takeover.
+    pub took_over: Option<LockRecord>,
 }
 
 enum Held<'a> {

@@ -21,6 +21,7 @@ fn decode(job: &str, bytes: &[u8]) -> Result<LockRecord> {
 
 pub(super) async fn acquire<'a>(store: &'a Store, job: &str, holder: &str) -> Result<Acquired<'a>> {
     // Twice at most: once as it is, once after removing an expired lock.
+    let mut took_over = None;
     for _ in 0..2 {
         let record = LockRecord::new(holder, Utc::now());
         if store.create_lock(job, encode(&record)?).await? {
@@ -28,6 +29,7 @@ pub(super) async fn acquire<'a>(store: &'a Store, job: &str, holder: &str) -> Re
                 job: job.to_string(),
                 record,
                 held: Held::Store(store),
+                took_over,
             }));
         }
         let Some(bytes) = store.read_lock(job).await? else {
@@ -43,6 +45,7 @@ pub(super) async fn acquire<'a>(store: &'a Store, job: &str, holder: &str) -> Re
             current.expires_at
         );
         store.delete_lock(job).await?;
+        took_over = Some(current);
     }
     match store.read_lock(job).await? {
         Some(bytes) => Ok(Acquired::Busy(decode(job, &bytes)?)),

@@ -79,7 +79,7 @@ impl RotateOptions {
     pub fn new(trigger: &str, stop: tokio_util::sync::CancellationToken) -> Self {
         Self {
             trigger: trigger.into(),
-            actor: actor(),
+            actor: crate::audit::actor(),
             holder: crate::ops::lock::holder_identity(),
             abandon: false,
             resume: false,
@@ -170,33 +170,6 @@ pub struct Plan {
     pub state: Option<String>,
     /// In words: "rotate app_b (dual-user: app_a stays in use until the new secret is out)".
     pub action: String,
-}
-
-/// Who runs this, for audit events: `COFFRE_ACTOR`, else the login name, else the Kubernetes
-/// service account's namespace and the pod's host name.
-pub fn actor() -> String {
-    if let Some(actor) = ["COFFRE_ACTOR", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|a| !a.is_empty()))
-    {
-        return actor;
-    }
-    let host = crate::process::host_name();
-    match std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace") {
-        Ok(ns) => format!("serviceaccount:{}/{host}", ns.trim()),
-        Err(_) => format!("uid {} on {host}", process_uid()),
-    }
-}
-
-fn process_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
 }
 
 /// The targets named (all targets of the config when `names` is empty).
@@ -491,7 +464,7 @@ async fn rotate_one(
     }
     // Events a run killed before writing them left owed: written before anything else.
     if let Some(j) = found.as_mut().filter(|j| !j.record.owed.is_empty()) {
-        trail::pay(audit, &mut j.record).await;
+        trail::pay_earlier(audit, &mut j.record).await;
         j.version = rewrite_journal(
             store.as_ref(),
             target,

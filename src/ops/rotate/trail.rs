@@ -3,15 +3,13 @@
 //! leaves the event owed, and the next run that reads the journal writes it before anything
 //! else, so every change has its event, however the runs before it ended.
 
-use chrono::Utc;
-
-use crate::audit::{Audit, Event};
+use crate::audit::{Audit, Event, What, stable_id};
 use crate::rotation::journal::{Record, Transition};
 
 /// Journal with the record: the change from `from` to `to`, its event owed until `pay`.
 pub(super) fn owe(record: &mut Record, from: &str, to: &str, detail: Option<String>) {
     record.owed.push(Transition {
-        at: Utc::now(),
+        at: crate::clock::now(),
         from: from.into(),
         to: to.into(),
         detail,
@@ -36,27 +34,60 @@ pub(super) fn owe_by(
 /// until its next write.
 pub(super) async fn pay(audit: &Audit<'_>, record: &mut Record) {
     for transition in std::mem::take(&mut record.owed) {
-        audit.record(event(record, &transition)).await;
+        audit.record(event(audit, record, &transition)).await;
+    }
+}
+
+/// As `pay`, for events an earlier, killed run owed: it may have stored some of them before it
+/// died, and those are not stored twice.
+pub(super) async fn pay_earlier(audit: &Audit<'_>, record: &mut Record) {
+    for transition in std::mem::take(&mut record.owed) {
+        audit
+            .record_replayed(event(audit, record, &transition))
+            .await;
     }
 }
 
 /// The audit event reporting `transition` of `record`'s rotation.
-pub(super) fn event(record: &Record, transition: &Transition) -> Event {
+pub(super) fn event(audit: &Audit<'_>, record: &Record, transition: &Transition) -> Event {
     let (actor, trigger) = transition
         .by
         .clone()
         .unwrap_or_else(|| (record.actor.clone(), record.trigger.clone()));
+    let outcome = match transition.to.as_str() {
+        "FAILED" => "failed",
+        "NEEDS_HUMAN" => "needs_human",
+        "ABANDONED" => "abandoned",
+        _ => "ok",
+    };
+    let at = transition
+        .at
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let rotation_id = record.rotation_id.to_string();
     Event {
-        event: "rotation".into(),
+        seq: None,
+        prev: None,
+        // The same transition written again by the run that resumes has the same id.
+        id: stable_id(&[
+            "rotation",
+            &rotation_id,
+            &transition.from,
+            &transition.to,
+            &at,
+        ]),
         at: transition.at,
-        rotation_id: record.rotation_id,
-        trigger,
         actor,
-        target: record.target.clone(),
-        user: record.user.clone(),
-        from: transition.from.clone(),
-        to: transition.to.clone(),
-        fingerprint: record.fingerprint.clone(),
+        host: audit.origin().host.clone(),
+        trigger,
+        outcome: outcome.into(),
         detail: transition.detail.clone(),
+        what: What::Rotation {
+            rotation_id: record.rotation_id,
+            target: record.target.clone(),
+            user: record.user.clone(),
+            from: transition.from.clone(),
+            to: transition.to.clone(),
+            fingerprint: record.fingerprint.clone(),
+        },
     }
 }
