@@ -273,6 +273,36 @@ fn an_incident_rotates_everything_in_scope_and_restarts_each_workload_once() {
     assert_eq!(stored.len(), 1, "one stored report");
     let kept: Value = serde_json::from_slice(&std::fs::read(&stored[0]).unwrap()).unwrap();
     assert_eq!(kept["incident_id"], id);
+    // The trail says when it started and vouches for the report (its hash), after the
+    // rotation events.
+    let mut trail: Vec<_> = walk(&inc.ws.path("store/backups/_audit/events"));
+    trail.sort();
+    let trail: Vec<Value> = trail
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect();
+    let own: Vec<&Value> = trail.iter().filter(|e| e["event"] == "incident").collect();
+    assert_eq!(own.len(), 2, "{own:?}");
+    assert_eq!(
+        (own[0]["action"].as_str(), own[1]["action"].as_str()),
+        (Some("started"), Some("reported"))
+    );
+    let (started, reported) = (own[0]["seq"].as_u64(), own[1]["seq"].as_u64());
+    assert_eq!(reported, Some(trail.len() as u64 - 1));
+    for e in trail
+        .iter()
+        .filter(|e| e["trigger"] == "incident" && e["event"] == "rotation")
+    {
+        assert!(
+            e["seq"].as_u64() > started && e["seq"].as_u64() < reported,
+            "{e}"
+        );
+    }
+    assert_eq!(own[1]["complete"], true);
+    assert_eq!(
+        own[1]["report_sha256"],
+        coffre::audit::link_hash(&std::fs::read(&stored[0]).unwrap())
+    );
     let closed = inc.run(&["incident", "close", "--json"]);
     assert!(
         closed.stdout_text().contains("\"incident\":null"),
@@ -338,13 +368,13 @@ fn an_incident_killed_midway_resumes_rotating_each_secret_once_and_patching_no_w
     let mut events = Vec::new();
     // A process killed while storing an event can leave the local store's staging file
     // (NAME.json#N) beside the events: only the events count.
-    let stored = walk(&inc.ws.path("store/backups/_audit/rotation"));
+    let stored = walk(&inc.ws.path("store/backups/_audit/events"));
     for entry in stored
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
     {
         let event: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
-        if event["trigger"] == "incident" {
+        if event["event"] == "rotation" && event["trigger"] == "incident" {
             events.push(event);
         }
     }

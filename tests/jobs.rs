@@ -386,9 +386,22 @@ fn sigterm_to_the_daemon_during_a_backup_aborts_it_and_the_next_start_runs_norma
     let left: Vec<String> = ws
         .store_files()
         .into_iter()
-        .filter(|f| !f.starts_with("backups/_runs/"))
+        .filter(|f| !f.starts_with("backups/_runs/") && !f.starts_with("backups/_audit/"))
         .collect();
     assert!(left.is_empty(), "the upload was not aborted: {left:?}");
+    // The trail says the backup failed, and that the run did.
+    let trail = ws.run(&["audit", "list", "--kind", "backup,job_run", "--json"]);
+    let events: Vec<_> = json_lines(&trail)
+        .iter()
+        .map(|e| (e["event"].clone(), e["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("backup".into(), "failed".into()),
+            ("job_run".into(), "failed".into())
+        ]
+    );
     let record = std::fs::read_to_string(ws.path("store/backups/_runs/slow.json")).unwrap();
     assert!(record.contains("\"failed\""), "{record}");
     // The next start runs normally.

@@ -86,14 +86,16 @@ impl Target {
         (record, pending)
     }
 
-    /// Every audit event stored, oldest first.
+    /// Every rotation event in the stored trail, in trail order.
     fn audit_events(&self) -> Vec<Value> {
         let mut files = Vec::new();
-        collect_files(&self.ws.path("store/backups/_audit"), &mut files);
+        collect_files(&self.ws.path("store/backups/_audit/events"), &mut files);
+        files.retain(|f| f.extension().is_some_and(|e| e == "json"));
         files.sort();
         files
             .iter()
-            .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+            .map(|f| serde_json::from_slice::<Value>(&std::fs::read(f).unwrap()).unwrap())
+            .filter(|e| e["event"] == "rotation")
             .collect()
     }
 
@@ -938,7 +940,7 @@ async fn a_stop_between_steps_releases_the_journal_for_the_next_run() {
     };
     let on_event = stop.clone();
     let audit = Audit::new(None, None, move |event| {
-        if event.to == "DB_SET" {
+        if matches!(&event.what, coffre::audit::What::Rotation { to, .. } if to == "DB_SET") {
             on_event.cancel();
         }
     });

@@ -126,7 +126,7 @@ pub fn verified(backup: &Backup, s: &OpenSummary) -> String {
 pub fn drilled(backup: &Backup, drill: &DrillReport) -> String {
     let m = &backup.manifest.manifest;
     format!(
-        "verified backup {} of job '{}'{} by restoring it: {}, {} in scratch database {} on {} (dropped)",
+        "verified backup {} of job '{}'{} by restoring it: {}, {} in scratch database {} on {} (dropped); recovery time {:.1}s (restore {:.1}s, count {:.1}s), recovery point {} old",
         m.backup_id,
         m.job,
         of_database(backup),
@@ -134,7 +134,21 @@ pub fn drilled(backup: &Backup, drill: &DrillReport) -> String {
         count(drill.counts.rows, "row"),
         drill.scratch_database,
         drill.server,
+        drill.duration_seconds(),
+        drill.restore_seconds,
+        drill.count_seconds,
+        age(drill.started_at - m.started_at),
     )
+}
+
+/// An age as a person reads it: 3h 12m, 2d 4h.
+fn age(d: chrono::Duration) -> String {
+    let minutes = d.num_minutes().max(0);
+    match minutes {
+        0..60 => format!("{minutes}m"),
+        60..1440 => format!("{}h {}m", minutes / 60, minutes % 60),
+        _ => format!("{}d {}h", minutes / 1440, minutes % 1440 / 60),
+    }
 }
 
 pub fn restored(backup: &Backup, target: &str, s: &OpenSummary) -> String {

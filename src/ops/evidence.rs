@@ -53,7 +53,7 @@ pub async fn backed_up(audit: &Audit<'_>, outcome: &JobOutcome) {
     }
 }
 
-/// What a prune deleted, one event per job it deleted from (a dry run deletes nothing).
+/// What a prune deleted, one event per job pruned (a dry run deletes nothing: none).
 pub async fn pruned(audit: &Audit<'_>, outcome: &PruneOutcome) {
     let Some(report) = &outcome.report else {
         return;
@@ -79,9 +79,6 @@ pub async fn pruned(audit: &Audit<'_>, outcome: &PruneOutcome) {
             })
             .collect();
         let shared_deleted = plan.shared.as_ref().map_or(0, |s| s.delete.len() as u64);
-        if deleted.is_empty() && shared_deleted == 0 {
-            continue;
-        }
         let kept = plan.series.values().flatten().count() as u64 - deleted.len() as u64;
         let what = What::Prune {
             job: plan.job.clone(),

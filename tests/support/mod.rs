@@ -5,6 +5,7 @@
 pub mod db;
 pub mod faulty;
 pub mod http;
+pub mod json_doc;
 pub mod kube_api;
 pub mod s3;
 

@@ -28,13 +28,16 @@ pub fn workspace_with_store(store: &str) -> Workspace {
     ws
 }
 
-/// Keys of the objects under `prefix` in the test bucket, via the S3 API.
+/// Keys of the backups' objects under `prefix` in the test bucket, via the S3 API (the audit
+/// trail and the run records beside them aside).
 pub fn s3_keys(prefix: &str) -> Vec<String> {
     let url = format!(
         "{}/coffre-test?list-type=2&prefix={prefix}/",
         env("COFFRE_TEST_S3")
     );
-    xml_values(&curl(&url), "Key")
+    let mut keys = xml_values(&curl(&url), "Key");
+    keys.retain(|k| !k.contains("/_audit/") && !k.contains("/_runs/"));
+    keys
 }
 
 /// The bytes of object `key` of the test bucket.
