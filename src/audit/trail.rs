@@ -167,7 +167,9 @@ fn first_break(stored: &[Stored]) -> Option<String> {
                     "event {} does not follow event {}: event {} was edited or replaced after event {} was written",
                     s.seq, b.seq, b.seq, s.seq
                 ),
-                None => format!("event 0 names an event before it: events before it were removed"),
+                None => {
+                    "event 0 names an event before it: events before it were removed".to_string()
+                }
             });
         }
         before = Some(s);

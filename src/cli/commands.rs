@@ -137,7 +137,7 @@ pub async fn verify(
     let audit = ctx.audit();
     if !args.drill {
         let verified = restore::verify(&ctx.store, &backup, &secrets, progress).await;
-        let result = verified.as_ref().map(|_| ()).map_err(|e| e);
+        let result = verified.as_ref().map(|_| ());
         evidence::checked(&audit, &backup.location, Some(&backup), None, result, false).await;
         let summary = verified?;
         emit(
