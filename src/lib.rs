@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod process;
+pub mod report;
 pub mod retention;
 pub mod rotation;
 pub mod schedule;

@@ -169,6 +169,12 @@ pub enum Command {
         after_help = "Examples:\n  coffre audit verify                  # does every link of the chain hold?\n  coffre audit list --since 30d --kind restore\n  coffre audit list --job app-db --json\n\nSee docs/OPERATIONS.md, answering an auditor."
     )]
     Audit(AuditCommand),
+    /// The compliance report: backups against schedules and retention, restore drills,
+    /// credentials against policy, incidents, restores and deletions, and the audit chain.
+    #[command(
+        after_help = "Examples:\n  coffre report                                   # the last 30 days, Markdown\n  coffre report --format html --output report.html\n  coffre report --since 2026-11-01 --until 2026-12-01 --job app-db --json\n\nExit 0 whatever the findings say (they are in the report); a broken audit trail is listed first."
+    )]
+    Report(ReportArgs),
     /// Run every scheduled job at its times until SIGTERM (daemon mode).
     #[command(
         after_help = "Example:\n  coffre run    # jobs with a [schedule]; one run of a job at a time"
@@ -484,6 +490,35 @@ pub enum RotateCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The period's start: a date, an RFC 3339 time or an age (default 30d).
+    #[arg(long, value_parser = parse_since, default_value = "30d")]
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The period's end: a date or an RFC 3339 time (default now).
+    #[arg(long, value_parser = parse_since)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these backup jobs (repeat; default all).
+    #[arg(long = "job")]
+    pub jobs: Vec<String>,
+    /// markdown, html (one self-contained page with charts) or json.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: ReportFormat,
+    /// Write it to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// The same as --format json.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Html,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -11,6 +11,7 @@ mod jobs;
 pub mod json;
 mod keys;
 pub mod render;
+mod report;
 mod rotate;
 
 use tokio_util::sync::CancellationToken;
@@ -117,6 +118,7 @@ async fn run_on_store(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Rotate(args) => rotate::run(ctx, args).await,
         Command::Incident(command) => incident::run(ctx, command).await,
         Command::Audit(command) => audit::run(ctx, command).await,
+        Command::Report(args) => report::run(ctx, args).await,
         Command::Config(_) | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("run without a store")
         }
