@@ -35,6 +35,14 @@ struct FailureLabels {
     class: String,
 }
 
+/// One database a drill job restores: `backup_job` is the job whose backups it restores.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DrillLabels {
+    coffre_job: String,
+    backup_job: String,
+    database: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The metrics of every job this process knows about.
@@ -47,6 +55,11 @@ pub struct Metrics {
     plaintext_bytes: Family<JobLabels, Gauge>,
     stored_bytes: Family<JobLabels, Gauge>,
     failures: Family<FailureLabels, Counter>,
+    drill_status: Family<DrillLabels, Gauge>,
+    drill_success: Family<DrillLabels, FloatGauge>,
+    drill_duration: Family<DrillLabels, FloatGauge>,
+    drill_rows: Family<DrillLabels, Gauge>,
+    drill_backup_age: Family<DrillLabels, FloatGauge>,
 }
 
 impl Default for Metrics {
@@ -66,6 +79,11 @@ impl Metrics {
             plaintext_bytes: Family::default(),
             stored_bytes: Family::default(),
             failures: Family::default(),
+            drill_status: Family::default(),
+            drill_success: Family::default(),
+            drill_duration: Family::default(),
+            drill_rows: Family::default(),
+            drill_backup_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -103,6 +121,31 @@ impl Metrics {
             "Failed runs, by the class of their first failure",
             metrics.failures.clone(),
         );
+        registry.register(
+            "drill_last_status",
+            "1 if the database's last restore drill passed, 0 if it failed",
+            metrics.drill_status.clone(),
+        );
+        registry.register(
+            "drill_last_success_timestamp_seconds",
+            "When the database's restore drill last passed (Unix time): alert past 48 hours",
+            metrics.drill_success.clone(),
+        );
+        registry.register(
+            "drill_last_duration_seconds",
+            "The last passing drill's recovery time: restore and count",
+            metrics.drill_duration.clone(),
+        );
+        registry.register(
+            "drill_last_rows",
+            "Rows the last passing drill counted",
+            metrics.drill_rows.clone(),
+        );
+        registry.register(
+            "drill_last_backup_age_seconds",
+            "The drilled backup's age: the recovery point",
+            metrics.drill_backup_age.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -138,6 +181,30 @@ impl Metrics {
             self.stored_bytes
                 .get_or_create(&labels)
                 .set(to_i64(run.stored_bytes));
+        }
+        for drill in &run.drills {
+            let labels = DrillLabels {
+                coffre_job: run.task.clone(),
+                backup_job: drill.job.clone(),
+                database: drill.database.clone().unwrap_or_default(),
+            };
+            self.drill_status
+                .get_or_create(&labels)
+                .set(i64::from(drill.passed));
+            if let Some(passed) = drill.last_passed_at {
+                self.drill_success
+                    .get_or_create(&labels)
+                    .set(seconds(passed));
+            }
+            if let (Some(duration), Some(rows)) = (drill.duration_seconds, drill.rows) {
+                self.drill_duration.get_or_create(&labels).set(duration);
+                self.drill_rows
+                    .get_or_create(&labels)
+                    .set(i64::try_from(rows).unwrap_or(i64::MAX));
+            }
+            self.drill_backup_age
+                .get_or_create(&labels)
+                .set(drill.backup_age_seconds as f64);
         }
         if let (true, Some(class)) = (counted, &run.class) {
             let labels = FailureLabels {
@@ -264,7 +331,48 @@ mod tests {
             plaintext_bytes: 1000,
             stored_bytes: 400,
             last_success_at: Some(t("2026-11-23T02:00:40Z")),
+            drills: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_failed_drill_keeps_when_the_database_last_passed() {
+        let t = |s: &str| s.parse().unwrap();
+        let mut run = record("failed", Some("integrity"));
+        run.kind = "drill".into();
+        run.drills = vec![crate::store::DrillResult {
+            job: "ehr".into(),
+            database: Some("ehr".into()),
+            passed: false,
+            duration_seconds: None,
+            rows: None,
+            backup_age_seconds: 3600,
+            last_passed_at: Some(t("2026-11-22T05:00:00Z")),
+        }];
+        let metrics = Metrics::new();
+        metrics.record(&run, true);
+        let text = metrics.encode();
+        let labels = "{coffre_job=\"app-db\",backup_job=\"ehr\",database=\"ehr\"}";
+        assert!(
+            text.contains(&format!("coffre_drill_last_status{labels} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "coffre_drill_last_success_timestamp_seconds{labels} 1795323600.0"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "coffre_drill_last_backup_age_seconds{labels} 3600.0"
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains("coffre_drill_last_duration_seconds{"),
+            "{text}"
+        );
     }
 
     #[test]

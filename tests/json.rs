@@ -57,6 +57,13 @@ fn every_json_output_matches_its_documented_shape() {
     run(&["key", "remove", old.trim()]);
     run(&["job", "list"]);
     run(&["job", "run", "files"]);
+    // A report, by hand and as a job.
+    ws.write(
+        "jobs/monthly-report.toml",
+        "kind = \"report\"\nperiod = \"31d\"\n",
+    );
+    run(&["report"]);
+    run(&["job", "run", "monthly-report"]);
 
     // Password rotation: a plan, a rotation (its events and result), and its status.
     let user = support::db::unique("json");

@@ -7,6 +7,7 @@ mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
+use serde_json::Value;
 use support::db::{pg_addr, pg_password, pg_rotation_job, psql, unique};
 use support::{Workspace, json_lines};
 
@@ -304,4 +305,84 @@ fn colours(path: &std::path::Path) -> std::collections::BTreeSet<[u8; 3]> {
         .chunks(step)
         .map(|p| [p[0], p[1], p[2]])
         .collect()
+}
+
+#[test]
+fn a_report_job_stores_the_report_in_every_format_and_posts_it_to_its_webhook() {
+    let receiver = support::http::Receiver::start();
+    let ws = Workspace::new();
+    ws.write("data.bin", "ward 7");
+    ws.write(
+        "jobs/files.toml",
+        "[schedule]\ncron = \"0 2 * * *\"\n\n[source]\nkind = \"file\"\npath = \"../data.bin\"\n",
+    );
+    ws.write(
+        "jobs/monthly-report.toml",
+        "kind = \"report\"\njobs = [\"files\"]\nperiod = \"3d\"\nwebhook = \"env:REPORT_HOOK\"\n\n[schedule]\ncron = \"0 6 1 * *\"\n",
+    );
+    let hook = format!("{}/hooks/report-token-789", receiver.url);
+    let run_at = |at: DateTime<Utc>, args: &[&str]| {
+        let now = at.to_rfc3339();
+        let r = ws.run_env(
+            args,
+            &[
+                ("COFFRE_TEST_NOW", now.as_str()),
+                ("REPORT_HOOK", hook.as_str()),
+            ],
+        );
+        r.ok();
+        r
+    };
+    // Backups on days 1 and 3: day 2 is missed.
+    run_at(day(1, 2), &["backup", "files"]);
+    run_at(day(3, 2), &["backup", "files"]);
+    let run = run_at(day(3, 12), &["job", "run", "monthly-report", "--json"]);
+    let stored: Vec<String> = json_lines(&run)
+        .iter()
+        .filter(|l| l["type"] == "report_stored")
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stored.len(), 3, "{}", run.stdout_text());
+    let stamp = day(3, 12).format("%Y%m%dT%H%M%SZ");
+    for (path, ext) in stored.iter().zip(["json", "md", "html"]) {
+        assert_eq!(
+            *path,
+            format!("backups/_reports/monthly-report/{stamp}.{ext}")
+        );
+        assert!(ws.path("store").join(path).is_file(), "{path}");
+    }
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(ws.path("store").join(&stored[0])).unwrap()).unwrap();
+    let missed = day(2, 0).date_naive().to_string();
+    assert_eq!(
+        kept["databases"][0]["missed_days"],
+        serde_json::json!([missed])
+    );
+    // The webhook got the report, and its summary names the finding.
+    let posted = receiver.received();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].path, "/hooks/report-token-789");
+    let body: Value = serde_json::from_str(&posted[0].body).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("no backup on {missed}")),
+        "{body}"
+    );
+    assert_eq!(body["coffre"]["report"]["databases"], kept["databases"]);
+    // The same run again (same second): the stored report is never replaced.
+    let again = ws.run_env(
+        &["job", "run", "monthly-report"],
+        &[
+            ("COFFRE_TEST_NOW", &day(3, 12).to_rfc3339()),
+            ("REPORT_HOOK", hook.as_str()),
+        ],
+    );
+    assert_ne!(
+        again.code, 0,
+        "a second report at the same time replaced the first"
+    );
+    // The webhook's URL (a credential) is in no output or log.
+    assert!(!format!("{}{}", run.stdout_text(), run.stderr).contains("report-token-789"));
 }

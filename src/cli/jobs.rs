@@ -59,6 +59,13 @@ fn print_run(run: &JobRun, output: Output) {
                 || super::rotate::outcome_json(outcome),
             );
         }
+        for stored in &done.reports {
+            super::commands::emit(
+                output,
+                || format!("report stored: {stored}"),
+                || json::object("report_stored", serde_json::json!({ "path": stored })),
+            );
+        }
     }
     super::commands::emit(output, || run_line(run), || run_json(run));
 }

@@ -36,6 +36,13 @@ pub enum TaskKind {
     Drill { jobs: Vec<String> },
     /// Rotate these targets' passwords (the `[[target]]`s of the file).
     Rotation { targets: Vec<String> },
+    /// The compliance report over the last `period`, of `jobs` (none: all), stored under
+    /// `_reports/` and posted to `webhook` when one is set.
+    Report {
+        jobs: Vec<String>,
+        period: std::time::Duration,
+        webhook: Option<SecretRef>,
+    },
 }
 
 impl TaskKind {
@@ -45,6 +52,7 @@ impl TaskKind {
             TaskKind::Prune { .. } => "prune",
             TaskKind::Drill { .. } => "drill",
             TaskKind::Rotation { .. } => "rotation",
+            TaskKind::Report { .. } => "report",
         }
     }
 
@@ -52,7 +60,9 @@ impl TaskKind {
     pub fn jobs(&self) -> &[String] {
         match self {
             TaskKind::Backup | TaskKind::Rotation { .. } => &[],
-            TaskKind::Prune { jobs } | TaskKind::Drill { jobs } => jobs,
+            TaskKind::Prune { jobs } | TaskKind::Drill { jobs } | TaskKind::Report { jobs, .. } => {
+                jobs
+            }
         }
     }
 }
@@ -71,6 +81,9 @@ struct OperationFile {
     heartbeat: Option<SecretRef>,
     /// Rotation jobs only.
     target: Option<toml::Value>,
+    /// Report jobs only: the period (default 30d) and where to post the report.
+    period: Option<crate::duration::HumanDuration>,
+    webhook: Option<SecretRef>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +92,7 @@ enum OperationKind {
     Prune,
     Drill,
     Rotation,
+    Report,
 }
 
 /// What a job file defines besides its task.
@@ -106,9 +120,9 @@ pub(super) fn load(path: &Path) -> Result<(Task, Defined)> {
         };
         return Ok((task, Defined::Backup(Box::new(job))));
     }
-    if !matches!(kind, "prune" | "drill" | "rotation") {
+    if !matches!(kind, "prune" | "drill" | "rotation" | "report") {
         return Err(Error::config(format!(
-            "{}: kind = \"{kind}\": a job is a backup (the default, with a [source]), a prune, a drill or a rotation",
+            "{}: kind = \"{kind}\": a job is a backup (the default, with a [source]), a prune, a drill, a rotation or a report",
             path.display()
         )));
     }
@@ -119,8 +133,19 @@ pub(super) fn load(path: &Path) -> Result<(Task, Defined)> {
     };
     super::job::check_name(&path.display().to_string(), &name)?;
     let mut defined = Defined::Nothing;
+    if !matches!(file.kind, OperationKind::Report)
+        && (file.period.is_some() || file.webhook.is_some())
+    {
+        return Err(Error::config(format!(
+            "{}: period and webhook belong in a report job (kind = \"report\")",
+            path.display()
+        )));
+    }
+    let dir = super::parent_dir(path);
     let kind = match file.kind {
-        OperationKind::Prune | OperationKind::Drill if file.target.is_some() => {
+        OperationKind::Prune | OperationKind::Drill | OperationKind::Report
+            if file.target.is_some() =>
+        {
             return Err(Error::config(format!(
                 "{}: [[target]] belongs in a rotation job (kind = \"rotation\")",
                 path.display()
@@ -128,6 +153,13 @@ pub(super) fn load(path: &Path) -> Result<(Task, Defined)> {
         }
         OperationKind::Prune => TaskKind::Prune { jobs: file.jobs },
         OperationKind::Drill => TaskKind::Drill { jobs: file.jobs },
+        OperationKind::Report => TaskKind::Report {
+            jobs: file.jobs,
+            period: file
+                .period
+                .map_or(std::time::Duration::from_secs(30 * 86_400), |p| p.0),
+            webhook: file.webhook.map(|r| r.relative_to(&dir, super::resolve)),
+        },
         OperationKind::Rotation => {
             let targets = super::rotation::targets(file.target, path)?;
             let names = targets.iter().map(|t| t.name.clone()).collect();
@@ -139,9 +171,7 @@ pub(super) fn load(path: &Path) -> Result<(Task, Defined)> {
         name,
         file: path.to_path_buf(),
         schedule: file.schedule,
-        heartbeat: file
-            .heartbeat
-            .map(|r| r.relative_to(&super::parent_dir(path), super::resolve)),
+        heartbeat: file.heartbeat.map(|r| r.relative_to(&dir, super::resolve)),
         kind,
     };
     Ok((task, defined))

@@ -21,6 +21,8 @@ pub struct Done {
     pub prune: Option<PruneOutcome>,
     pub drilled: Option<VerifyReport>,
     pub rotated: Vec<rotate::Outcome>,
+    /// Where a report job stored its report, one path per format.
+    pub reports: Vec<String>,
     pub failures: Vec<Error>,
 }
 
@@ -134,14 +136,12 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
         tracing::warn!("job '{}': releasing its lock: {e}", task.name);
     }
     let succeeded = done.failures.is_empty();
+    let previous = last_run(ctx, &task.name).await.ok().flatten();
     let last_success_at = match succeeded {
         true => Some(finished_at),
-        false => last_run(ctx, &task.name)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.last_success_at),
+        false => previous.as_ref().and_then(|r| r.last_success_at),
     };
+    let drills = drill_results(&done, finished_at, previous.as_ref());
     let record = RunRecord {
         task: task.name.clone(),
         kind: task.kind.name().into(),
@@ -155,6 +155,7 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
         plaintext_bytes: done.plaintext_bytes(),
         stored_bytes: done.stored_bytes(),
         last_success_at,
+        drills,
     };
     if let Err(e) = ctx.store.put_run_record(&record).await {
         tracing::warn!("job '{}': recording its run: {e}", task.name);
@@ -179,6 +180,120 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
         outcome: RunOutcome::Done(done),
         record: Some(record),
     })
+}
+
+/// Each database a drill run drilled: passed or not, its recovery time and point, and when
+/// its drill last passed (now, or as the previous run recorded).
+fn drill_results(
+    done: &Done,
+    finished_at: DateTime<Utc>,
+    previous: Option<&RunRecord>,
+) -> Vec<crate::store::DrillResult> {
+    let Some(report) = &done.drilled else {
+        return Vec::new();
+    };
+    report
+        .checked
+        .iter()
+        .filter_map(|c| {
+            let database = c
+                .backup
+                .as_ref()
+                .and_then(|b| b.manifest.manifest.database_shown().map(str::to_string));
+            let drill = match &c.outcome {
+                Outcome::Drilled(_, d) => Some(d),
+                Outcome::Failed(_) => None,
+                _ => return None,
+            };
+            let taken = c
+                .backup
+                .as_ref()
+                .map_or(c.location.time, |b| b.manifest.manifest.started_at);
+            let earlier = previous
+                .into_iter()
+                .flat_map(|r| &r.drills)
+                .find(|d| d.job == c.location.job && d.database == database)
+                .and_then(|d| d.last_passed_at);
+            Some(crate::store::DrillResult {
+                job: c.location.job.clone(),
+                database,
+                passed: drill.is_some(),
+                duration_seconds: drill.map(|d| d.duration_seconds()),
+                rows: drill.map(|d| d.counts.rows),
+                backup_age_seconds: drill
+                    .map_or(finished_at, |d| d.started_at)
+                    .signed_duration_since(taken)
+                    .num_seconds(),
+                last_passed_at: match drill {
+                    Some(_) => Some(finished_at),
+                    None => earlier,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Gather the report of the last `period`, store it in each format, and post its JSON to the
+/// webhook when one is set.
+async fn report_job(
+    ctx: &Context,
+    task: &str,
+    jobs: &[String],
+    period: std::time::Duration,
+    webhook: Option<&crate::secretstore::SecretRef>,
+) -> Result<Vec<String>> {
+    let to = crate::clock::now();
+    let period = chrono::Duration::from_std(period)
+        .map_err(|e| Error::config(format!("job '{task}': period: {e}")))?;
+    let scope = crate::report::Scope {
+        from: to - period,
+        to,
+        jobs: jobs.to_vec(),
+    };
+    let report = crate::report::gather(&ctx.config, &ctx.store, &scope).await?;
+    let json = serde_json::to_value(&report).expect("a report serializes");
+    let mut stored = Vec::new();
+    for (extension, text) in [
+        ("json", format!("{json}\n")),
+        ("md", crate::report::markdown::render(&report)),
+        ("html", crate::report::html::render(&report)),
+    ] {
+        stored.push(
+            ctx.store
+                .put_report(task, to, extension, text.into_bytes())
+                .await?,
+        );
+    }
+    if let Some(webhook) = webhook {
+        let url = crate::notify::read_url(&ctx.config, webhook, &format!("job '{task}': webhook"))
+            .await?;
+        let body = serde_json::json!({
+            "text": format!(
+                "coffre report {} to {}: {} findings{}",
+                scope.from.date_naive(),
+                scope.to.date_naive(),
+                report.findings.len(),
+                report.findings.first().map(|f| format!(", first: {f}")).unwrap_or_default()
+            ),
+            "coffre": { "report": json, "stored": stored },
+        });
+        let sent = reqwest::Client::new()
+            .post(url.as_str())
+            .timeout(std::time::Duration::from_secs(30))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        // The URL is a credential: never in the message.
+        sent.map_err(|e| {
+            Error::store(format!(
+                "job '{task}': posting the report to its webhook: {}",
+                e.without_url()
+            ))
+        })?;
+    }
+    Ok(stored)
 }
 
 /// The record of `task`'s last run, if it ran.
@@ -240,6 +355,13 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
                 }
             }
             done.drilled = Some(report);
+        }
+        TaskKind::Report {
+            jobs,
+            period,
+            webhook,
+        } => {
+            done.reports = report_job(ctx, &task.name, jobs, *period, webhook.as_ref()).await?;
         }
         TaskKind::Rotation { targets } => {
             let targets = rotate::select(&ctx.config, targets)?;

@@ -108,6 +108,27 @@ impl Store {
         Ok(())
     }
 
+    /// Store a report a report job made (`extension`: json, md, html), created never replaced;
+    /// returns where it is.
+    pub async fn put_report(
+        &self,
+        task: &str,
+        at: DateTime<Utc>,
+        extension: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String> {
+        let path = self.report_path(task, at, extension);
+        match self
+            .create_object(&path, bytes, "writing the report")
+            .await?
+        {
+            true => Ok(path.to_string()),
+            false => Err(crate::error::Error::store(format!(
+                "{path} exists already: a report is never replaced; run the job again in a second"
+            ))),
+        }
+    }
+
     /// A document stored beside the trail, if it exists.
     pub async fn read_audit_document(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.read_bounded(&self.audit_path(key), MAX_EVENT_BYTES)

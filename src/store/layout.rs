@@ -8,6 +8,7 @@
 //! {prefix}/_audit/events/{seq:012}.json                          (the audit trail, never replaced)
 //! {prefix}/_audit/{kind}/YYYY/MM/DD/...                          (documents beside it: incident reports)
 //! {prefix}/_runs/_audit-head.json                                (where the trail ended: a hint)
+//! {prefix}/_reports/{job}/{YYYYmmddTHHMMSSZ}.{json,md,html}      (reports a report job made)
 //! ```
 //! Job names start with a letter or digit, so the `_` directories never collide with a job.
 
@@ -30,6 +31,8 @@ pub(super) const AUDIT_EVENTS_DIR: &str = "events";
 /// Where the trail's last writer saw it end: only a hint (a stale or altered one costs a longer
 /// listing), so it may be replaced, and lives with the run records, not in the trail.
 pub(super) const AUDIT_HEAD_FILE: &str = "_audit-head.json";
+/// What report jobs made, never replaced.
+pub(super) const REPORTS_DIR: &str = "_reports";
 
 /// Where one backup lives: job, start time (to the second) and id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,6 +120,15 @@ impl Store {
         (name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()))
             .then(|| name.parse().ok())
             .flatten()
+    }
+
+    /// A report of job `task` made at `at`, in the format `extension` names.
+    pub(super) fn report_path(&self, task: &str, at: DateTime<Utc>, extension: &str) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join(REPORTS_DIR)
+            .join(task)
+            .join(format!("{}.{extension}", at.format(TIME_FORMAT)))
     }
 
     pub(super) fn audit_head_path(&self) -> ObjectPath {

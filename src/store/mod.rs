@@ -34,7 +34,7 @@ pub use backups::MAX_MANIFEST_BYTES;
 pub use layout::BackupRef;
 pub use leftovers::{Leftover, Stray};
 pub use listing::{Backup, Damaged, Listing};
-pub use runs::RunRecord;
+pub use runs::{DrillResult, RunRecord};
 pub use shared::SharedObject;
 pub use upload::{PartSizing, StagedUpload};
 

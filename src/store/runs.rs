@@ -8,7 +8,7 @@ use super::Store;
 use crate::error::{Error, Result};
 
 /// The record of a job's last run, kept in the store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub task: String,
     pub kind: String,
@@ -27,6 +27,24 @@ pub struct RunRecord {
     /// alerts watch).
     #[serde(default)]
     pub last_success_at: Option<DateTime<Utc>>,
+    /// For a drill: each database's last drill, and when its drill last passed (this run or
+    /// an earlier one: what "no passing drill for 48 hours" alerts watch).
+    #[serde(default)]
+    pub drills: Vec<DrillResult>,
+}
+
+/// One database's drill in a drill job's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillResult {
+    pub job: String,
+    pub database: Option<String>,
+    pub passed: bool,
+    /// The recovery time (restore and count), for a drill that passed.
+    pub duration_seconds: Option<f64>,
+    pub rows: Option<u64>,
+    /// The backup's age when drilled: the recovery point.
+    pub backup_age_seconds: i64,
+    pub last_passed_at: Option<DateTime<Utc>>,
 }
 
 impl RunRecord {
