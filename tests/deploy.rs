@@ -161,7 +161,7 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
             dir.display()
         );
         let daemon = dir.ends_with("daemon");
-        let (cronjobs, deployments) = if daemon { (0, 1) } else { (7, 0) };
+        let (cronjobs, deployments) = if daemon { (0, 1) } else { (8, 0) };
         assert_eq!(
             of_kind(&objects, "CronJob").len(),
             cronjobs,
@@ -216,14 +216,21 @@ fn the_base_and_every_overlay_build_and_validate_against_the_kubernetes_schemas(
     }
     for cronjob in of_kind(&secrets, "CronJob") {
         let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        // The report decrypts nothing: only the others mount the keys.
         let keys = pod["volumes"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|v| v["name"] == "keys")
-            .unwrap();
-        let secret = keys["secret"]["secretName"].as_str().unwrap();
-        assert!(names.contains(secret), "{secret} is not generated");
+            .find(|v| v["name"] == "keys");
+        assert_eq!(
+            keys.is_none(),
+            cronjob["metadata"]["name"] == "coffre-monthly-report",
+            "{cronjob}"
+        );
+        if let Some(keys) = keys {
+            let secret = keys["secret"]["secretName"].as_str().unwrap();
+            assert!(names.contains(secret), "{secret} is not generated");
+        }
         // The S3 keys are files where the overlay's config reads them.
         let s3 = pod["volumes"]
             .as_array()
@@ -291,7 +298,7 @@ fn every_pod_runs_under_the_restricted_pod_security_standard() {
     let mut all = pods(&base);
     all.extend(pods(&daemon));
     all.extend(pods(&incident));
-    assert_eq!(all.len(), 9);
+    assert_eq!(all.len(), 10);
     for (name, pod) in all {
         assert_eq!(pod["serviceAccountName"], "coffre", "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
@@ -682,4 +689,106 @@ fn the_manifests_agree_with_the_example_jobs() {
         .filter_map(|(location, _)| location.name.strip_prefix("coffre/").map(str::to_string))
         .collect();
     assert_eq!(secrets, read_through_the_api);
+}
+
+#[test]
+fn every_pod_tells_the_audit_trail_who_it_is_and_cronjobs_say_they_are_scheduled() {
+    let deploy = deploy_copy();
+    let mut dirs = overlays(&deploy.path().join("deploy"));
+    dirs.push(deploy.path().join("deploy/incident"));
+    for dir in dirs {
+        let (_, objects) = kustomize(&dir);
+        for (name, pod) in pods(&objects) {
+            let env = pod["containers"][0]["env"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no env"));
+            let field = |var: &str| {
+                env.iter()
+                    .find(|e| e["name"] == var)
+                    .unwrap_or_else(|| panic!("{name}: no {var}"))["valueFrom"]["fieldRef"]
+                    ["fieldPath"]
+                    .clone()
+            };
+            assert_eq!(field("COFFRE_POD_NAME"), "metadata.name", "{name}");
+            assert_eq!(
+                field("COFFRE_POD_NAMESPACE"),
+                "metadata.namespace",
+                "{name}"
+            );
+            assert_eq!(
+                field("COFFRE_SERVICE_ACCOUNT"),
+                "spec.serviceAccountName",
+                "{name}"
+            );
+            let trigger = env.iter().find(|e| e["name"] == "COFFRE_TRIGGER");
+            let cronjob = of_kind(&objects, "CronJob")
+                .iter()
+                .any(|c| c["metadata"]["name"] == name.as_str());
+            assert_eq!(
+                trigger.map(|t| t["value"].clone()),
+                cronjob.then(|| "schedule".into()),
+                "{name}: a CronJob's runs are scheduled; the daemon and the incident Job say so themselves"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_alert_rules_name_only_metrics_coffre_exports() {
+    let text = std::fs::read_to_string(root().join("deploy/monitoring/alerts.yaml")).unwrap();
+    let mut to_json = tool("python");
+    to_json.args([
+        "-c",
+        "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+    ]);
+    let rules: Value = serde_json::from_str(&pipe(&mut to_json, &text)).unwrap();
+    // The metrics of a drill run, as the Pushgateway or the daemon serves them.
+    let t = |s: &str| s.parse().unwrap();
+    let run = coffre::store::RunRecord {
+        task: "daily-drill".into(),
+        kind: "drill".into(),
+        holder: "pod/1/x".into(),
+        started_at: t("2026-11-24T05:00:00Z"),
+        finished_at: t("2026-11-24T05:01:00Z"),
+        status: "ok".into(),
+        class: None,
+        error: None,
+        backups: 0,
+        plaintext_bytes: 0,
+        stored_bytes: 0,
+        last_success_at: Some(t("2026-11-24T05:01:00Z")),
+        drills: vec![coffre::store::DrillResult {
+            job: "app-db".into(),
+            database: Some("app".into()),
+            passed: true,
+            duration_seconds: Some(12.5),
+            rows: Some(1000),
+            backup_age_seconds: 10_800,
+            last_passed_at: Some(t("2026-11-24T05:01:00Z")),
+        }],
+    };
+    let metrics = coffre::metrics::Metrics::new();
+    metrics.record(&run, true);
+    let exported = metrics.encode();
+    let mut alerts = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        alerts.insert(rule["alert"].as_str().unwrap().to_string());
+        let expr = rule["expr"].as_str().unwrap();
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("coffre_") {
+                assert!(
+                    exported.contains(&format!("\n{word}{{")),
+                    "{} uses {word}, which coffre does not export:\n{exported}",
+                    rule["alert"]
+                );
+            }
+        }
+    }
+    for needed in [
+        "CoffreBackupMissing",
+        "CoffreDrillFailing",
+        "CoffreDrillOverdue",
+    ] {
+        assert!(alerts.contains(needed), "{needed}");
+    }
 }

@@ -17,7 +17,8 @@ pub async fn run(ctx: &Context, command: &IncidentCommand) -> Result<()> {
         IncidentCommand::Close { output } => {
             let closed = incident::close(&ctx.store).await?;
             if let Some(i) = &closed {
-                let audit = Audit::logged(&ctx.store, ctx.config.audit.object_lock);
+                let audit = Audit::logged(&ctx.store, ctx.config.audit.object_lock)
+                    .triggered_by("incident");
                 audit
                     .record(incident_event(&audit, &i.incident_id, &i.scope, "closed"))
                     .await;
@@ -174,6 +175,7 @@ fn audit(ctx: &Context, json: bool) -> Audit<'_> {
             ),
         },
     )
+    .triggered_by("incident")
 }
 
 /// The incident's own event: it `started`, `resumed`, `reported` or was `closed`.
