@@ -10,7 +10,7 @@
 //! between any two modules at any depth); each line uses only the lines above it:
 //!
 //! ```text
-//! error, duration, schedule, process, failpoint, blocking, metered, sigv4   utilities
+//! error, duration, schedule, process, failpoint, blocking, metered, sigv4, clock   utilities
 //! k8s                      the Kubernetes API (Leases, Secrets, workloads)
 //! secretstore              where secrets are read from and published to
 //! crypto                   keys, stanzas and the data-object format
@@ -19,7 +19,8 @@
 //! config                   config and job files, validated
 //! db, source, store        database servers, dumps, the object store
 //! data                     what a backup stores, by format version: one writer, one reader
-//! audit, metrics, notify   what is reported, and where
+//! audit, metrics, notify   what is reported, and where (audit: the hash-linked trail)
+//! report                   the compliance report's shape and renderings
 //! ops                      the use cases
 //! cli                      the command line (and main.rs, the binary, on top)
 //! ```

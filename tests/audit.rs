@@ -154,7 +154,7 @@ fn each_operation_leaves_one_event_with_actor_and_trigger_and_no_secret_anywhere
 
     // No secret value in the trail, in any output, or in the log lines that carry the events.
     let mut stored = String::new();
-    for file in ws.store_files().iter().filter(|f| f.contains("_audit")) {
+    for file in ws.all_store_files().iter().filter(|f| f.contains("_audit")) {
         stored.push_str(&std::fs::read_to_string(ws.path("store").join(file)).unwrap());
     }
     let mut printed = String::new();

@@ -192,6 +192,89 @@ impl Event {
     }
 }
 
+impl Event {
+    /// What happened, in a few words (the kind and subject aside).
+    pub fn summary(&self) -> String {
+        match &self.what {
+            What::Backup {
+                backup_id: Some(id),
+                database,
+                stored_bytes,
+                ..
+            } => format!(
+                "backup {id}{} ({stored_bytes} bytes stored)",
+                database
+                    .as_ref()
+                    .map(|d| format!(" of {d}"))
+                    .unwrap_or_default()
+            ),
+            What::Backup { .. } => "backup".into(),
+            What::Verify { backup_id, .. } => format!("verified {backup_id}"),
+            What::Drill {
+                backup_id,
+                duration_seconds,
+                rows,
+                backup_age_seconds,
+                ..
+            } => format!(
+                "drilled {backup_id}: {} rows in {:.1} s, backup {} h old",
+                rows.map_or("-".into(), |r| r.to_string()),
+                duration_seconds.unwrap_or_default(),
+                backup_age_seconds / 3600
+            ),
+            What::Restore { backup_id, to, .. } => format!("restored {backup_id} to {to}"),
+            What::Prune {
+                deleted,
+                shared_deleted,
+                ..
+            } => {
+                let each: Vec<String> = deleted
+                    .iter()
+                    .map(|d| format!("{}: {}", d.backup_id, d.reason))
+                    .collect();
+                format!(
+                    "deleted {} backups ({}), {shared_deleted} shared objects",
+                    deleted.len(),
+                    each.join(", ")
+                )
+            }
+            What::Key {
+                action,
+                key_id,
+                removed_key_id,
+                backups,
+                ..
+            } => format!(
+                "key {action} {key_id}{} in {backups} backups",
+                removed_key_id
+                    .as_ref()
+                    .map(|r| format!(" (removed {r})"))
+                    .unwrap_or_default()
+            ),
+            What::JobRun { kind, backups, .. } => {
+                format!("{kind} job ran ({} backups)", backups.len())
+            }
+            What::LockTakeover {
+                previous_holder,
+                expired_at,
+                ..
+            } => format!("lock taken over from {previous_holder} (expired {expired_at})"),
+            What::Rotation {
+                from,
+                to,
+                fingerprint,
+                ..
+            } => format!("{from} -> {to} ({fingerprint})"),
+            What::Incident {
+                incident_id,
+                action,
+                scope,
+                ..
+            } => format!("incident {incident_id} {action} ({scope})"),
+        }
+    }
+}
+
 /// Every kind, as `audit list --kind` takes them.
 pub const KINDS: [&str; 10] = [
     "backup",

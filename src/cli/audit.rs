@@ -5,8 +5,8 @@ use serde_json::json;
 use super::args::AuditCommand;
 use super::commands::emit;
 use super::json::object;
+use crate::audit::Event;
 use crate::audit::trail::{self, Filter, Verification};
-use crate::audit::{Event, What};
 use crate::error::{Error, Result};
 use crate::manifest::rfc3339;
 use crate::ops::Context;
@@ -91,88 +91,9 @@ pub fn event_json(event: &Event) -> serde_json::Value {
     )
 }
 
-/// One line: number, time, kind, outcome, subject, who and why, and what happened.
+/// One line: number, time, kind, outcome, subject, what happened, who and why.
 fn event_line(e: &Event) -> String {
-    let what = match &e.what {
-        What::Backup {
-            backup_id,
-            database,
-            stored_bytes,
-            ..
-        } => match backup_id {
-            Some(id) => format!(
-                "backup {id}{} ({stored_bytes} bytes stored)",
-                database
-                    .as_ref()
-                    .map(|d| format!(" of {d}"))
-                    .unwrap_or_default()
-            ),
-            None => "backup".into(),
-        },
-        What::Verify { backup_id, .. } => format!("verified {backup_id}"),
-        What::Drill {
-            backup_id,
-            duration_seconds,
-            rows,
-            backup_age_seconds,
-            ..
-        } => format!(
-            "drilled {backup_id}: {} rows in {:.1} s, backup {} h old",
-            rows.map_or("-".into(), |r| r.to_string()),
-            duration_seconds.unwrap_or_default(),
-            backup_age_seconds / 3600
-        ),
-        What::Restore { backup_id, to, .. } => format!("restored {backup_id} to {to}"),
-        What::Prune {
-            deleted,
-            shared_deleted,
-            ..
-        } => format!(
-            "deleted {} backups ({}), {shared_deleted} shared objects",
-            deleted.len(),
-            deleted
-                .iter()
-                .map(|d| format!("{}: {}", d.backup_id, d.reason))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        What::Key {
-            action,
-            key_id,
-            removed_key_id,
-            backups,
-            ..
-        } => format!(
-            "key {action} {key_id}{} in {backups} backups",
-            removed_key_id
-                .as_ref()
-                .map(|r| format!(" (removed {r})"))
-                .unwrap_or_default()
-        ),
-        What::JobRun { kind, backups, .. } => {
-            format!("{kind} job ran ({} backups)", backups.len())
-        }
-        What::LockTakeover {
-            previous_holder,
-            expired_at,
-            ..
-        } => format!(
-            "lock taken over from {previous_holder} (expired {})",
-            rfc3339::format(expired_at)
-        ),
-        What::Rotation {
-            from,
-            to,
-            fingerprint,
-            ..
-        } => format!("{from} -> {to} ({fingerprint})"),
-        What::Incident {
-            incident_id,
-            action,
-            scope,
-            ..
-        } => format!("incident {incident_id} {action} ({scope})"),
-    };
+    let what = e.summary();
     format!(
         "{:>6} {} {:<13} {:<6} {:<16} {} by {} ({}){}",
         e.seq.map_or("-".into(), |s| s.to_string()),

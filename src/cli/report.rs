@@ -3,7 +3,8 @@
 use super::args::{ReportArgs, ReportFormat};
 use crate::error::{Error, Result};
 use crate::ops::Context;
-use crate::report::{self, Report, Scope};
+use crate::ops::report::{Scope, gather};
+use crate::report::{self, Report};
 
 pub async fn run(ctx: &Context, args: &ReportArgs) -> Result<()> {
     let scope = Scope {
@@ -17,7 +18,7 @@ pub async fn run(ctx: &Context, args: &ReportArgs) -> Result<()> {
             scope.from, scope.to
         )));
     }
-    let report = report::gather(&ctx.config, &ctx.store, &scope).await?;
+    let report = gather(&ctx.config, &ctx.store, &scope).await?;
     let format = match args.json {
         true => ReportFormat::Json,
         false => args.format,

@@ -245,12 +245,12 @@ async fn report_job(
     let to = crate::clock::now();
     let period = chrono::Duration::from_std(period)
         .map_err(|e| Error::config(format!("job '{task}': period: {e}")))?;
-    let scope = crate::report::Scope {
+    let scope = super::report::Scope {
         from: to - period,
         to,
         jobs: jobs.to_vec(),
     };
-    let report = crate::report::gather(&ctx.config, &ctx.store, &scope).await?;
+    let report = super::report::gather(&ctx.config, &ctx.store, &scope).await?;
     let json = serde_json::to_value(&report).expect("a report serializes");
     let mut stored = Vec::new();
     for (extension, text) in [

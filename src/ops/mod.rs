@@ -14,6 +14,7 @@ pub mod lock;
 mod partial_file;
 pub mod pick;
 pub mod prune;
+pub mod report;
 pub mod restore;
 pub mod rotate;
 pub mod verify;

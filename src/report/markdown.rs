@@ -38,6 +38,17 @@ pub fn render(r: &Report) -> String {
     for f in &r.findings {
         let _ = writeln!(w, "- {}", cell(f));
     }
+    backups(w, r);
+    drills(w, r);
+    credentials(w, r);
+    incidents(w, r);
+    restores(w, r);
+    audit(w, r);
+    out
+}
+
+/// Per database: backups against schedule and retention, keys, sizes per day.
+fn backups(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Backups\n");
     let _ = writeln!(
         w,
@@ -91,6 +102,10 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+}
+
+/// Every drill: result, recovery time, rows, the backup's age.
+fn drills(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Restore drills (recovery time and point)\n");
     let _ = writeln!(
         w,
@@ -114,6 +129,10 @@ pub fn render(r: &Report) -> String {
             d.backup_age_seconds as f64 / 3600.0
         );
     }
+}
+
+/// Each rotation target against its policy.
+fn credentials(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Credentials\n");
     let _ = writeln!(
         w,
@@ -133,6 +152,10 @@ pub fn render(r: &Report) -> String {
             c.failures
         );
     }
+}
+
+/// Each incident and its timeline.
+fn incidents(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Incidents\n");
     if r.incidents.is_empty() {
         let _ = writeln!(w, "None in the period.");
@@ -155,6 +178,10 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(w);
     }
+}
+
+/// Every restore, then every deletion, with who did it.
+fn restores(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Restores\n");
     let _ = writeln!(
         w,
@@ -198,6 +225,10 @@ pub fn render(r: &Report) -> String {
             cell(&x.reason)
         );
     }
+}
+
+/// Whether the chain holds, and its head to anchor the next check.
+fn audit(w: &mut String, r: &Report) {
     let _ = writeln!(w, "\n## Audit trail\n");
     let a = &r.audit;
     let _ = writeln!(
@@ -211,5 +242,4 @@ pub fn render(r: &Report) -> String {
         a.events_in_period,
         opt(&a.head)
     );
-    out
 }

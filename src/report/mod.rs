@@ -1,18 +1,15 @@
-//! `coffre report`: the evidence an auditor asks for, over a period (default the last 30
-//! days), from what the store holds: the audit trail, the backups kept, and the configured
-//! schedules and rotation policies. Gathered here into one value (`Report`, docs/JSON.md
-//! `report`), then rendered as JSON, Markdown (`markdown`) or one self-contained HTML page
-//! with charts (`html`).
+//! The compliance report's shape: the evidence an auditor asks for, over a period, from what
+//! the store holds (the audit trail, the backups kept) against the configured schedules and
+//! rotation policies. `ops::report` gathers it into one value (`Report`, docs/JSON.md
+//! `report`); here it is rendered as Markdown (`markdown`) or one self-contained HTML page
+//! with charts (`html`); JSON is its serialization.
 
-mod gather;
 pub mod html;
 pub mod markdown;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use uuid::Uuid;
-
-pub use gather::{Scope, gather};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {

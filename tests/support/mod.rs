@@ -230,8 +230,17 @@ impl Workspace {
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
-    /// Every file under the store, relative paths sorted.
+    /// Every file of the backups under the store, relative paths sorted: the audit trail, the
+    /// run records and the reports kept beside them aside (`all_store_files` has those too).
     pub fn store_files(&self) -> Vec<String> {
+        let beside = ["backups/_audit/", "backups/_runs/", "backups/_reports/"];
+        let mut out = self.all_store_files();
+        out.retain(|f| !beside.iter().any(|b| f.starts_with(b)));
+        out
+    }
+
+    /// Every file under the store, relative paths sorted.
+    pub fn all_store_files(&self) -> Vec<String> {
         let mut out = Vec::new();
         walk(&self.path("store"), &self.path("store"), &mut out);
         out.sort();

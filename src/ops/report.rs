@@ -1,15 +1,17 @@
-//! Gathering the evidence: the trail's events in the period, the backups kept now, and what
-//! the configuration requires of each job and rotation target.
+//! Gathering the evidence of `coffre report` (`crate::report` is its shape and renderings):
+//! the trail's events in the period, the backups kept now, and what the configuration
+//! requires of each job and rotation target.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::*;
 use crate::audit::{Event, What, trail};
 use crate::config::{CertificateIssuer, RotationTarget, TargetKind};
 use crate::config::{Config, Job};
 use crate::error::Result;
+use crate::report::*;
 use crate::store::{Backup, Store};
+use uuid::Uuid;
 
 /// What a report covers.
 #[derive(Clone, Debug)]
@@ -31,7 +33,7 @@ pub async fn gather(config: &Config, store: &Store, scope: &Scope) -> Result<Rep
     };
     let read = trail::read(store, None).await?;
     let listing = store.list(None).await?;
-    let stanzas = crate::ops::keys::stanzas_of(store, &listing).await;
+    let stanzas = super::keys::stanzas_of(store, &listing).await;
     let in_period = |e: &&Event| e.at >= scope.from && e.at < scope.to;
     let period: Vec<&Event> = read.events.iter().filter(in_period).collect();
     let job_names: BTreeSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
