@@ -50,7 +50,9 @@ pub async fn backup(ctx: &Context, jobs: &[String], all: bool, output: Output) -
         Err(e) => return Err(keys::offer_new_key(e, Some(&ctx.store)).await),
     };
     let mut failures = Vec::new();
-    for outcome in backup::backup_jobs(ctx, &jobs, &recipients).await {
+    let outcomes = backup::backup_jobs(ctx, &jobs, &recipients).await;
+    evidence::backed_up_all(&ctx.audit(), &outcomes).await;
+    for outcome in outcomes {
         for made in &outcome.backups {
             emit(
                 output,

@@ -49,23 +49,20 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
     {
         Ok(key) => key,
         Err(e) => {
-            let audit = ctx.audit();
-            for job in jobs {
-                outcomes.push(JobOutcome {
+            return jobs
+                .iter()
+                .map(|job| JobOutcome {
                     job: job.name.clone(),
                     failures: vec![Error::new(e.class(), e.message().to_string())],
                     ..JobOutcome::default()
-                });
-                super::evidence::backed_up(&audit, outcomes.last().expect("pushed")).await;
-            }
-            return outcomes;
+                })
+                .collect();
         }
     };
     let keys = Keys {
         recipients,
         dedup_key: dedup_key.as_ref(),
     };
-    let audit = ctx.audit();
     for job in jobs {
         if ctx.stop.is_cancelled() {
             break;
@@ -78,12 +75,8 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
                 ..JobOutcome::default()
             },
         };
-        super::evidence::backed_up(&audit, &outcome).await;
         if !outcome.backups.is_empty() && job.retention.prune_after_backup {
             let pruned = prune::prune(&ctx.store, &[job], crate::clock::now(), false).await;
-            if let Ok(pruned) = &pruned {
-                super::evidence::pruned(&audit, pruned).await;
-            }
             outcome.prune = Some(pruned);
         }
         outcomes.push(outcome);

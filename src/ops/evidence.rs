@@ -23,8 +23,18 @@ fn ended<T>(result: &Result<T, Error>) -> (&'static str, Option<String>) {
     }
 }
 
+/// What `backup_jobs` did: each job's backups and failures, and the prune after them.
+pub async fn backed_up_all(audit: &Audit<'_>, outcomes: &[JobOutcome]) {
+    for outcome in outcomes {
+        backed_up(audit, outcome).await;
+        if let Some(Ok(pruned)) = &outcome.prune {
+            self::pruned(audit, pruned).await;
+        }
+    }
+}
+
 /// The backups a job made, and each that failed.
-pub async fn backed_up(audit: &Audit<'_>, outcome: &JobOutcome) {
+async fn backed_up(audit: &Audit<'_>, outcome: &JobOutcome) {
     for made in &outcome.backups {
         let m = &made.manifest;
         let what = What::Backup {

@@ -322,7 +322,9 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
     match &task.kind {
         TaskKind::Backup => {
             let job = ctx.config.job(&task.name)?;
-            for outcome in backup::backup_jobs(ctx, &[job], &keys().await?).await {
+            let outcomes = backup::backup_jobs(ctx, &[job], &keys().await?).await;
+            evidence::backed_up_all(&ctx.audit(), &outcomes).await;
+            for outcome in outcomes {
                 done.backups.extend(outcome.backups);
                 done.failures.extend(outcome.failures);
                 match outcome.prune {
