@@ -470,7 +470,8 @@ async fn requests_coffre_signs_itself_pass_a_signature_checking_s3_and_a_wrong_s
     assert_eq!(err.class(), coffre::error::Class::Auth, "{err}");
 }
 
-/// The audit trail of rotations under Object Lock: every event object is locked when written.
+/// The audit trail under Object Lock: every event object is locked when written, and so are
+/// the reports a report job stores.
 #[test]
 fn audit_events_are_locked_when_the_config_says_so() {
     let prefix = unique("audit");
@@ -494,6 +495,10 @@ fn audit_events_are_locked_when_the_config_says_so() {
     env.push(("PG_ADMIN", &password));
     ws.run_env(&["rotate", "app"], &env).ok();
     assert_all_locked(&format!("{prefix}/_audit"), 6);
+    // A report job's report, in its three formats, is locked the same way.
+    ws.write("jobs/monthly-report.toml", "kind = \"report\"\n");
+    ws.run_env(&["job", "run", "monthly-report"], &env).ok();
+    assert_all_locked(&format!("{prefix}/_reports"), 3);
 
     // A store that cannot lock is a config error before anything runs.
     let ws = Workspace::new();

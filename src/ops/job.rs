@@ -258,9 +258,15 @@ async fn report_job(
         ("md", crate::report::markdown::render(&report)),
         ("html", crate::report::html::render(&report)),
     ] {
+        // Locked as the audit trail is, from now (the report's own time may be a test's).
+        let lock = ctx.config.audit.object_lock.map(|l| {
+            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(l.days));
+            (l.mode, until)
+        });
+        let bytes = text.into_bytes();
         stored.push(
             ctx.store
-                .put_report(task, to, extension, text.into_bytes())
+                .put_report(task, to, extension, bytes, lock)
                 .await?,
         );
     }

@@ -108,25 +108,31 @@ impl Store {
         Ok(())
     }
 
-    /// Store a report a report job made (`extension`: json, md, html), created never replaced;
-    /// returns where it is.
+    /// Store a report a report job made (`extension`: json, md, html), created never replaced,
+    /// and locked as the audit trail is; returns where it is.
     pub async fn put_report(
         &self,
         task: &str,
         at: DateTime<Utc>,
         extension: &str,
         bytes: Vec<u8>,
+        lock: Option<(LockMode, DateTime<Utc>)>,
     ) -> Result<String> {
         let path = self.report_path(task, at, extension);
-        match self
+        if !self
             .create_object(&path, bytes, "writing the report")
             .await?
         {
-            true => Ok(path.to_string()),
-            false => Err(crate::error::Error::store(format!(
+            return Err(crate::error::Error::store(format!(
                 "{path} exists already: a report is never replaced; run the job again in a second"
-            ))),
+            )));
         }
+        if let Some((mode, until)) = lock {
+            self.locker("the reports")?
+                .retain(&path, mode, until)
+                .await?;
+        }
+        Ok(path.to_string())
     }
 
     /// A document stored beside the trail, if it exists.
