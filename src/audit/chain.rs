@@ -6,6 +6,8 @@
 //! finds. Within a process, one writer at a time, which remembers where the trail ends.
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashSet;
 use tokio::sync::Mutex;
 
 use super::{Event, link_hash};
@@ -16,6 +18,9 @@ use crate::store::Store;
 /// Give up after this many places found taken in a row (a trail written that fast is not one
 /// coffre writes).
 const MAX_RACES: u32 = 200;
+
+/// Events read at once when looking back for a replayed event.
+const READ_CONCURRENCY: usize = 32;
 
 /// Where the trail ends: the next free place, and the link to the event before it.
 #[derive(Clone, Debug)]
@@ -28,6 +33,9 @@ pub(super) struct Chain<'a> {
     store: &'a Store,
     lock: Option<ObjectLockConfig>,
     end: Mutex<Option<End>>,
+    /// The ids of the trail's last events when first asked (`recently_holds`), and of every
+    /// event appended here since: read once per process, not once per question.
+    recent: Mutex<Option<HashSet<String>>>,
 }
 
 impl<'a> Chain<'a> {
@@ -36,6 +44,7 @@ impl<'a> Chain<'a> {
             store,
             lock,
             end: Mutex::new(None),
+            recent: Mutex::new(None),
         }
     }
 
@@ -61,6 +70,9 @@ impl<'a> Chain<'a> {
                     self.store
                         .lock_audit_event(at.next, (lock.mode, until))
                         .await?;
+                }
+                if let Some(recent) = self.recent.lock().await.as_mut() {
+                    recent.insert(event.id.clone());
                 }
                 if let Err(e) = self.store.put_audit_head_hint(at.next).await {
                     tracing::debug!("audit trail: the hint of its end: {e}");
@@ -89,8 +101,22 @@ impl<'a> Chain<'a> {
         Ok(created || self.store.read_audit_event(seq).await?.as_deref() == Some(bytes))
     }
 
-    /// Whether an event with `id` is among the trail's last `window` events.
+    /// Whether an event with `id` is among the trail's last `window` events (as they were when
+    /// first asked) or was appended here since.
     pub async fn recently_holds(&self, id: &str, window: u64) -> Result<bool> {
+        if let Some(ids) = self.recent.lock().await.as_ref() {
+            return Ok(ids.contains(id));
+        }
+        // Read without holding `recent`: `append` takes `end`, then `recent`.
+        let last = self.last_ids(window).await?;
+        let mut recent = self.recent.lock().await;
+        let ids = recent.get_or_insert_with(HashSet::new);
+        ids.extend(last);
+        Ok(ids.contains(id))
+    }
+
+    /// The ids of the trail's last `window` events, read a few at once.
+    async fn last_ids(&self, window: u64) -> Result<HashSet<String>> {
         let mut end = self.end.lock().await;
         let at = match end.take() {
             Some(at) => at,
@@ -99,15 +125,17 @@ impl<'a> Chain<'a> {
         let next = at.next;
         *end = Some(at);
         drop(end);
-        for seq in (next.saturating_sub(window)..next).rev() {
-            let Some(bytes) = self.store.read_audit_event(seq).await? else {
-                continue;
-            };
-            if serde_json::from_slice::<Event>(&bytes).is_ok_and(|e| e.id == id) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let reads = (next.saturating_sub(window)..next).map(|seq| self.store.read_audit_event(seq));
+        let events: Vec<Option<Vec<u8>>> = futures::stream::iter(reads)
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(events
+            .iter()
+            .flatten()
+            .filter_map(|bytes| serde_json::from_slice::<Event>(bytes).ok())
+            .map(|e| e.id)
+            .collect())
     }
 
     /// Store a document beside the trail, locked as its events are.
