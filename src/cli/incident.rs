@@ -111,19 +111,15 @@ async fn finish(
     let stored = audit
         .store_document("incident", &id.to_string(), bytes)
         .await;
-    let mut event = incident_event(audit, &id, &report.scope, "reported");
-    if let What::Incident {
-        complete,
-        report: key,
-        report_sha256,
-        ..
-    } = &mut event.what
-    {
-        *complete = Some(report.complete);
-        *key = stored.as_ref().ok().cloned().flatten();
-        *report_sha256 = Some(sha256);
-    }
-    audit.record(event).await;
+    let reported = What::Incident {
+        incident_id: id,
+        scope: report.scope.clone(),
+        action: "reported".into(),
+        complete: Some(report.complete),
+        report: stored.as_ref().ok().cloned().flatten(),
+        report_sha256: Some(sha256),
+    };
+    audit.record(audit.event(reported, "ok", None)).await;
     if report.complete {
         incident::close(&ctx.store).await?;
     }
@@ -178,7 +174,7 @@ fn audit(ctx: &Context, json: bool) -> Audit<'_> {
     .triggered_by("incident")
 }
 
-/// The incident's own event: it `started`, `resumed`, `reported` or was `closed`.
+/// The incident's own event: it `started`, `resumed` or was `closed`.
 fn incident_event(audit: &Audit<'_>, id: &uuid::Uuid, scope: &str, action: &str) -> Event {
     let what = What::Incident {
         incident_id: *id,

@@ -76,8 +76,8 @@ pub async fn backup_jobs(ctx: &Context, jobs: &[&Job], recipients: &[Secret]) ->
             },
         };
         if !outcome.backups.is_empty() && job.retention.prune_after_backup {
-            let pruned = prune::prune(&ctx.store, &[job], crate::clock::now(), false).await;
-            outcome.prune = Some(pruned);
+            outcome.prune =
+                Some(prune::prune(&ctx.store, &[job], crate::clock::now(), false).await);
         }
         outcomes.push(outcome);
     }

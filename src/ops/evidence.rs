@@ -16,10 +16,10 @@ use crate::error::Error;
 use crate::store::{Backup, BackupRef};
 
 /// `ok`, or `failed` and why.
-fn ended<T>(result: &Result<T, Error>) -> (&'static str, Option<String>) {
-    match result {
-        Ok(_) => ("ok", None),
-        Err(e) => ("failed", Some(e.message().to_string())),
+fn ended(failure: Option<&Error>) -> (&'static str, Option<String>) {
+    match failure {
+        None => ("ok", None),
+        Some(e) => ("failed", Some(e.message().to_string())),
     }
 }
 
@@ -96,10 +96,7 @@ pub async fn pruned(audit: &Audit<'_>, outcome: &PruneOutcome) {
             shared_deleted,
             kept,
         };
-        let (outcome, detail) = match report.failures.first() {
-            None => ("ok", None),
-            Some(e) => ("failed", Some(e.message().to_string())),
-        };
+        let (outcome, detail) = ended(report.failures.first());
         audit.record(audit.event(what, outcome, detail)).await;
     }
 }
@@ -114,10 +111,7 @@ pub async fn checked(
     drilling: bool,
 ) {
     let database = backup.and_then(|b| b.manifest.manifest.database_shown().map(str::to_string));
-    let (outcome, detail) = match result {
-        Ok(()) => ("ok", None),
-        Err(e) => ("failed", Some(e.message().to_string())),
-    };
+    let (outcome, detail) = ended(result.err());
     let what = match drilling {
         false => What::Verify {
             job: location.job.clone(),
@@ -182,7 +176,7 @@ pub async fn restored<T>(
         ),
         other => other.describe(),
     };
-    let (outcome, detail) = ended(result);
+    let (outcome, detail) = ended(result.as_ref().err());
     let what = What::Restore {
         job: backup.location.job.clone(),
         backup_id: backup.location.id,
@@ -217,7 +211,7 @@ pub struct KeyEvent<'a> {
 }
 
 pub async fn key_changed<T>(audit: &Audit<'_>, change: KeyEvent<'_>, result: &Result<T, Error>) {
-    let (outcome, detail) = ended(result);
+    let (outcome, detail) = ended(result.as_ref().err());
     let what = What::Key {
         job: change.job.map(str::to_string),
         action: change.action.into(),
@@ -243,10 +237,7 @@ pub async fn job_ran(
         started_at,
         backups,
     };
-    let (outcome, detail) = match failure {
-        None => ("ok", None),
-        Some(e) => ("failed", Some(e.message().to_string())),
-    };
+    let (outcome, detail) = ended(failure);
     audit.record(audit.event(what, outcome, detail)).await;
 }
 
