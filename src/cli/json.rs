@@ -108,7 +108,7 @@ fn opened(backup: &Backup, s: &OpenSummary, drill: Option<&DrillReport>) -> Valu
             "rows": d.counts.rows,
             "restore_seconds": d.restore_seconds,
             "count_seconds": d.count_seconds,
-            "backup_age_seconds": (d.started_at - backup.manifest.manifest.started_at).num_seconds(),
+            "backup_age_seconds": d.backup_age().num_seconds(),
         })),
     })
 }

@@ -137,7 +137,7 @@ pub fn drilled(backup: &Backup, drill: &DrillReport) -> String {
         drill.duration_seconds(),
         drill.restore_seconds,
         drill.count_seconds,
-        age(drill.started_at - m.started_at),
+        age(drill.backup_age()),
     )
 }
 

@@ -66,6 +66,8 @@ pub struct DrillReport {
     pub server: String,
     pub counts: TableCounts,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the backup drilled was taken.
+    pub backup_taken_at: chrono::DateTime<chrono::Utc>,
     /// Download, decrypt and load, streamed (so overlapped): seconds until the data was in.
     pub restore_seconds: f64,
     /// Counting the tables and rows that arrived.
@@ -76,6 +78,11 @@ impl DrillReport {
     /// The achieved recovery time: restored and counted.
     pub fn duration_seconds(&self) -> f64 {
         self.restore_seconds + self.count_seconds
+    }
+
+    /// The backup's age when the drill began: the recovery point achieved.
+    pub fn backup_age(&self) -> chrono::Duration {
+        self.started_at - self.backup_taken_at
     }
 }
 
@@ -113,6 +120,7 @@ pub async fn drill(
             server: address,
             counts: timed.counts,
             started_at,
+            backup_taken_at: backup.manifest.manifest.started_at,
             restore_seconds: timed.restore_seconds,
             count_seconds: timed.count_seconds,
         },

@@ -120,14 +120,15 @@ pub async fn checked(
         },
         true => {
             let taken_at = backup.map_or(location.time, |b| b.manifest.manifest.started_at);
-            let began = drill.map_or_else(crate::clock::now, |d| d.started_at);
+            // A failed drill has no report: the backup's age now.
+            let age = drill.map_or_else(|| crate::clock::now() - taken_at, DrillReport::backup_age);
             What::Drill {
                 job: location.job.clone(),
                 backup_id: location.id,
                 database,
                 server: drill.map(|d| d.server.clone()),
                 backup_taken_at: taken_at,
-                backup_age_seconds: (began - taken_at).num_seconds(),
+                backup_age_seconds: age.num_seconds(),
                 restore_seconds: drill.map(|d| d.restore_seconds),
                 count_seconds: drill.map(|d| d.count_seconds),
                 duration_seconds: drill.map(DrillReport::duration_seconds),

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::drill::DrillReport;
 use super::lock::{self, Acquired, LockRecord, Locks};
 use super::prune::PruneOutcome;
 use super::verify::{self, Outcome, VerifyReport};
@@ -220,9 +221,9 @@ fn drill_results(
                 passed: drill.is_some(),
                 duration_seconds: drill.map(|d| d.duration_seconds()),
                 rows: drill.map(|d| d.counts.rows),
+                // A failed drill has no report: the backup's age when the run ended.
                 backup_age_seconds: drill
-                    .map_or(finished_at, |d| d.started_at)
-                    .signed_duration_since(taken)
+                    .map_or_else(|| finished_at - taken, DrillReport::backup_age)
                     .num_seconds(),
                 last_passed_at: match drill {
                     Some(_) => Some(finished_at),
