@@ -9,6 +9,7 @@ use super::lock::{self, Acquired, LockRecord, Locks};
 use super::prune::PruneOutcome;
 use super::verify::{self, Outcome, VerifyReport};
 use super::{Context, backup, evidence, prune, rotate};
+use crate::audit::Audit;
 use crate::config::{Job, Task, TaskKind};
 use crate::error::{Class, Error, Result};
 use crate::notify::Notifier;
@@ -102,14 +103,10 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
             });
         }
     };
+    // One writer of the trail for the whole run: it finds the trail's end once.
+    let audit = ctx.audit();
     if let Some(expired) = &guard.took_over {
-        evidence::lock_taken_over(
-            &ctx.audit(),
-            &task.name,
-            &expired.holder,
-            expired.expires_at,
-        )
-        .await;
+        evidence::lock_taken_over(&audit, &task.name, &expired.holder, expired.expires_at).await;
     }
     let heartbeat = notifier
         .heartbeat(&ctx.config, task)
@@ -129,7 +126,7 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
         }
     };
     let done = tokio::select! {
-        done = run_body(ctx, task) => done,
+        done = run_body(ctx, task, &audit) => done,
         () = renewing => unreachable!("renewing never ends"),
     };
     let finished_at = crate::clock::now();
@@ -164,7 +161,7 @@ pub async fn run(ctx: &Context, task: &Task, runner: &Runner) -> Result<JobRun> 
     let made = done.backups.iter().map(|b| b.location.id).collect();
     let kind = task.kind.name();
     evidence::job_ran(
-        &ctx.audit(),
+        &audit,
         &task.name,
         kind,
         started_at,
@@ -253,17 +250,17 @@ async fn report_job(
     };
     let report = super::report::gather(&ctx.config, &ctx.store, &scope).await?;
     let json = serde_json::to_value(&report).expect("a report serializes");
+    // Locked as the audit trail is, from now (the report's own time may be a test's).
+    let lock = ctx.config.audit.object_lock.map(|l| {
+        let until = chrono::Utc::now() + chrono::Duration::days(i64::from(l.days));
+        (l.mode, until)
+    });
     let mut stored = Vec::new();
     for (extension, text) in [
         ("json", format!("{json}\n")),
         ("md", crate::report::markdown::render(&report)),
         ("html", crate::report::html::render(&report)),
     ] {
-        // Locked as the audit trail is, from now (the report's own time may be a test's).
-        let lock = ctx.config.audit.object_lock.map(|l| {
-            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(l.days));
-            (l.mode, until)
-        });
         let bytes = text.into_bytes();
         stored.push(
             ctx.store
@@ -316,21 +313,21 @@ fn operands<'a>(ctx: &'a Context, kind: &TaskKind) -> Result<Vec<&'a Job>> {
     }
 }
 
-async fn run_body(ctx: &Context, task: &Task) -> Done {
+async fn run_body(ctx: &Context, task: &Task, audit: &Audit<'_>) -> Done {
     let mut done = Done::default();
-    if let Err(e) = run_kind(ctx, task, &mut done).await {
+    if let Err(e) = run_kind(ctx, task, audit, &mut done).await {
         done.failures.push(e);
     }
     done
 }
 
-async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
+async fn run_kind(ctx: &Context, task: &Task, audit: &Audit<'_>, done: &mut Done) -> Result<()> {
     let keys = || ctx.config.encryption.load_keys(&ctx.config.secrets);
     match &task.kind {
         TaskKind::Backup => {
             let job = ctx.config.job(&task.name)?;
             let outcomes = backup::backup_jobs(ctx, &[job], &keys().await?).await;
-            evidence::backed_up_all(&ctx.audit(), &outcomes).await;
+            evidence::backed_up_all(audit, &outcomes).await;
             for outcome in outcomes {
                 done.backups.extend(outcome.backups);
                 done.failures.extend(outcome.failures);
@@ -344,7 +341,7 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
         TaskKind::Prune { .. } => {
             let jobs = operands(ctx, &task.kind)?;
             let mut pruned = prune::prune(&ctx.store, &jobs, crate::clock::now(), false).await?;
-            evidence::pruned(&ctx.audit(), &pruned).await;
+            evidence::pruned(audit, &pruned).await;
             if let Some(report) = &mut pruned.report {
                 done.failures.append(&mut report.failures);
             }
@@ -354,7 +351,7 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
             let jobs = operands(ctx, &task.kind)?;
             let report =
                 verify::drill_newest(&ctx.config, &ctx.store, &keys().await?, &jobs).await?;
-            evidence::checked_all(&ctx.audit(), &report, true).await;
+            evidence::checked_all(audit, &report, true).await;
             for checked in &report.checked {
                 if let Outcome::Failed(e) = &checked.outcome {
                     done.failures.push(Error::new(
@@ -374,19 +371,20 @@ async fn run_kind(ctx: &Context, task: &Task, done: &mut Done) -> Result<()> {
         }
         TaskKind::Rotation { targets } => {
             let targets = rotate::select(&ctx.config, targets)?;
-            let audit = ctx.audit();
+            // The rotations' own events that the store did not take fail the run.
+            let unstored_before = audit.unstored().len();
             let options = rotate::RotateOptions {
                 only_due: true,
                 ..rotate::RotateOptions::new(&audit.origin().trigger, ctx.stop.clone())
             };
-            for result in rotate::rotate(&targets, &ctx.config.secrets, &audit, &options).await {
+            for result in rotate::rotate(&targets, &ctx.config.secrets, audit, &options).await {
                 match result {
                     Ok(outcome) => done.rotated.push(outcome),
                     Err(e) => done.failures.push(e),
                 }
             }
-            done.failures
-                .extend(audit.unstored().into_iter().map(Error::store));
+            let unstored = audit.unstored().into_iter().skip(unstored_before);
+            done.failures.extend(unstored.map(Error::store));
         }
     }
     Ok(())
