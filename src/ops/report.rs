@@ -110,11 +110,6 @@ pub async fn gather(config: &Config, store: &Store, scope: &Scope) -> Result<Rep
     Ok(report)
 }
 
-/// The database (series) a backup event is of: the database, or the job's single series.
-fn series_of(database: &Option<String>) -> Option<String> {
-    database.clone()
-}
-
 /// One row per database of `job`: from the backups kept and the backup events.
 fn job_evidence(
     job: &Job,
@@ -138,7 +133,7 @@ fn job_evidence(
             first_seen = Some(first_seen.map_or(e.at, |f| f.min(e.at)));
             match e.outcome.as_str() {
                 "ok" => {
-                    series.insert(series_of(database));
+                    series.insert(database.clone());
                 }
                 _ if e.at >= scope.from && e.at < scope.to => failed += 1,
                 _ => {}
@@ -188,7 +183,7 @@ fn database_evidence(
                 plaintext_bytes,
                 stored_bytes,
                 ..
-            } if *j == job.name && series_of(d) == database && e.outcome == "ok" => {
+            } if *j == job.name && *d == database && e.outcome == "ok" => {
                 taken.insert(*id, (e.at, *plaintext_bytes, *stored_bytes));
             }
             What::Prune {
