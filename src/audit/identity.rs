@@ -16,16 +16,20 @@ impl Origin {
     /// This process, started by `trigger` unless `COFFRE_TRIGGER` names one (a CronJob sets
     /// `schedule`; a person running `job run` by hand may set `manual`).
     pub fn current(trigger: &str) -> Self {
-        let trigger = std::env::var("COFFRE_TRIGGER")
-            .ok()
-            .filter(|t| ["schedule", "manual", "incident"].contains(&t.as_str()))
-            .unwrap_or_else(|| trigger.to_string());
         Self {
             actor: actor(),
             host: host(),
-            trigger,
+            trigger: self::trigger(trigger),
         }
     }
+}
+
+/// `COFFRE_TRIGGER` when it names a trigger, else `default`.
+pub fn trigger(default: &str) -> String {
+    std::env::var("COFFRE_TRIGGER")
+        .ok()
+        .filter(|t| ["schedule", "manual", "incident"].contains(&t.as_str()))
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn host() -> String {

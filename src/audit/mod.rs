@@ -76,7 +76,7 @@ impl<'a> Audit<'a> {
     /// What started the events that follow: `schedule`, `manual` or `incident`
     /// (`COFFRE_TRIGGER` overrides it).
     pub fn triggered_by(mut self, trigger: &str) -> Self {
-        self.origin = Origin::current(trigger);
+        self.origin.trigger = identity::trigger(trigger);
         self
     }
 
